@@ -1,0 +1,29 @@
+"""Domain errors raised by services; views and APIs map them to HTTP responses."""
+
+
+class DomainError(Exception):
+    """A request the domain refuses; ``code`` names the kind for API clients."""
+
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, *, detail: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotAMember(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class InvalidLabel(DomainError):
+    code = "invalid_label"
+
+
+class SampleNotAvailable(DomainError):
+    """The sample is leased by someone else, already labeled, or outside the project."""
+
+    code = "sample_not_available"
+    status = 409

@@ -1,0 +1,55 @@
+"""API tokens and the log of every prediction served."""
+from __future__ import annotations
+
+from django.db import models
+
+from annotation.models import Project
+from learning.models import ModelVersion
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        PREDICT = "predict"
+        FEEDBACK = "feedback"
+        ADMIN = "admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, default="")
+    # Only a sha256 of the key is stored; the key itself is shown once, at creation.
+    key_hash = models.CharField(max_length=64, unique=True)
+    key_prefix = models.CharField(max_length=12)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.key_prefix}…"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+class PredictionLog(models.Model):
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        CLIENT_ERROR = "client_error"
+        SERVER_ERROR = "server_error"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token = models.ForeignKey(
+        ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField()
+    latency_ms = models.FloatField()
+    predicted_label = models.CharField(max_length=200, blank=True, default="")
+    confidence = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"], name="predictionlog_by_time")]

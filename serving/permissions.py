@@ -1,0 +1,31 @@
+"""Permission classes: a token acts only on its own project, within its scopes."""
+from __future__ import annotations
+
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from annotation.models import Project
+from serving.models import ApiToken
+
+
+class TokenHasProjectScope(BasePermission):
+    """Allow a token on the URL's project when it carries the view's ``required_scope``."""
+
+    message = "this token may not do that on this project"
+
+    def has_permission(self, request: Request, view) -> bool:
+        token = request.auth
+        if not isinstance(token, ApiToken):
+            return False
+        slug = view.kwargs.get("slug")
+        if token.project.slug != slug:
+            if not Project.objects.filter(slug=slug).exists():
+                raise NotFound(f"no project {slug!r}")
+            self.message = "this token belongs to another project"
+            return False
+        scope = getattr(view, "required_scope", None)
+        if scope not in token.scopes:
+            self.message = f"this token lacks the {scope!r} scope"
+            return False
+        return True
