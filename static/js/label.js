@@ -9,6 +9,9 @@
     const button = document.querySelector('#label-form button[data-key="' + CSS.escape(event.key) + '"]');
     if (!button) return;
     event.preventDefault();
+    // htmx wires up a swapped-in card only when it settles (20 ms later); a key pressed
+    // before that would submit the form natively and reload the page. Processing is idempotent.
+    if (window.htmx) htmx.process(button.form);
     button.click();
   });
 

@@ -1,0 +1,82 @@
+"""Fixtures of the browser tests: headless Debian Chromium driven by Playwright's sync API.
+
+No browser is ever downloaded (never run ``playwright install``): the tests drive the system
+Chromium at ``/usr/bin/chromium``. Without it they skip locally and fail under ``CI=true``.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_service
+
+# Playwright's sync API keeps an asyncio event loop running in the test thread, so every
+# Django ORM call made by the test (factories, assertions) would otherwise raise
+# SynchronousOnlyOperation. The test thread never runs async code of its own.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # No network traffic besides the live server.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+]
+TIMEOUT_MS = 5_000
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        require_service("chromium", f"the e2e tests drive the system browser at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A page in a fresh context (no cookies shared between tests) based at the live server."""
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def login(page):
+    """Log ``user`` in through the login form (password "pw", see UserFactory)."""
+
+    def do_login(user, password: str = "pw") -> None:
+        page.goto("/login/")
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", password)
+        with page.expect_navigation():
+            page.click("form button[type=submit].primary")
+        assert "/login/" not in page.url, "login failed"
+
+    return do_login

@@ -1,0 +1,157 @@
+"""The active-learning loop on real parts: HTTP labeling -> Redis -> Celery worker -> API.
+
+Labels are submitted through the labeling page of a live server; each full batch queues a
+retrain whose message goes through Redis to a separate ``celery worker`` process, which
+trains on PostgreSQL data and promotes the model; the predict API then answers with it.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import time
+
+import pytest
+import requests
+
+from annotation.models import Label, Membership, Sample
+from learning.models import ModelVersion
+from serving.models import PredictionLog
+from serving.services import api_token_create
+from tests.factories import ImageSampleFactory, MembershipFactory, ProjectFactory, UserFactory, png_bytes
+
+pytestmark = pytest.mark.integration
+
+N_POOL = 60
+N_TEST = 20
+BATCHES = 2
+TRAIN_TIMEOUT = 90.0
+HTTP_TIMEOUT = 30
+
+SAMPLE_CARD = re.compile(r'<section id="sample-card"[^>]*\bdata-sample="(\d*)"')
+
+
+def _card_sample_id(html: str) -> int:
+    match = SAMPLE_CARD.search(html)
+    assert match, f"no #sample-card in the page:\n{html[:2000]}"
+    assert match.group(1), f"the labeling page offers no sample:\n{html[:2000]}"
+    return int(match.group(1))
+
+
+def _login(session: requests.Session, base_url: str, username: str) -> None:
+    response = session.get(f"{base_url}/login/", timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200
+    csrftoken = session.cookies.get("csrftoken")
+    assert csrftoken, "the login page set no csrftoken cookie"
+    response = session.post(
+        f"{base_url}/login/",
+        data={"username": username, "password": "pw", "csrfmiddlewaretoken": csrftoken},
+        allow_redirects=False,
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 302, response.text[:2000]
+    assert session.cookies.get("sessionid"), "login set no session cookie"
+
+
+def _wait_for_training(project, worker, expected_versions: int) -> ModelVersion:
+    """Wait until ``expected_versions`` versions exist, none is pending, and one is served."""
+    deadline = time.monotonic() + TRAIN_TIMEOUT
+    while True:
+        versions = list(ModelVersion.objects.filter(project=project).order_by("number"))
+        pending = [v for v in versions if v.status in (ModelVersion.Status.QUEUED,
+                                                       ModelVersion.Status.TRAINING)]
+        served = [v for v in versions if v.is_served]
+        if len(versions) >= expected_versions and not pending and served:
+            return served[0]
+        if not worker.alive():
+            pytest.fail(f"the celery worker died:\n{worker.log()}")
+        if time.monotonic() > deadline:
+            states = [(v.number, v.status, v.is_served, v.error) for v in versions]
+            pytest.fail(
+                f"no finished, served model version after {TRAIN_TIMEOUT:.0f}s; versions: "
+                f"{states}\n----- worker log -----\n{worker.log()}"
+            )
+        time.sleep(0.25)
+
+
+def test_labels_over_http_retrain_in_worker_and_predict_names_the_new_version(
+    live_server, celery_worker
+):
+    project = ProjectFactory(batch_size=10, labels=["0", "1", "2"], image_size=8)
+    truth: dict[int, str] = {}
+    for split, n in ((Sample.Split.POOL, N_POOL), (Sample.Split.TEST, N_TEST)):
+        for i in range(n):
+            value = project.labels[i % len(project.labels)]
+            truth[ImageSampleFactory(project=project, split=split, true_label=value).pk] = value
+    annotator = UserFactory()
+    MembershipFactory(project=project, user=annotator, role=Membership.Role.ANNOTATOR)
+    assert not ModelVersion.objects.filter(project=project).exists()
+
+    base_url = live_server.url
+    label_url = f"{base_url}/projects/{project.slug}/label/"
+    with requests.Session() as session:
+        _login(session, base_url, annotator.username)
+        response = session.get(label_url, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text[:2000]
+        assert response.url == label_url, "not logged in: the labeling page redirected"
+        sample_id = _card_sample_id(response.text)
+
+        for _ in range(BATCHES * project.batch_size):
+            response = session.post(
+                label_url,
+                data={"sample": sample_id, "value": truth[sample_id]},
+                headers={"X-CSRFToken": session.cookies["csrftoken"], "HX-Request": "true"},
+                timeout=HTTP_TIMEOUT,
+            )
+            assert response.status_code == 200, response.text[:2000]
+            assert 'role="alert"' not in response.text, response.text[:2000]
+            assert "<html" not in response.text.lower(), "htmx POST should return only the card"
+            sample_id = _card_sample_id(response.text)
+
+    labels = Label.objects.filter(sample__project=project)
+    assert labels.count() == BATCHES * project.batch_size
+    assert all(label.value == truth[label.sample_id] for label in labels)
+    assert labels.filter(sample__split=Sample.Split.POOL).exists()
+    assert labels.filter(sample__split=Sample.Split.TEST).exists()
+
+    served = _wait_for_training(project, celery_worker, expected_versions=BATCHES)
+
+    # Every version was trained by the worker process, reached through Redis.
+    versions = list(ModelVersion.objects.filter(project=project).order_by("number"))
+    assert [v.number for v in versions] == list(range(1, BATCHES + 1))
+    assert celery_worker.received_tasks() >= BATCHES, celery_worker.log()
+    assert all(v.status == ModelVersion.Status.READY for v in versions), [
+        (v.number, v.status, v.error) for v in versions
+    ]
+    assert served.status == ModelVersion.Status.READY
+    assert served.accuracy is not None and 0.0 <= served.accuracy <= 1.0
+    assert served.macro_f1 is not None and 0.0 <= served.macro_f1 <= 1.0
+    assert len(served.artifact_sha256) == 64
+    assert served.trained_on_label_count and served.trained_on_label_count > 0
+    assert served.test_label_count and served.test_label_count > 0
+    assert versions[-1].trained_on_label_count > versions[0].trained_on_label_count
+    # The worker rescored the remaining pool with the served model.
+    assert versions[-1].scored_sample_count and versions[-1].scored_sample_count > 0
+
+    _token, key = api_token_create(project=project, scopes=["predict"])
+    image = base64.b64encode(png_bytes(1, size=8, seed=1234)).decode()
+    response = requests.post(
+        f"{base_url}/api/v1/projects/{project.slug}/predict",
+        json={"instances": [{"image_base64": image}]},
+        headers={"Authorization": f"Token {key}"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == served.number
+    assert len(body["predictions"]) == 1
+    prediction = body["predictions"][0]
+    assert prediction["label"] in project.labels
+    assert 0.0 <= prediction["confidence"] <= 1.0
+    assert set(prediction["probabilities"]) == set(project.labels)
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert prediction["confidence"] == pytest.approx(max(prediction["probabilities"].values()))
+
+    log = PredictionLog.objects.get(project=project, model_version=served)
+    assert log.outcome == PredictionLog.Outcome.OK
+    assert log.status_code == 200
+    assert log.predicted_label == prediction["label"]

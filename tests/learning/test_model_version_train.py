@@ -1,0 +1,100 @@
+"""Retrain: trigger on a full batch, coalesce, evaluate on the test split, promote, rescore."""
+import pytest
+
+from annotation.models import Sample
+from annotation.services import label_submit
+from learning import artifacts
+from learning.models import ModelVersion
+from learning.services import model_version_request, model_version_train
+
+
+@pytest.fixture
+def labeled_project(project, annotator, make_samples):
+    """A project whose pool and test samples are all labeled with their true class."""
+    project.batch_size = 1000  # no automatic trigger; tests request explicitly
+    project.save()
+    samples = make_samples(30, 12)
+    for i, sample in enumerate(samples):
+        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3 if i < 30 else (i - 30) % 3])
+    return project
+
+
+def test_model_version_train_fits_evaluates_promotes_and_rescores(labeled_project, make_samples,
+                                                                 django_capture_on_commit_callbacks):
+    unlabeled = make_samples(9)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_request(project=labeled_project)
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+    assert version.is_served and version.trained_on_label_count == 30
+    assert version.test_label_count == 12
+    assert version.accuracy > 0.9 and version.macro_f1 > 0.9
+    assert len(version.metrics["confusion_matrix"]) == 3
+    assert version.artifact_sha256 and version.label_snapshot_sha256
+    scores = Sample.objects.filter(pk__in=[s.pk for s in unlabeled]).values_list("score", flat=True)
+    assert all(0 <= s <= 1 for s in scores) and len(set(scores)) > 1
+    assert version.scored_sample_count == 9
+
+
+def test_batch_of_labels_triggers_exactly_one_retrain(project, annotator, make_samples,
+                                                      django_capture_on_commit_callbacks):
+    project.batch_size = 6
+    project.save()
+    samples = make_samples(8, 4)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        for i, sample in enumerate(samples[:5]):
+            label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+    assert ModelVersion.objects.count() == 0 and not callbacks
+    label_submit(sample=samples[5], annotator=annotator, value="0")
+    assert ModelVersion.objects.count() == 1
+    label_submit(sample=samples[6], annotator=annotator, value="1")
+    assert ModelVersion.objects.count() == 1  # counted from the newest request
+
+
+def test_requests_coalesce_into_the_queued_version(labeled_project):
+    first = model_version_request(project=labeled_project)
+    second = model_version_request(project=labeled_project)
+    assert first.pk == second.pk and ModelVersion.objects.count() == 1
+
+
+def test_one_class_fails_with_reason_and_keeps_served_model(project, annotator, make_samples):
+    samples = make_samples(6, 2)
+    for sample in samples:
+        label_submit(sample=sample, annotator=annotator, value="1")
+    version = model_version_request(project=project)
+    model_version_train(version_id=version.pk)
+    version.refresh_from_db()
+    assert version.status == "failed" and "only one class" in version.error
+    assert not ModelVersion.objects.filter(is_served=True).exists()
+
+
+def test_worse_model_is_not_promoted(labeled_project, annotator):
+    good = model_version_request(project=labeled_project)
+    model_version_train(version_id=good.pk)
+    # Relabel the pool wrongly: the next model learns garbage and must not be served.
+    from annotation.models import Label
+    Label.objects.filter(sample__split="pool").update(value="0")
+    Label.objects.filter(sample__split="pool", id__in=list(
+        Label.objects.filter(sample__split="pool").values_list("id", flat=True)[:10])).update(value="2")
+    bad = model_version_request(project=labeled_project)
+    model_version_train(version_id=bad.pk)
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert bad.status == "ready" and not bad.is_served and good.is_served
+    assert bad.promotion_note.startswith("not promoted")
+
+
+def test_training_a_claimed_version_again_is_a_no_op(labeled_project):
+    version = model_version_request(project=labeled_project)
+    assert model_version_train(version_id=version.pk) is not None
+    assert model_version_train(version_id=version.pk) is None
+
+
+def test_tampered_artifact_is_refused(labeled_project):
+    version = model_version_request(project=labeled_project)
+    model_version_train(version_id=version.pk)
+    version.refresh_from_db()
+    path = artifacts.artifact_root() / version.artifact_path
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(artifacts.ArtifactError):
+        artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
