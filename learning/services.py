@@ -134,7 +134,7 @@ def _fit(version: ModelVersion) -> None:
     label_ids = sorted(label_id for _s, _v, label_id in train_rows + test_rows)
     X_train = sample_feature_matrix(project=project, samples=[s for s, _v, _id in train_rows])
     started = time.perf_counter()
-    estimator = build_estimator(project.model_spec).fit(X_train, y_train)
+    estimator = build_estimator(project.model_spec, kind=project.kind).fit(X_train, y_train)
     version.fit_seconds = time.perf_counter() - started
     version.trained_on_label_count = len(train_rows)
     version.test_label_count = len(test_rows)
@@ -250,10 +250,17 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
         served = ModelVersion.objects.filter(project=version.project, is_served=True).first()
         if served is not None:
             started = time.perf_counter()
-            count = pool_score(project=version.project, version=served)
-            ModelVersion.objects.filter(pk=version.pk).update(
-                score_seconds=time.perf_counter() - started, scored_sample_count=count
-            )
+            try:
+                count = pool_score(project=version.project, version=served)
+            except Exception as exc:  # the version stays ready; the queue keeps old scores
+                logger.exception("rescoring the pool of %s failed", version.project)
+                ModelVersion.objects.filter(pk=version.pk).update(
+                    error=f"pool rescoring failed: {type(exc).__name__}: {exc}"
+                )
+            else:
+                ModelVersion.objects.filter(pk=version.pk).update(
+                    score_seconds=time.perf_counter() - started, scored_sample_count=count
+                )
     _start_next_queued(version.project_id)
     return version
 
