@@ -3,17 +3,11 @@
 No browser is ever downloaded (never run ``playwright install``): the tests drive the system
 Chromium at ``/usr/bin/chromium``. Without it they skip locally and fail under ``CI=true``.
 """
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_service
-
-# Playwright's sync API keeps an asyncio event loop running in the test thread, so every
-# Django ORM call made by the test (factories, assertions) would otherwise raise
-# SynchronousOnlyOperation. The test thread never runs async code of its own.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,23 +29,30 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 5_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One headless Chromium per test module.
+
+    While Playwright's sync API is started, an asyncio event loop counts as running in the
+    test thread, so Django's ORM calls made by the test (factories, assertions) would raise
+    SynchronousOnlyOperation; the test thread never runs async code of its own, so the check
+    is switched off, but only while the browser lives. Module scope stops Playwright before
+    tests of other folders run, which therefore keep Django's async-safety check.
+    """
     if not CHROMIUM.exists():
         require_service("chromium", f"the e2e tests drive the system browser at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
 
 
 @pytest.fixture

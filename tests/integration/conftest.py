@@ -86,7 +86,7 @@ def _reset_producer_pool(app) -> None:
 
 
 @pytest.fixture
-def celery_broker(integration_broker_url):
+def celery_broker(integration_broker_url, monkeypatch):
     """Make this process publish tasks to Redis instead of running them eagerly.
 
     The test settings make Celery eager; for the duration of the test the app (shared by
@@ -100,10 +100,15 @@ def celery_broker(integration_broker_url):
     client.flushdb()
     client.close()
 
+    # Celery reads CELERY_BROKER_URL (and _READ_/_WRITE_) from the environment before its
+    # configuration, so the environment must name the integration db too.
+    for name in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
+        monkeypatch.setenv(name, integration_broker_url)
     saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
     app.conf.task_always_eager = False
     app.conf.broker_url = integration_broker_url
     _reset_producer_pool(app)
+    assert app.conf.broker_write_url == integration_broker_url
     yield integration_broker_url
     _reset_producer_pool(app)
     for key, value in saved.items():
