@@ -13,3 +13,4 @@ class ApiTokenAdmin(admin.ModelAdmin):
 @admin.register(PredictionLog)
 class PredictionLogAdmin(admin.ModelAdmin):
     list_display = ["project", "model_version", "outcome", "predicted_label", "confidence", "created_at"]
+    search_fields = ["prediction_id"]

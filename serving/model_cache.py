@@ -1,10 +1,29 @@
-"""The served model of each project, loaded once per process and swapped on promotion."""
+"""The models each process serves: loaded once, sha-checked, swapped soon after a promotion.
+
+Two caches live here, both per process:
+
+- the *served* model of each project. Which version is served is looked up at most once
+  per ``SERVING_MODEL_CHECK_SECONDS`` (default 0.5 s) per project, so a promotion made by
+  any process is picked up within that interval plus the load time, without a restart,
+  and a request normally costs a dict lookup instead of a query. A promotion made through
+  :func:`invalidate` (the promote API) is seen at once by the promoting process.
+- a small LRU of *pinned* versions (``?version=N``), keyed by (project, number). Only ``ready``
+  versions are cached, and a ready version's artifact never changes, so a hit needs no
+  query at all.
+
+An artifact whose sha256 does not match the database is never loaded: the previous served
+model keeps serving, the refusal is logged and written to the version's ``error``, and the
+load is not retried for ``REFUSED_RETRY_SECONDS``.
+"""
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
+from django.conf import settings
 from sklearn.base import ClassifierMixin
 
 from annotation.errors import DomainError
@@ -13,9 +32,28 @@ from learning.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
+REFUSED_RETRY_SECONDS = 30.0
+MAX_VERSION_NUMBER = 2**31 - 1  # PositiveIntegerField's range on every backend
+_ROW_FIELDS = ("id", "number", "status", "artifact_path", "artifact_sha256")
+
 
 class NoServedModel(DomainError):
     code = "no_model"
+    status = 409
+
+
+class UnknownVersion(DomainError):
+    code = "unknown_version"
+    status = 404
+
+
+class VersionNotReady(DomainError):
+    code = "version_not_ready"
+    status = 409
+
+
+class ArtifactRefused(DomainError):
+    code = "artifact_refused"
     status = 409
 
 
@@ -26,22 +64,69 @@ class LoadedModel:
     estimator: ClassifierMixin
 
 
+@dataclass
+class _Check:
+    checked_at: float
+    version_id: int | None
+
+
 _lock = threading.Lock()
-_served: dict[int, LoadedModel] = {}
+_served: dict[int, LoadedModel] = {}  # project id -> model being served
+_checks: dict[int, _Check] = {}  # project id -> last served-version lookup
+_pinned: OrderedDict[tuple[int, int], LoadedModel] = OrderedDict()  # (project, number), LRU
+_refused: dict[tuple[int, str], float] = {}  # (version id, sha256) -> when refused
+
+
+def _check_seconds() -> float:
+    return float(getattr(settings, "SERVING_MODEL_CHECK_SECONDS", 0.5))
+
+
+def _served_row(project_id: int) -> dict | None:
+    return (
+        ModelVersion.objects.filter(project_id=project_id, is_served=True)
+        .values(*_ROW_FIELDS)
+        .first()
+    )
+
+
+def _load(row: dict) -> ClassifierMixin:
+    """Load a version's artifact, sha-checked; record and raise ``ArtifactRefused`` if bad."""
+    key = (row["id"], row["artifact_sha256"])
+    refused_at = _refused.get(key)
+    if refused_at is not None and time.monotonic() - refused_at < REFUSED_RETRY_SECONDS:
+        raise ArtifactRefused(
+            f"model version {row['number']}'s artifact failed its integrity check"
+        )
+    try:
+        estimator = artifacts.load(path=row["artifact_path"], sha256=row["artifact_sha256"])
+    except artifacts.ArtifactError as exc:
+        logger.error("refusing artifact of model version %s: %s", row["id"], exc)
+        _refused[key] = time.monotonic()
+        ModelVersion.objects.filter(pk=row["id"]).update(error=f"serving refused artifact: {exc}")
+        raise ArtifactRefused(
+            f"model version {row['number']}'s artifact failed its integrity check"
+        ) from exc
+    _refused.pop(key, None)
+    return estimator
 
 
 def served_model(*, project_id: int) -> LoadedModel:
     """Return the project's served model, loading it only when the served version changed.
 
-    The check is one indexed query per call. If the newly served artifact fails its hash
-    check, the previously loaded model keeps serving and the error is logged.
+    The served version is looked up at most once per ``SERVING_MODEL_CHECK_SECONDS``. If a
+    newly served artifact fails its hash check, the previously loaded model keeps serving.
     """
-    row = (
-        ModelVersion.objects.filter(project_id=project_id, is_served=True)
-        .values("id", "number", "artifact_path", "artifact_sha256")
-        .first()
-    )
+    now = time.monotonic()
     current = _served.get(project_id)
+    check = _checks.get(project_id)
+    if check is not None and now - check.checked_at < _check_seconds():
+        if current is not None:
+            return current
+        if check.version_id is None:
+            raise NoServedModel("this project has no served model yet; label a batch first")
+        raise NoServedModel("the served model's artifact failed its integrity check")
+    row = _served_row(project_id)
+    _checks[project_id] = _Check(checked_at=now, version_id=row["id"] if row else None)
     if row is None:
         if current is not None:
             return current
@@ -52,19 +137,69 @@ def served_model(*, project_id: int) -> LoadedModel:
         current = _served.get(project_id)
         if current is not None and current.version_id == row["id"]:
             return current
+        pinned = _pinned.get((project_id, row["number"]))
         try:
-            estimator = artifacts.load(path=row["artifact_path"], sha256=row["artifact_sha256"])
-        except artifacts.ArtifactError:
-            logger.exception("refusing artifact of model version %s", row["id"])
+            loaded = pinned if pinned is not None and pinned.version_id == row["id"] else (
+                LoadedModel(version_id=row["id"], number=row["number"], estimator=_load(row))
+            )
+        except ArtifactRefused:
             if current is not None:
                 return current
             raise NoServedModel("the served model's artifact failed its integrity check")
-        loaded = LoadedModel(version_id=row["id"], number=row["number"], estimator=estimator)
         _served[project_id] = loaded
         return loaded
 
 
+def version_model(*, project_id: int, number: int) -> LoadedModel:
+    """Return version ``number`` of the project, loading and sha-checking it on first use.
+
+    Raise ``UnknownVersion`` (404) when there is no such version, ``VersionNotReady`` (409)
+    when it has no usable model, and ``ArtifactRefused`` (409) when its artifact is bad.
+    """
+    served = _served.get(project_id)
+    if served is not None and served.number == number:
+        return served
+    key = (project_id, number)
+    pinned = _pinned.get(key)
+    if pinned is not None:
+        with _lock:
+            if key in _pinned:
+                _pinned.move_to_end(key)
+        return pinned
+    row = None
+    if 0 < number <= MAX_VERSION_NUMBER:
+        row = (
+            ModelVersion.objects.filter(project_id=project_id, number=number)
+            .values(*_ROW_FIELDS)
+            .first()
+        )
+    if row is None:
+        raise UnknownVersion(f"this project has no model version {number}", detail={"version": number})
+    if row["status"] != ModelVersion.Status.READY:
+        raise VersionNotReady(
+            f"model version {number} is {row['status']}, not ready",
+            detail={"version": number, "status": row["status"]},
+        )
+    with _lock:
+        pinned = _pinned.get(key)
+        if pinned is None or pinned.version_id != row["id"]:
+            pinned = LoadedModel(version_id=row["id"], number=number, estimator=_load(row))
+            _pinned[key] = pinned
+            while len(_pinned) > int(getattr(settings, "SERVING_PINNED_MODELS", 4)):
+                _pinned.popitem(last=False)
+        _pinned.move_to_end(key)
+        return pinned
+
+
+def invalidate(project_id: int) -> None:
+    """Make the next request of this process look up the project's served version again."""
+    _checks.pop(project_id, None)
+
+
 def clear() -> None:
-    """Forget every loaded model (tests)."""
+    """Forget every loaded model and lookup (tests)."""
     with _lock:
         _served.clear()
+        _checks.clear()
+        _pinned.clear()
+        _refused.clear()

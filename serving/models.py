@@ -44,6 +44,9 @@ class PredictionLog(models.Model):
     token = models.ForeignKey(
         ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The id returned with each prediction, so clients can send feedback on it later; the
+    # row's own pk does not exist yet when the response leaves (logs are written in bulk).
+    prediction_id = models.UUIDField(null=True, blank=True, unique=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     status_code = models.PositiveSmallIntegerField()
     latency_ms = models.FloatField()

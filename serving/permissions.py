@@ -10,7 +10,11 @@ from serving.models import ApiToken
 
 
 class TokenHasProjectScope(BasePermission):
-    """Allow a token on the URL's project when it carries the view's ``required_scope``."""
+    """Allow a token on the URL's project when it carries one of the view's ``required_scopes``.
+
+    A token of another project gets 403 (or 404 when the URL's project does not exist),
+    never the other project's data.
+    """
 
     message = "this token may not do that on this project"
 
@@ -24,8 +28,9 @@ class TokenHasProjectScope(BasePermission):
                 raise NotFound(f"no project {slug!r}")
             self.message = "this token belongs to another project"
             return False
-        scope = getattr(view, "required_scope", None)
-        if scope not in token.scopes:
-            self.message = f"this token lacks the {scope!r} scope"
+        required = tuple(getattr(view, "required_scopes", ()))
+        if not required or not set(required) & set(token.scopes):
+            wanted = " or ".join(f"'{s}'" for s in required) or "a declared"
+            self.message = f"this token lacks the {wanted} scope"
             return False
         return True

@@ -1,31 +1,40 @@
-"""Predict with a project's served model, and create API tokens."""
+"""Predict with a project's models, choose the served version, create and revoke API tokens."""
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import secrets
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from annotation.errors import DomainError
 from annotation.models import Project
-from learning import features
+from learning.models import ModelVersion
+from learning.services import TrainingError, model_version_promote
+from serving import model_cache
 from serving.authentication import key_hash
-from serving.model_cache import served_model
+from serving.instances import InvalidInstance, instances_featurize
 from serving.models import ApiToken
+from serving.selectors import model_version_get, model_version_served
 
-
-class InvalidInstance(DomainError):
-    code = "invalid_instance"
+__all__ = [
+    "InvalidInstance",
+    "Prediction",
+    "PredictionBatch",
+    "api_token_create",
+    "api_token_revoke",
+    "Promotion",
+    "predict",
+    "served_version_set",
+]
 
 
 @dataclass(frozen=True)
 class Prediction:
+    id: uuid.UUID
     label: str
     confidence: float
     probabilities: dict[str, float]
@@ -36,6 +45,12 @@ class PredictionBatch:
     model_version_id: int
     model_version: int
     predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: ModelVersion
+    previous_version: int | None
 
 
 @transaction.atomic
@@ -57,36 +72,28 @@ def api_token_create(
     return token, key
 
 
-def _image_row(index: int, instance: dict, project: Project) -> np.ndarray:
-    encoded = instance.get("image_base64")
-    if not isinstance(encoded, str) or not encoded:
-        raise InvalidInstance(
-            f"instances[{index}]: an image project needs 'image_base64', a base64 string",
-            detail={"index": index},
-        )
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInstance(f"instances[{index}]: image_base64 is not valid base64",
-                              detail={"index": index})
-    try:
-        image = features.open_image(io.BytesIO(data), max_pixels=settings.MAX_IMAGE_PIXELS)
-    except features.FeatureError as exc:
-        raise InvalidInstance(f"instances[{index}]: {exc}", detail={"index": index})
-    return features.image_vector(image, size=project.image_size)
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token from its next request on; revoking twice keeps the first time."""
+    now = timezone.now()
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
+    token.refresh_from_db(fields=["revoked_at"])
+    return token
 
 
-def instances_featurize(*, project: Project, instances: Sequence[dict]) -> np.ndarray:
-    """Return the feature matrix of API instances, naming the first bad one if any."""
-    if project.kind != Project.Kind.IMAGE:
-        raise InvalidInstance(f"projects of kind {project.kind!r} cannot predict yet")
-    return np.vstack([_image_row(i, inst, project) for i, inst in enumerate(instances)])
+def predict(
+    *, project: Project, instances: Sequence[Mapping], version: int | None = None
+) -> PredictionBatch:
+    """Predict every instance with one ``predict_proba`` call.
 
-
-def predict(*, project: Project, instances: Sequence[dict]) -> PredictionBatch:
-    """Predict every instance with one ``predict_proba`` call on the served model."""
+    Use the served model, or version number ``version`` when given (404 if the project has
+    no such version, 409 unless it is ready). Each prediction gets a fresh id clients can
+    quote when they send feedback.
+    """
     X = instances_featurize(project=project, instances=instances)
-    model = served_model(project_id=project.pk)
+    if version is None:
+        model = model_cache.served_model(project_id=project.pk)
+    else:
+        model = model_cache.version_model(project_id=project.pk, number=version)
     proba = model.estimator.predict_proba(X)
     classes = [str(c) for c in model.estimator.classes_]
     predictions = []
@@ -95,8 +102,34 @@ def predict(*, project: Project, instances: Sequence[dict]) -> PredictionBatch:
         by_label.update({label: float(p) for label, p in zip(classes, row)})
         best = int(np.argmax(row))
         predictions.append(
-            Prediction(label=classes[best], confidence=float(row[best]), probabilities=by_label)
+            Prediction(id=uuid.uuid4(), label=classes[best], confidence=float(row[best]),
+                       probabilities=by_label)
         )
     return PredictionBatch(
         model_version_id=model.version_id, model_version=model.number, predictions=predictions
     )
+
+
+def served_version_set(*, project: Project, number: int, note: str = "") -> Promotion:
+    """Serve version ``number`` of ``project`` (roll back or forward); only ready versions.
+
+    The artifact is loaded and sha-checked first (warming this process's cache), so a
+    version that no process could serve is refused with 409 instead of being promoted.
+    Other processes pick the change up within ``SERVING_MODEL_CHECK_SECONDS``.
+    """
+    version = model_version_get(project=project, number=number)
+    if version is None:
+        raise model_cache.UnknownVersion(
+            f"this project has no model version {number}", detail={"version": number}
+        )
+    model_cache.version_model(project_id=project.pk, number=number)  # 409 unless ready and intact
+    previous = model_version_served(project=project)
+    try:  # model_version_promote is atomic and locks the project row
+        version = model_version_promote(
+            version=version, note=note or f"promoted through the API at {timezone.now():%Y-%m-%d %H:%M:%S} UTC"
+        )
+    except TrainingError as exc:  # the version changed state under us
+        raise model_cache.VersionNotReady(str(exc), detail={"version": number}) from exc
+    project_id = project.pk
+    transaction.on_commit(lambda: model_cache.invalidate(project_id))  # now, unless nested
+    return Promotion(version=version, previous_version=previous.number if previous else None)

@@ -149,6 +149,23 @@ PREDICTION_LOG_BUFFERED = env.bool("PREDICTION_LOG_BUFFERED", default=True)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=20_000_000)
 TRAINING_STALE_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 
+# API settings (serving app: body limits, throttle rates, model cache).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024**2)  # 413 above, unparsed
+PREDICT_MAX_TOTAL_PIXELS = env.int("PREDICT_MAX_TOTAL_PIXELS", default=100_000_000)  # per request
+# Per token; "<n>/<s|min|h|day>". Counters live in the default cache (per process unless
+# CACHES points at a shared backend such as Redis).
+API_THROTTLE_RATES = {
+    "predict": env("API_THROTTLE_PREDICT", default="6000/min"),
+    "feedback": env("API_THROTTLE_FEEDBACK", default="600/min"),
+    "admin": env("API_THROTTLE_ADMIN", default="60/min"),
+    "read": env("API_THROTTLE_READ", default="600/min"),
+}
+# How long a process trusts its last look-up of a project's served version; keep it well
+# under 1 s so promotions reach every process within a second.
+SERVING_MODEL_CHECK_SECONDS = env.float("SERVING_MODEL_CHECK_SECONDS", default=0.5)
+SERVING_PINNED_MODELS = env.int("SERVING_PINNED_MODELS", default=4)  # ?version=N, LRU per process
+# End of API settings.
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,30 @@
+"""Refuse oversized request bodies from their Content-Length, before anything parses them."""
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+
+from serving.errors import RequestTooLarge
+
+
+class BodySizeLimitMixin:
+    """Answer 413 when ``Content-Length`` exceeds ``API_MAX_BODY_BYTES``.
+
+    Runs after authentication, permission and throttle checks (so an unknown client learns
+    nothing), and before the body is read: DRF parses lazily, on first ``request.data``.
+    """
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            raise ParseError(f"invalid Content-Length header {raw!r}")
+        limit = settings.API_MAX_BODY_BYTES
+        if length > limit:
+            raise RequestTooLarge(
+                f"request body of {length} bytes is over the limit of {limit} bytes",
+                limits={"content_length": length, "max_body_bytes": limit},
+            )
