@@ -1,7 +1,7 @@
 """Admin registrations for inspecting projects, samples and labels."""
 from django.contrib import admin
 
-from annotation.models import Label, Membership, Project, Sample
+from annotation.models import ImportJob, Label, Membership, Project, Sample
 
 
 @admin.register(Project)
@@ -25,3 +25,10 @@ class SampleAdmin(admin.ModelAdmin):
 class LabelAdmin(admin.ModelAdmin):
     list_display = ["id", "sample", "annotator", "value", "created_at", "superseded_at"]
     raw_id_fields = ["sample"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "user", "format", "status", "rows_ok", "rows_bad", "created_at"]
+    list_filter = ["status", "format"]
+    readonly_fields = ["report"]

@@ -27,3 +27,9 @@ class SampleNotAvailable(DomainError):
 
     code = "sample_not_available"
     status = 409
+
+
+class InvalidImport(DomainError):
+    """The uploaded file as a whole cannot be imported (format, header, archive, size)."""
+
+    code = "invalid_import"

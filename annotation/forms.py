@@ -1,4 +1,4 @@
-"""Forms of the labeling pages."""
+"""Forms of the project, import and labeling pages."""
 from __future__ import annotations
 
 from django import forms
@@ -20,3 +20,66 @@ class LabelForm(forms.Form):
         if value not in self.project.labels:
             raise forms.ValidationError(f"{value!r} is not one of this project's labels")
         return value
+
+
+class ProjectCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=100, help_text="Used in URLs and commands.")
+    kind = forms.ChoiceField(choices=Project.Kind.choices)
+    labels = forms.CharField(max_length=5000, help_text="Comma-separated, at least two.")
+    batch_size = forms.IntegerField(min_value=1, max_value=100_000, initial=20,
+                                    help_text="Retrain after this many new labels.")
+    test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
+                                     help_text="Share of samples held out for evaluation.")
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if slug == "new":
+            raise forms.ValidationError("'new' is reserved")
+        if Project.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"a project {slug!r} exists already")
+        return slug
+
+    def clean_labels(self) -> list[str]:
+        labels = [label.strip() for label in self.cleaned_data["labels"].split(",") if label.strip()]
+        if len(labels) < 2:
+            raise forms.ValidationError("give at least two labels, separated by commas")
+        if len(set(labels)) != len(labels):
+            raise forms.ValidationError("the labels must be distinct")
+        if any(len(label) > 200 for label in labels):
+            raise forms.ValidationError("a label has at most 200 characters")
+        return labels
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented recipe)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
+class ImportForm(forms.Form):
+    files = MultipleFileField(
+        required=True,
+        help_text="A .csv or .jsonl file (text, tabular), or a .zip or image files (image).",
+    )
+    text_column = forms.CharField(max_length=200, required=False, help_text="Default: text")
+    id_column = forms.CharField(max_length=200, required=False, help_text="Default: external_id")
+    label_column = forms.CharField(max_length=200, required=False, help_text="Default: label")
+    labels_from_folders = forms.BooleanField(
+        required=False, help_text="Images in a .zip: the folder names the existing label.")
+
+    def options(self) -> dict:
+        return {key: self.cleaned_data[key] for key in
+                ("text_column", "id_column", "label_column", "labels_from_folders")}

@@ -36,6 +36,8 @@ class Project(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects"
     )
+    # Tabular projects: the feature columns of the first import; later imports must match.
+    columns = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,6 +100,77 @@ def sample_image_path(instance: Sample, filename: str) -> str:
     return f"samples/{instance.project_id}/{filename}"
 
 
+def import_file_path(instance: ImportJob, filename: str) -> str:
+    return f"imports/{instance.project_id}/{filename}"
+
+
+class ImportJob(models.Model):
+    """One uploaded file on its way into a project's samples, with progress and a report.
+
+    Every row is checked before any is written; rows are then written in batches tagged
+    with the job, so a failed or interrupted import can delete exactly what it wrote.
+    """
+
+    class Format(models.TextChoices):
+        CSV = "csv"
+        JSONL = "jsonl"
+        ZIP = "zip"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Phase(models.TextChoices):
+        CHECKING = "checking"
+        WRITING = "writing"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    # Blank when the file is read in place (the import_samples command).
+    file = models.FileField(upload_to=import_file_path, blank=True, default="", max_length=300)
+    original_name = models.CharField(max_length=255, blank=True, default="")
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=10, choices=Phase.choices, blank=True, default="")
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    rows_ok = models.PositiveIntegerField(default=0)
+    rows_bad = models.PositiveIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(default=0)
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    # {"message": str, "errors": [{"row": n, "line"|"entry": ..., "error": str}], "truncated": bool}
+    report = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> float:
+        """Return progress of the current phase in percent: by rows when their number is
+        known (archives, the writing phase), else by bytes read."""
+        if self.status == self.Status.DONE:
+            return 100.0
+        if self.rows_total:
+            return min(100.0, 100.0 * self.rows_done / self.rows_total)
+        if self.bytes_total:
+            return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+        return 0.0
+
+
 class Sample(models.Model):
     class Split(models.TextChoices):
         POOL = "pool"
@@ -111,11 +184,21 @@ class Sample(models.Model):
         UNLABELED = "unlabeled"
         LABELED = "labeled"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="samples")
+    # No index of its own: the composite indexes below all start with project.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="samples", db_index=False
+    )
     external_id = models.CharField(max_length=200, blank=True, default="")
     text = models.TextField(blank=True, default="")
     values = models.JSONField(null=True, blank=True, help_text="Tabular row: column -> value.")
-    image = models.FileField(upload_to=sample_image_path, blank=True, default="")
+    image = models.FileField(upload_to=sample_image_path, blank=True, default="", max_length=200)
+    thumbnail = models.FileField(blank=True, default="", max_length=200)
+    # A tag for undoing a failed import. No database constraint: on PostgreSQL each checked
+    # foreign key costs a trigger call per copied row; Django still applies SET_NULL.
+    import_job = models.ForeignKey(
+        ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="samples",
+        db_constraint=False,
+    )
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.POOL)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.IMPORT)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNLABELED)

@@ -1,10 +1,15 @@
 """Page routes of projects and labeling."""
-from django.urls import path
+from django.urls import path, re_path
 
 from annotation import views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/new/", views.project_new, name="project-new"),
+    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
+    path("projects/<slug:slug>/imports/<int:job_id>/", views.import_job, name="import-job"),
+    re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export\.(?P<fmt>csv|jsonl)$",
+            views.label_export, name="label-export"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
     path(

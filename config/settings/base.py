@@ -149,6 +149,19 @@ PREDICTION_LOG_BUFFERED = env.bool("PREDICTION_LOG_BUFFERED", default=True)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=20_000_000)
 TRAINING_STALE_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 
+# Import limits (annotation app: uploads, archives, images, rows).
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+IMPORT_MAX_ZIP_ENTRIES = env.int("IMPORT_MAX_ZIP_ENTRIES", default=100_000)
+IMPORT_MAX_ZIP_BYTES = env.int("IMPORT_MAX_ZIP_BYTES", default=4 * 1024**3)  # uncompressed total
+IMPORT_MAX_IMAGE_BYTES = env.int("IMPORT_MAX_IMAGE_BYTES", default=20 * 1024**2)
+IMPORT_IMAGE_FORMATS = env.list("IMPORT_IMAGE_FORMATS", default=["PNG", "JPEG", "GIF", "WEBP", "BMP"])
+IMPORT_MAX_TEXT_CHARS = env.int("IMPORT_MAX_TEXT_CHARS", default=100_000)
+IMPORT_BATCH_ROWS = env.int("IMPORT_BATCH_ROWS", default=10_000)
+IMPORT_REPORT_MAX_ERRORS = env.int("IMPORT_REPORT_MAX_ERRORS", default=100)
+IMPORT_INLINE_MAX_BYTES = env.int("IMPORT_INLINE_MAX_BYTES", default=1024**2)  # smaller: no Celery
+THUMBNAIL_SIZE = env.int("THUMBNAIL_SIZE", default=128)
+# End of import limits.
+
 # API settings (serving app: body limits, throttle rates, model cache).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024**2)  # 413 above, unparsed
 PREDICT_MAX_TOTAL_PIXELS = env.int("PREDICT_MAX_TOTAL_PIXELS", default=100_000_000)  # per request
