@@ -11,3 +11,13 @@ PREDICTION_LOG_BUFFERED = False
 # promote see the change at once; tests of the 1-second window set it back explicitly.
 SERVING_MODEL_CHECK_SECONDS = 0.0
 # End of API settings.
+
+# A file, not Django's in-memory SQLite test database: with an in-memory database the live
+# server's threads share one connection, which would hide the locking the queue relies on.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    import os as _os
+    import tempfile as _tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": _os.path.join(_tempfile.gettempdir(), f"annotation-test-{_os.getpid()}.sqlite3")
+    }
