@@ -6,6 +6,8 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_WORKERS ?= 2
+WEB_THREADS ?= 2
+SERVER ?= granian
 CELERY_CONCURRENCY ?= 2
 
 .PHONY: run test serve worker setup setup-dev migrate demo clean
@@ -43,11 +45,21 @@ run: demo
 test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Production server: gunicorn with the settings in config/gunicorn.conf.py.
+## Production server: granian (Rust HTTP, keep-alive, TCP_NODELAY) running the WSGI app with
+## WEB_WORKERS processes of WEB_THREADS threads; `make serve SERVER=gunicorn` for gunicorn
+## with config/gunicorn.conf.py.
 serve: migrate
 	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} $(PY) manage.py collectstatic --noinput -v0
+ifeq ($(SERVER),gunicorn)
 	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} \
+	  HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) WEB_THREADS=$(WEB_THREADS) \
 	  $(VENV)/bin/gunicorn config.wsgi --config config/gunicorn.conf.py
+else
+	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} \
+	  $(VENV)/bin/granian --interface wsgi --host $(HOST) --port $(PORT) \
+	  --workers $(WEB_WORKERS) --blocking-threads $(WEB_THREADS) --no-ws \
+	  --log-level warning config.wsgi:application
+endif
 
 ## A Celery worker on its own (scale out: run more of these, on more machines).
 worker: setup

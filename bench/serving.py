@@ -6,7 +6,9 @@ One command (from the repository root, after `make setup-dev`; needs Debian's `w
 
 It trains one LogisticRegression on scikit-learn's 8x8 digits through our own pipeline
 (image project, retrain service), serves it (a) with our API under the production server
-configuration (`config/gunicorn.conf.py`, 2 workers, token auth and prediction logging on),
+configuration (`make serve`: granian, 2 workers of 2 threads; `--server gunicorn` for
+`config/gunicorn.conf.py`), token auth, throttling and prediction logging on (the predict
+rate limit is raised so that it counts but never refuses),
 (b) with `mlflow models serve` from its own virtual environment (created on first use under
 var/bench/, never part of requirements.txt) and measures (c) the raw `predict_proba` call.
 wrk drives both servers with single-row and 100-row requests at each concurrency; the
@@ -14,8 +16,10 @@ figures are req/s, rows/s, p50/p95/p99 latency and the server's CPU milliseconds
 request (utime+stime of the server's process tree from /proc). Results go to
 bench/results/serving.json.
 
-Inputs differ by design: our API receives base64 PNG images (what an image project's
-clients send) and decodes them; MLflow receives the 64 pixel values as a dataframe.
+Inputs: MLflow receives the 64 pixel values as a dataframe. Our API receives, per
+`--input`, the same values as `{"pixels": [...]}` instances (numbers for both servers: the
+like-for-like comparison) and/or base64 PNG images (`png`: what most image clients send;
+the decode then dominates). Rows `ours` and `ours-png` in the output.
 """
 from __future__ import annotations
 
@@ -255,7 +259,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--rows", default="1,100")
-    parser.add_argument("--workers", type=int, default=2, help="our gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="our server's worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per worker")
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
+    parser.add_argument("--input", default="pixels,png", help="our API's inputs: pixels,png")
     parser.add_argument("--mlflow-workers", type=int, default=1)
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
@@ -277,6 +284,8 @@ def main() -> None:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        # Throttling stays on (every request is counted) but must not refuse the load.
+        "API_THROTTLE_PREDICT": "1000000000/min",
     }
     key, artifact = setup_our_project(env, workdir)
     import joblib
@@ -287,9 +296,16 @@ def main() -> None:
     results: dict = {"machine": {"cores": os.cpu_count()}, "config": vars(args), "servers": {}}
     results["raw"] = [bench_raw(estimator, X, pngs, rows) for rows in row_counts]
 
-    bodies_ours = {
+    inputs = [i.strip() for i in args.input.split(",") if i.strip()]
+    bodies_png = {
         rows: json.dumps({"instances": [{"image_base64": base64.b64encode(p).decode()}
                                         for p in pngs[:rows]]}).encode()
+        for rows in row_counts
+    }
+    bodies_pixels = {
+        rows: json.dumps({"instances": [
+            {"pixels": np.rint(X[i] * (255 / 16)).astype(int).tolist()} for i in range(rows)
+        ]}).encode()
         for rows in row_counts
     }
     bodies_mlflow = {
@@ -300,14 +316,25 @@ def main() -> None:
 
     servers = []
     port = free_port()
+    bindir = Path(sys.executable).parent
+    if args.server == "granian":  # the command `make serve` runs
+        command = [str(bindir / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(args.workers), "--blocking-threads",
+                   str(args.threads), "--no-ws", "--log-level", "warning",
+                   "config.wsgi:application"]
+    else:
+        command = [str(bindir / "gunicorn"), "config.wsgi", "--config", "config/gunicorn.conf.py"]
     ours = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--config",
-         "config/gunicorn.conf.py"],
-        cwd=ROOT, env={**env, "PORT": str(port), "WEB_WORKERS": str(args.workers)},
+        command, cwd=ROOT,
+        env={**env, "PORT": str(port), "WEB_WORKERS": str(args.workers),
+             "WEB_THREADS": str(args.threads)},
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(workdir / "ours.log", "w"),
     )
-    servers.append(("ours", ours, f"http://127.0.0.1:{port}/api/v1/projects/{SLUG}/predict",
-                    f"Token {key}", bodies_ours))
+    url = f"http://127.0.0.1:{port}/api/v1/projects/{SLUG}/predict"
+    if "pixels" in inputs:
+        servers.append(("ours", ours, url, f"Token {key}", bodies_pixels))
+    if "png" in inputs:
+        servers.append(("ours-png", ours, url, f"Token {key}", bodies_png))
     if not args.skip_mlflow:
         mlflow = ensure_mlflow()
         model_dir = workdir / "mlflow-model"
@@ -324,6 +351,8 @@ def main() -> None:
                         bodies_mlflow))
     try:
         for name, process, url, auth, bodies in servers:
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited; see {workdir}")
             wait_http(url.rsplit("/", 1)[0] + "/")
             run_wrk(url, bodies[row_counts[0]], auth=auth, connections=4, duration=2,
                     server_pid=process.pid, workdir=workdir)  # warm-up: load models, JIT caches
@@ -349,9 +378,10 @@ def main() -> None:
     for raw in results["raw"]:
         print(f"raw     rows={raw['rows']:<4d} p50 {raw['p50_ms_with_decode_and_json']:.3f} ms "
               f"(predict_proba alone {raw['p50_ms_predict_proba_only']:.3f} ms)")
+    ours_name = "ours" if "ours" in results["servers"] else "ours-png"
     if "mlflow" in results["servers"]:
         ratios = {}
-        for ours_run in results["servers"]["ours"]:
+        for ours_run in results["servers"][ours_name]:
             theirs = next(r for r in results["servers"]["mlflow"]
                           if r["rows"] == ours_run["rows"]
                           and r["concurrency"] == ours_run["concurrency"])
@@ -359,7 +389,7 @@ def main() -> None:
                 ours_run["rows_per_s"] / theirs["rows_per_s"] if theirs["rows_per_s"] else None
             )
         results["ratio_ours_over_mlflow_rows_per_s"] = ratios
-        print("ours / mlflow (rows/s):", {k: round(v, 2) for k, v in ratios.items() if v})
+        print(f"{ours_name} / mlflow (rows/s):", {k: round(v, 2) for k, v in ratios.items() if v})
     RESULTS.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -21,10 +21,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
+from scipy.special import expit
 from sklearn.base import ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from annotation.errors import DomainError
 from learning import artifacts
@@ -62,6 +68,73 @@ class LoadedModel:
     version_id: int
     number: int
     estimator: ClassifierMixin
+    predict_proba: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False,
+                                                             compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "predict_proba", fast_predict_proba(self.estimator))
+
+
+def _linear_steps(estimator) -> tuple[list[StandardScaler], LogisticRegression] | None:
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [("clf", estimator)]
+    *transforms, (_name, final) = steps
+    if type(final) is not LogisticRegression:
+        return None
+    scalers = []
+    for _name, step in transforms:
+        if step is None or step == "passthrough":
+            continue
+        if type(step) is not StandardScaler:
+            return None
+        scalers.append(step)
+    return scalers, final
+
+
+def fast_predict_proba(estimator) -> Callable[[np.ndarray], np.ndarray]:
+    """Return ``estimator.predict_proba``, or plain numpy doing the same for linear models.
+
+    For a (scaled) LogisticRegression, scikit-learn's per-call input validation costs more
+    than the arithmetic on a small batch (about 150 µs of a 200 µs call for one row). The
+    numpy version is only used after it reproduced the estimator's own probabilities on a
+    probe batch; any other estimator keeps its ``predict_proba``. With a scaler and float32
+    input the two agree to float32 precision (about 1e-7), not bit for bit. Input must be
+    a finite float matrix of the right width, which the featurizers guarantee.
+    """
+    parts = _linear_steps(estimator)
+    if parts is None:
+        return estimator.predict_proba
+    scalers, clf = parts
+    coef_t = np.ascontiguousarray(clf.coef_.T)
+    intercept = clf.intercept_
+    binary = len(clf.classes_) <= 2
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        for scaler in scalers:  # in the input's precision, as StandardScaler.transform does
+            X = X.copy()
+            if scaler.mean_ is not None:
+                X -= scaler.mean_
+            if scaler.scale_ is not None:
+                X /= scaler.scale_
+        decision = X @ coef_t + intercept
+        if binary:
+            positive = expit(decision[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        decision -= decision.max(axis=1, keepdims=True)
+        np.exp(decision, out=decision)
+        decision /= decision.sum(axis=1, keepdims=True)
+        return decision
+
+    probe = np.random.default_rng(0).random((16, clf.coef_.shape[1]))
+    try:
+        if np.allclose(proba(probe), estimator.predict_proba(probe), rtol=1e-9, atol=1e-12):
+            return proba
+    except (ValueError, TypeError, AttributeError):
+        pass
+    logger.info("fast path does not reproduce %s; using its predict_proba", type(estimator))
+    return estimator.predict_proba
 
 
 @dataclass

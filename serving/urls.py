@@ -1,10 +1,11 @@
 """API routes under /api/v1/."""
 from django.urls import path
 
-from serving.apis import ModelVersionDetailApi, ModelVersionListApi, ModelVersionPromoteApi, PredictApi
+from serving.apis import FeedbackApi, ModelVersionDetailApi, ModelVersionListApi, ModelVersionPromoteApi, PredictApi
 
 urlpatterns = [
     path("projects/<slug:slug>/predict", PredictApi.as_view(), name="api-predict"),
+    path("projects/<slug:slug>/feedback", FeedbackApi.as_view(), name="api-feedback"),
     path("projects/<slug:slug>/models", ModelVersionListApi.as_view(), name="api-model-list"),
     path("projects/<slug:slug>/models/<int:number>", ModelVersionDetailApi.as_view(),
          name="api-model-detail"),

@@ -181,6 +181,11 @@ API_THROTTLE_RATES = {
 # under 1 s so promotions reach every process within a second.
 SERVING_MODEL_CHECK_SECONDS = env.float("SERVING_MODEL_CHECK_SECONDS", default=0.5)
 SERVING_PINNED_MODELS = env.int("SERVING_PINNED_MODELS", default=4)  # ?version=N, LRU per process
+# How long a process remembers a successful token check (revocation reaches it within this).
+API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=1.0)
+# Successful predictions keep each instance up to this size (bytes of JSON/base64) on their
+# log row, so feedback can quote just the prediction id; larger ones must be resent. 0: never.
+PREDICTION_LOG_INSTANCE_MAX_BYTES = env.int("PREDICTION_LOG_INSTANCE_MAX_BYTES", default=32 * 1024)
 # End of API settings.
 
 LOGGING = {

@@ -10,6 +10,7 @@ PREDICTION_LOG_BUFFERED = False
 # API settings (serving app): look the served version up on every request, so tests that
 # promote see the change at once; tests of the 1-second window set it back explicitly.
 SERVING_MODEL_CHECK_SECONDS = 0.0
+API_TOKEN_CACHE_SECONDS = 0.0  # likewise for revocations; tests of the window set it
 # End of API settings.
 
 # A file, not Django's in-memory SQLite test database: with an in-memory database the live

@@ -1,5 +1,6 @@
 """The DRF API: one view per operation, thin: validate, call a service or selector, render."""
+from serving.apis.feedback import FeedbackApi
 from serving.apis.model_versions import ModelVersionDetailApi, ModelVersionListApi, ModelVersionPromoteApi
 from serving.apis.predict import PredictApi
 
-__all__ = ["ModelVersionDetailApi", "ModelVersionListApi", "ModelVersionPromoteApi", "PredictApi"]
+__all__ = ["FeedbackApi", "ModelVersionDetailApi", "ModelVersionListApi", "ModelVersionPromoteApi", "PredictApi"]
