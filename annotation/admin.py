@@ -1,12 +1,12 @@
 """Admin registrations for inspecting projects, samples and labels."""
 from django.contrib import admin
 
-from annotation.models import ImportJob, Label, Membership, Project, Sample
+from annotation.models import ImportJob, Label, Lease, Membership, Project, Sample
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "kind", "batch_size", "query_strategy"]
+    list_display = ["slug", "name", "kind", "batch_size", "overlap", "query_strategy"]
 
 
 @admin.register(Membership)
@@ -16,14 +16,20 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Sample)
 class SampleAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "split", "status", "score", "leased_by"]
+    list_display = ["id", "project", "split", "status", "label_count", "score"]
     list_filter = ["project", "split", "status"]
-    raw_id_fields = ["leased_by"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "sample", "annotator", "expires_at", "skipped"]
+    raw_id_fields = ["sample", "annotator"]
 
 
 @admin.register(Label)
 class LabelAdmin(admin.ModelAdmin):
-    list_display = ["id", "sample", "annotator", "value", "created_at", "superseded_at"]
+    list_display = ["id", "sample", "annotator", "value", "is_correction", "created_at",
+                    "superseded_at"]
     raw_id_fields = ["sample"]
 
 

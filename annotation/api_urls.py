@@ -1,9 +1,14 @@
-"""API routes of project data under /api/v1/: sample imports and label exports."""
+"""API routes of project data under /api/v1/: imports, exports and labeling."""
 from django.urls import path, re_path
 
 from annotation.apis import ImportJobDetailApi, LabelExportApi, SampleImportApi
+from annotation.labeling_apis import LabelSubmitApi, NextSampleApi, SampleImageApi
 
 urlpatterns = [
+    path("projects/<slug:slug>/next", NextSampleApi.as_view(), name="api-next"),
+    path("projects/<slug:slug>/labels", LabelSubmitApi.as_view(), name="api-labels"),
+    path("projects/<slug:slug>/samples/<int:sample_id>/image", SampleImageApi.as_view(),
+         name="api-sample-image"),
     path("projects/<slug:slug>/samples", SampleImportApi.as_view(), name="api-samples"),
     path("projects/<slug:slug>/imports/<int:job_id>", ImportJobDetailApi.as_view(),
          name="api-import-job"),

@@ -29,6 +29,18 @@ class SampleNotAvailable(DomainError):
     status = 409
 
 
+class SampleNotFound(DomainError):
+    """No such sample in this project."""
+
+    code = "not_found"
+    status = 404
+
+
+class NothingToUndo(DomainError):
+    code = "nothing_to_undo"
+    status = 409
+
+
 class InvalidImport(DomainError):
     """The uploaded file as a whole cannot be imported (format, header, archive, size)."""
 

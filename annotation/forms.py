@@ -22,6 +22,50 @@ class LabelForm(forms.Form):
         return value
 
 
+class ReviewFilterForm(forms.Form):
+    label = forms.ChoiceField(required=False)
+    annotator = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    disagreement = forms.BooleanField(required=False, label="Annotators disagree")
+    model = forms.BooleanField(required=False, label="Model disagrees")
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from annotation.selectors import project_members
+
+        self.fields["label"].choices = [("", "any label")] + [(v, v) for v in project.labels]
+        self.fields["annotator"].choices = [("", "anyone")] + [
+            (user_id, username) for user_id, username, _role in project_members(project=project)
+        ]
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        return {"label": data.get("label") or "", "annotator_id": data.get("annotator"),
+                "disagreement": bool(data.get("disagreement")),
+                "model_disagreement": bool(data.get("model"))}
+
+
+class ProjectSettingsForm(forms.Form):
+    overlap = forms.IntegerField(min_value=1, max_value=20,
+                                 help_text="How many different annotators label each sample.")
+    keys = forms.CharField(max_length=200, required=False,
+                           help_text="One key per label, in label order, e.g. 'asdf'. "
+                                     "Empty: 1-9 (or the labels themselves when one character).")
+    show_suggestion = forms.BooleanField(required=False, label="Show the model's suggestion",
+                                         help_text="Hide it to avoid anchoring annotators.")
+    batch_size = forms.IntegerField(min_value=1, max_value=100_000,
+                                    help_text="Retrain after this many new labels.")
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        kwargs.setdefault("initial", {
+            "overlap": project.overlap, "keys": "".join(project.keys),
+            "show_suggestion": project.show_suggestion, "batch_size": project.batch_size,
+        })
+        super().__init__(*args, **kwargs)
+
+    def clean_keys(self) -> list[str]:
+        return list(self.cleaned_data["keys"].replace(" ", "").replace(",", ""))
+
+
 class ProjectCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     slug = forms.SlugField(max_length=100, help_text="Used in URLs and commands.")

@@ -38,6 +38,15 @@ class Project(models.Model):
     )
     # Tabular projects: the feature columns of the first import; later imports must match.
     columns = models.JSONField(default=list, blank=True)
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many different annotators label each sample."
+    )
+    # One key per label, in label order; empty means the default (the label itself when
+    # every label is one character, else 1-9).
+    keys = models.JSONField(default=list, blank=True)
+    show_suggestion = models.BooleanField(
+        default=True, help_text="Show annotators the model's guess (hide it to avoid anchoring)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -48,16 +57,24 @@ class Project(models.Model):
                 name="test_fraction_in_unit_interval",
             ),
             models.CheckConstraint(condition=Q(batch_size__gte=1), name="batch_size_positive"),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="overlap_positive"),
         ]
 
     def __str__(self) -> str:
         return self.slug
 
     def label_keys(self) -> list[tuple[str, str]]:
-        """Return (key, label) pairs: the label itself when it is one character, else 1-9."""
-        if all(len(label) == 1 for label in self.labels):
+        """Return (key, label) pairs: the configured keys, else the label itself when every
+        label is one character (and none is a command key), else 1-9."""
+        if self.keys and len(self.keys) == len(self.labels):
+            return list(zip(self.keys, self.labels))
+        if all(len(label) == 1 and label.lower() not in COMMAND_KEYS for label in self.labels):
             return [(label, label) for label in self.labels]
         return [(str(i + 1) if i < 9 else "", label) for i, label in enumerate(self.labels)]
+
+
+# Keys the labeling page keeps for itself: skip, undo, zoom, help.
+COMMAND_KEYS = ("s", "u", "z", "?")
 
 
 class Membership(models.Model):
@@ -207,10 +224,8 @@ class Sample(models.Model):
     score = models.FloatField(default=0.0)
     # A fixed random number per sample: random order for the test split and the cold start.
     random_key = models.FloatField(default=_random_key)
-    leased_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    lease_expires = models.DateTimeField(null=True, blank=True)
+    # Current labels from distinct annotators; status becomes labeled at the project's overlap.
+    label_count = models.PositiveSmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = SampleQuerySet.as_manager()
@@ -231,6 +246,53 @@ class Sample(models.Model):
         return f"{self.project_id}/{self.pk}"
 
 
+class Lease(models.Model):
+    """One annotator's hold on one sample, so overlap k lets k annotators hold it at once.
+
+    A lease is live until ``expires_at``. A skip keeps the row (``skipped``) so the sample
+    never comes back to that annotator, and no longer holds a place for them.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases"
+    )
+    expires_at = models.DateTimeField()
+    skipped = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sample", "annotator"], name="one_lease_per_annotator")
+        ]
+        indexes = [
+            models.Index(fields=["sample", "expires_at"], name="lease_live_by_sample"),
+            models.Index(fields=["project", "annotator", "expires_at"], name="lease_held"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sample_id}@{self.annotator_id}"
+
+
+class LabelCounts(models.Model):
+    """Running label counts of a project, updated in the transaction of every label write.
+
+    The labeling page and the test-split share read these instead of counting a large
+    project's rows on every request.
+    """
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, primary_key=True, related_name="label_counts"
+    )
+    labeled_pool = models.PositiveIntegerField(default=0)
+    labeled_test = models.PositiveIntegerField(default=0)
+    current_labels = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.labeled_pool}+{self.labeled_test}"
+
+
 class LabelQuerySet(models.QuerySet):
     def current(self) -> LabelQuerySet:
         return self.filter(superseded_at__isnull=True)
@@ -246,6 +308,7 @@ class Label(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Corrections add a new label and stamp the old one, so history is never lost.
     superseded_at = models.DateTimeField(null=True, blank=True)
+    is_correction = models.BooleanField(default=False, db_default=False)
 
     objects = LabelQuerySet.as_manager()
 

@@ -5,9 +5,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.core.cache import cache
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from annotation.models import ImportJob, Label, Project, Sample
+from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
 
 EXPORT_CHUNK = 2000
 
@@ -25,6 +26,23 @@ def project_get_for_user(*, slug: str, user: AbstractBaseUser) -> Project | None
     return project_list_for_user(user=user).filter(slug=slug).first()
 
 
+def project_role(*, project: Project, user: AbstractBaseUser) -> str | None:
+    """Return ``user``'s role in ``project``: a superuser counts as owner; None if no member."""
+    if getattr(user, "is_superuser", False):
+        return Membership.Role.OWNER
+    return (
+        Membership.objects.filter(project=project, user_id=user.pk)
+        .values_list("role", flat=True).first()
+    )
+
+
+def project_roles_for_user(*, user: AbstractBaseUser) -> dict[int, str]:
+    """Return project id -> ``user``'s role, for listing what each project offers them."""
+    if getattr(user, "is_superuser", False):
+        return {pk: Membership.Role.OWNER for pk in Project.objects.values_list("pk", flat=True)}
+    return dict(Membership.objects.filter(user_id=user.pk).values_list("project_id", "role"))
+
+
 @dataclass(frozen=True)
 class Progress:
     total: int
@@ -38,20 +56,46 @@ class Progress:
         return 100.0 * self.labeled / self.total if self.total else 0.0
 
 
+SAMPLE_TOTAL_CACHE_SECONDS = 30
+
+
+def project_sample_total(*, project: Project) -> int:
+    """Return how many samples the project has, counted at most every 30 s per cache.
+
+    The total changes only with imports (which forget the cached value), so a short-lived
+    cached count keeps a million-row COUNT off every labeling request.
+    """
+    key = f"annotation:sample-total:{project.pk}"
+    total = cache.get(key)
+    if total is None:
+        total = Sample.objects.filter(project=project).count()
+        cache.set(key, total, SAMPLE_TOTAL_CACHE_SECONDS)
+    return total
+
+
+def project_sample_total_forget(*, project_id: int) -> None:
+    cache.delete(f"annotation:sample-total:{project_id}")
+
+
+def label_counts_get(*, project: Project) -> LabelCounts:
+    """Return the project's running label counts (zeros before the first label)."""
+    counts = LabelCounts.objects.filter(project=project).first()
+    return counts or LabelCounts(project=project)
+
+
 def project_progress(*, project: Project, requested_at_label_count: int) -> Progress:
-    """Return labeling progress and how many labels remain until the next retrain."""
-    counts = Sample.objects.filter(project=project).aggregate(
-        total=Count("id"),
-        labeled_pool=Count("id", filter=Q(status=Sample.Status.LABELED, split=Sample.Split.POOL)),
-        labeled_test=Count("id", filter=Q(status=Sample.Status.LABELED, split=Sample.Split.TEST)),
-    )
-    labeled = counts["labeled_pool"] + counts["labeled_test"]
-    since = label_count_current(project=project) - requested_at_label_count
+    """Return labeling progress and how many labels remain until the next retrain.
+
+    Reads the running counts kept with every label write, and a cached sample total:
+    no row of the project's samples or labels is counted here.
+    """
+    counts = label_counts_get(project=project)
+    since = counts.current_labels - requested_at_label_count
     return Progress(
-        total=counts["total"],
-        labeled=labeled,
-        labeled_pool=counts["labeled_pool"],
-        labeled_test=counts["labeled_test"],
+        total=project_sample_total(project=project),
+        labeled=counts.labeled_pool + counts.labeled_test,
+        labeled_pool=counts.labeled_pool,
+        labeled_test=counts.labeled_test,
         until_retrain=max(project.batch_size - since, 0),
     )
 
@@ -80,6 +124,138 @@ def labeled_samples(*, project: Project, split: str) -> list[tuple[Sample, str, 
         seen.add(label.sample_id)
         rows.append((label.sample, label.value, label.id))
     return rows
+
+
+REVIEW_PAGE_SIZE = 25
+# With the model filter on, at most this many samples are predicted to fill one page.
+REVIEW_SCAN_LIMIT = 2000
+_REVIEW_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class ReviewLabel:
+    annotator: str
+    value: str
+    is_correction: bool
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    sample: Sample
+    value: str
+    labels: list[ReviewLabel]
+    annotators_disagree: bool
+    suggestion: object | None  # annotation.suggestions.Suggestion
+    model_disagrees: bool
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    rows: list[ReviewRow]
+    next_before: int | None  # pass as ``before`` for the next page; None at the end
+    scanned: int
+
+
+def _review_queryset(*, project: Project, label: str, annotator_id: int | None,
+                     disagreement: bool) -> QuerySet[Sample]:
+    current = Label.objects.current().filter(sample_id=OuterRef("pk"))
+    samples = Sample.objects.filter(project=project).filter(
+        Q(status=Sample.Status.LABELED) | Q(label_count__gt=0)
+    )
+    if label:
+        samples = samples.filter(Exists(current.filter(value=label)))
+    if annotator_id:
+        samples = samples.filter(Exists(current.filter(annotator_id=annotator_id)))
+    if disagreement:
+        differing = Label.objects.current().filter(sample_id=OuterRef("sample_id")).exclude(
+            value=OuterRef("value")
+        )
+        samples = samples.filter(Exists(current.filter(Exists(differing))))
+    return samples.order_by("-pk")
+
+
+def review_rows_for(*, project: Project, samples: list[Sample]) -> list[ReviewRow]:
+    from annotation.suggestions import suggestions_for
+
+    labels: dict[int, list[Label]] = {sample.pk: [] for sample in samples}
+    for label in (
+        Label.objects.current().filter(sample_id__in=list(labels))
+        .select_related("annotator").order_by("created_at", "id")
+    ):
+        labels[label.sample_id].append(label)
+    suggestions = suggestions_for(project=project, samples=samples)
+    rows = []
+    for sample in samples:
+        current = labels[sample.pk]
+        value = current[-1].value if current else ""
+        suggestion = suggestions.get(sample.pk)
+        rows.append(ReviewRow(
+            sample=sample,
+            value=value,
+            labels=[ReviewLabel(annotator=label.annotator.get_username(), value=label.value,
+                                is_correction=label.is_correction) for label in current],
+            annotators_disagree=len({label.value for label in current}) > 1,
+            suggestion=suggestion,
+            model_disagrees=suggestion is not None and bool(value) and suggestion.label != value,
+        ))
+    return rows
+
+
+def review_page(
+    *,
+    project: Project,
+    user: AbstractBaseUser,
+    label: str = "",
+    annotator_id: int | None = None,
+    disagreement: bool = False,
+    model_disagreement: bool = False,
+    before: int | None = None,
+) -> ReviewPage:
+    """Return one page of labeled samples, newest first, for an owner or scientist.
+
+    Filters: a current label's value, an annotator, annotators disagreeing, and the served
+    model disagreeing with the sample's label. The model predicts only the rows it looks
+    at: the page's rows, or with the model filter, chunks until the page is full or
+    ``REVIEW_SCAN_LIMIT`` samples were looked at (the page then offers to look further).
+    Pages go by sample id (``before``), so a deep page costs no OFFSET scan.
+    """
+    from annotation.services.projects import SCIENCE_ROLES, member_require
+
+    member_require(project=project, user=user, roles=SCIENCE_ROLES)
+    samples = _review_queryset(project=project, label=label, annotator_id=annotator_id,
+                               disagreement=disagreement)
+    if before:
+        samples = samples.filter(pk__lt=before)
+    if not model_disagreement:
+        page = list(samples[: REVIEW_PAGE_SIZE + 1])
+        more = len(page) > REVIEW_PAGE_SIZE
+        page = page[:REVIEW_PAGE_SIZE]
+        return ReviewPage(rows=review_rows_for(project=project, samples=page),
+                          next_before=page[-1].pk if more else None, scanned=len(page))
+    rows: list[ReviewRow] = []
+    scanned, cursor = 0, before
+    while len(rows) < REVIEW_PAGE_SIZE and scanned < REVIEW_SCAN_LIMIT:
+        chunk_qs = samples if cursor is None else samples.filter(pk__lt=cursor)
+        chunk = list(chunk_qs[:_REVIEW_CHUNK])
+        if not chunk:
+            return ReviewPage(rows=rows, next_before=None, scanned=scanned)
+        for row in review_rows_for(project=project, samples=chunk):
+            scanned += 1
+            cursor = row.sample.pk
+            if row.model_disagrees:
+                rows.append(row)
+                if len(rows) == REVIEW_PAGE_SIZE:
+                    break
+    more = samples.filter(pk__lt=cursor).exists() if cursor else False
+    return ReviewPage(rows=rows, next_before=cursor if more else None, scanned=scanned)
+
+
+def project_members(*, project: Project) -> list[tuple[int, str, str]]:
+    """Return (user id, username, role) of the project's members, by username."""
+    return list(
+        Membership.objects.filter(project=project).order_by("user__username")
+        .values_list("user_id", "user__username", "role")
+    )
 
 
 def unlabeled_pool_samples(*, project: Project) -> QuerySet[Sample]:

@@ -8,27 +8,43 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from annotation.errors import DomainError, NotAMember
+from annotation.errors import DomainError, NotAMember, SampleNotFound
 from annotation.exports import CONTENT_TYPES
-from annotation.forms import ImportForm, LabelForm, ProjectCreateForm
+from annotation.forms import (
+    ImportForm,
+    LabelForm,
+    ProjectCreateForm,
+    ProjectSettingsForm,
+    ReviewFilterForm,
+)
 from annotation.models import Project, Sample
 from annotation.selectors import (
+    review_rows_for,
     import_job_get,
     import_job_list,
     label_export_chunks,
     project_get_for_user,
     project_list_for_user,
     project_progress,
+    project_role,
+    project_roles_for_user,
+    review_page,
 )
 from annotation.services import (
     SCIENCE_ROLES,
     import_job_create,
     import_job_start,
+    label_correct,
     label_submit,
+    label_undo_last,
     member_require,
     project_create,
+    project_settings_update,
     sample_lease_next,
+    sample_skip,
 )
+from annotation.services.queue import sample_peek_next
+from annotation.suggestions import suggestions_for
 from learning.selectors import model_version_latest, model_version_list, model_version_served
 
 
@@ -50,7 +66,10 @@ def _progress(project: Project):
 @require_http_methods(["GET"])
 def project_list(request: HttpRequest) -> HttpResponse:
     projects = project_list_for_user(user=request.user)
-    return render(request, "annotation/project_list.html", {"projects": projects})
+    roles = project_roles_for_user(user=request.user)
+    rows = [(project, roles.get(project.pk), roles.get(project.pk) in SCIENCE_ROLES)
+            for project in projects]
+    return render(request, "annotation/project_list.html", {"rows": rows})
 
 
 @login_required
@@ -150,6 +169,9 @@ def label_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
 @require_http_methods(["GET"])
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_or_404(request, slug)
+    role = project_role(project=project, user=request.user)
+    if role not in SCIENCE_ROLES:
+        return redirect("label", project.slug)  # annotators only ever see the labeling page
     context = {
         "project": project,
         "versions": model_version_list(project=project),
@@ -162,42 +184,180 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, template, context)
 
 
+def _card(request: HttpRequest, project: Project, *, error: str | None = None,
+          status: int = 200) -> HttpResponse:
+    """Lease the annotator's next sample and render the card (the whole page without htmx)."""
+    try:
+        sample = sample_lease_next(project=project, annotator=request.user)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    following = None
+    if sample is not None and sample.image:
+        following = sample_peek_next(project=project, annotator=request.user)
+    served = model_version_served(project=project)
+    context = {
+        "project": project,
+        "sample": sample,
+        "following": following if following is not None and following.image else None,
+        "error": error,
+        "label_keys": project.label_keys(),
+        "progress": _progress(project),
+        "served": served,
+        "hint": _hint(project, sample, served),
+        "is_scientist": project_role(project=project, user=request.user) in SCIENCE_ROLES,
+    }
+    template = "annotation/label.html#sample-card" if request.htmx else "annotation/label.html"
+    return render(request, template, context, status=status)
+
+
+def _hint(project: Project, sample: Sample | None, served) -> str:
+    """Say how the card shows the model's suggestion: loaded after render, or why not."""
+    if sample is None or not project.show_suggestion:
+        return ""
+    if sample.split == Sample.Split.TEST:
+        return "test"  # annotators of the held-out split must not be anchored by the model
+    return "load" if served is not None else "no-model"
+
+
+def _sample_in(project: Project, sample_id: object) -> Sample:
+    sample = Sample.objects.filter(pk=sample_id, project=project).select_related("project").first()
+    if sample is None:
+        raise SampleNotFound("that sample is not part of this project")
+    return sample
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def label(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_or_404(request, slug)
-    form = LabelForm(request.POST or None, project=project)
     error = None
     if request.method == "POST":
+        form = LabelForm(request.POST, project=project)
         if form.is_valid():
             try:
-                sample = Sample.objects.get(pk=form.cleaned_data["sample"], project=project)
                 label_submit(
-                    sample=sample,
+                    sample=_sample_in(project, form.cleaned_data["sample"]),
                     annotator=request.user,
                     value=form.cleaned_data["value"],
                     duration_ms=form.cleaned_data["duration_ms"],
                 )
-            except Sample.DoesNotExist:
-                error = "that sample is not part of this project"
+            except NotAMember as exc:
+                return _forbidden(request, exc)
             except DomainError as exc:
                 error = exc.message
         else:
             error = "; ".join(m for messages in form.errors.values() for m in messages)
+    return _card(request, project, error=error)
+
+
+@login_required
+@require_http_methods(["POST"])
+def label_skip(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_or_404(request, slug)
+    error = None
     try:
-        sample = sample_lease_next(project=project, annotator=request.user)
+        sample_skip(sample=_sample_in(project, request.POST.get("sample")), annotator=request.user)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    except (DomainError, ValueError) as exc:
+        error = getattr(exc, "message", "that sample is not part of this project")
+    return _card(request, project, error=error)
+
+
+@login_required
+@require_http_methods(["POST"])
+def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_or_404(request, slug)
+    error = None
+    try:
+        label_undo_last(project=project, annotator=request.user)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
     except DomainError as exc:
-        return render(request, "annotation/forbidden.html", {"message": exc.message}, status=403)
-    context = {
-        "project": project,
-        "sample": sample,
-        "error": error,
-        "label_keys": project.label_keys(),
-        "progress": _progress(project),
-        "served": model_version_served(project=project),
-    }
-    template = "annotation/label.html#sample-card" if request.htmx else "annotation/label.html"
+        error = exc.message
+    return _card(request, project, error=error)
+
+
+@login_required
+@require_http_methods(["GET"])
+def sample_suggestion(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
+    """The served model's guess for one sample, loaded by the card after it is shown."""
+    project = _project_or_404(request, slug)
+    sample = Sample.objects.filter(pk=sample_id, project=project).first()
+    if sample is None:
+        raise Http404("no such sample")
+    suggestion = None
+    if _hint(project, sample, True) == "load":
+        suggestion = suggestions_for(project=project, samples=[sample]).get(sample.pk)
+    return render(request, "annotation/label.html#suggestion",
+                  {"project": project, "sample": sample, "suggestion": suggestion})
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@login_required
+@require_http_methods(["GET"])
+def review(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project_or_404(request, slug)
+    form = ReviewFilterForm(request.GET or None, project=project)
+    filters = form.filters() if form.is_valid() else {}
+    try:
+        page = review_page(project=project, user=request.user,
+                           before=_int_or_none(request.GET.get("before")), **filters)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {"project": project, "form": form, "page": page, "query": query.urlencode(),
+               "label_values": project.labels, "served": model_version_served(project=project)}
+    template = "annotation/review.html#review-rows" if request.htmx else "annotation/review.html"
     return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["POST"])
+def review_correct(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
+    project = _project_or_404(request, slug)
+    error = None
+    try:
+        sample = _sample_in(project, sample_id)
+        label_correct(sample=sample, scientist=request.user, value=request.POST.get("value", ""))
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    except SampleNotFound:
+        raise Http404("no such sample")
+    except DomainError as exc:
+        error = exc.message
+    row = review_rows_for(project=project, samples=[sample])[0]
+    return render(request, "annotation/review.html#review-row",
+                  {"project": project, "row": row, "error": error,
+                   "label_values": project.labels}, status=400 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        project = _science_project_or_404(request, slug)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    form = ProjectSettingsForm(request.POST or None, project=project)
+    saved = False
+    if request.method == "POST" and form.is_valid():
+        try:
+            project_settings_update(project=project, user=request.user, **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            saved = True
+    status = 400 if form.errors else 200
+    return render(request, "annotation/project_settings.html",
+                  {"project": project, "form": form, "saved": saved}, status=status)
 
 
 @login_required

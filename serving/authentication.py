@@ -1,4 +1,8 @@
-"""Authenticate API requests by a per-project token: ``Authorization: Token <key>``."""
+"""Authenticate API requests by token: ``Authorization: Token <key>``.
+
+A project token acts as a client (``TokenUser``) within its scopes; a personal token (one
+with a ``user``) acts as that person, with their role in the token's project.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +40,7 @@ class TokenUser:
 class ProjectTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
-    def authenticate(self, request: Request) -> tuple[TokenUser, ApiToken] | None:
+    def authenticate(self, request: Request) -> tuple[TokenUser | object, ApiToken] | None:
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -47,16 +51,18 @@ class ProjectTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError:
             raise exceptions.AuthenticationFailed("token contains invalid characters")
         token = (
-            ApiToken.objects.select_related("project")
+            ApiToken.objects.select_related("project", "user")
             .filter(key_hash=key_hash(key), revoked_at__isnull=True)
             .first()
         )
         if token is None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
+        if token.user_id is not None and not token.user.is_active:
+            raise exceptions.AuthenticationFailed("this token's user is inactive")
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return TokenUser(token), token
+        return (token.user if token.user_id is not None else TokenUser(token)), token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

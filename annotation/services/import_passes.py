@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from annotation import archives, images, rows
 from annotation.models import ImportJob, Label, Project, Sample
+from annotation.services.queue import label_counts_add
 
 Progress = Callable[[ImportJob], None]
 IMAGE_BATCH_ROWS = 200
@@ -350,10 +351,15 @@ class WritePass(_Pass):
                 Label.objects.bulk_create(labels, batch_size=2000)
                 self.labeled += len(labels)
             self._save_progress()
+            if labels:
+                test = sum(1 for new in batch if new.label and new.split == Sample.Split.TEST)
+                label_counts_add(project_id=self.project.pk, labeled_pool=len(labels) - test,
+                                 labeled_test=test, current_labels=len(labels))
 
 
 _INSERT_COLUMNS = ("id", "project_id", "import_job_id", "external_id", "text", "values", "image",
-                   "thumbnail", "split", "origin", "status", "score", "random_key", "created_at")
+                   "thumbnail", "split", "origin", "status", "label_count", "score", "random_key",
+                   "created_at")
 
 
 def samples_insert(batch: list[NewSample], *, project_id: int, job_id: int) -> None:
@@ -372,7 +378,7 @@ def samples_insert(batch: list[NewSample], *, project_id: int, job_id: int) -> N
             Sample(project_id=project_id, import_job_id=job_id, external_id=new.external_id,
                    text=new.text, values=new.values, image=new.image, thumbnail=new.thumbnail,
                    split=new.split, origin=origin, random_key=new.random_key,
-                   status=labeled if new.label else unlabeled)
+                   status=labeled if new.label else unlabeled, label_count=1 if new.label else 0)
             for new in batch
         ])
         for new, sample in zip(batch, samples):
@@ -403,7 +409,8 @@ def samples_insert(batch: list[NewSample], *, project_id: int, job_id: int) -> N
             records.append((
                 pk, project_id, job_id, new.external_id, new.text,
                 None if new.values is None else json.dumps(new.values), new.image,
-                new.thumbnail, new.split, origin, labeled if new.label else unlabeled, 0.0,
+                new.thumbnail, new.split, origin, labeled if new.label else unlabeled,
+                1 if new.label else 0, 0.0,
                 new.random_key, created,
             ))
         columns = ", ".join(f'"{name}"' for name in _INSERT_COLUMNS)

@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from annotation import archives, rows
@@ -41,6 +42,8 @@ from annotation.services.import_passes import (
     zip_open,
 )
 from annotation.services.projects import SCIENCE_ROLES, member_require
+from annotation.selectors import project_sample_total_forget
+from annotation.services.queue import label_counts_add
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +299,7 @@ def _complete(write: WritePass) -> ImportJob:
         project.save(update_fields=["columns"])
     job = write.finish(ImportJob.Status.DONE,
                        f"imported {write.rows_ok} sample(s), {write.labeled} with a label")
+    project_sample_total_forget(project_id=project.pk)
     if write.labeled:
         from learning.services import model_version_request_if_due  # learning depends on us
 
@@ -310,8 +314,17 @@ def _purge(job: ImportJob) -> None:
         if not ids:
             break
         with transaction.atomic():
+            labeled = dict(
+                Sample.objects.filter(pk__in=ids).labeled().order_by().values("split")
+                .annotate(n=Count("pk")).values_list("split", "n")
+            )
+            labels, _ = Label.objects.filter(sample_id__in=ids, superseded_at__isnull=True).delete()
             Label.objects.filter(sample_id__in=ids).delete()
             Sample.objects.filter(pk__in=ids).delete()
+            label_counts_add(project_id=job.project_id, current_labels=-labels,
+                             labeled_pool=-labeled.get(Sample.Split.POOL, 0),
+                             labeled_test=-labeled.get(Sample.Split.TEST, 0))
+    project_sample_total_forget(project_id=job.project_id)
     folder = media_folder(job)
     try:
         _dirs, files = default_storage.listdir(folder)

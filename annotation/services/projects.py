@@ -5,9 +5,10 @@ from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Count
 
-from annotation.errors import InvalidLabel, NotAMember
-from annotation.models import Membership, Project
+from annotation.errors import DomainError, InvalidLabel, NotAMember
+from annotation.models import COMMAND_KEYS, LabelCounts, Membership, Project
 
 LABELING_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST, Membership.Role.ANNOTATOR)
 SCIENCE_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST)
@@ -48,7 +49,91 @@ def project_create(
         query_strategy=query_strategy,
     )
     Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
+    LabelCounts.objects.create(project=project)
     return project
+
+
+class InvalidSettings(DomainError):
+    code = "invalid_settings"
+
+
+def _keys_check(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
+    keys = [str(key) for key in keys]
+    if not keys:
+        return []
+    if len(keys) != len(labels):
+        raise InvalidSettings(f"give one key per label ({len(labels)}), in label order")
+    if any(len(key) != 1 or key.isspace() for key in keys):
+        raise InvalidSettings("each key is a single character")
+    if len({key.lower() for key in keys}) != len(keys):
+        raise InvalidSettings("the keys must be distinct")
+    taken = sorted({key for key in keys if key.lower() in COMMAND_KEYS})
+    if taken:
+        raise InvalidSettings(f"{', '.join(taken)} are kept for skip, undo, zoom and help")
+    return keys
+
+
+@transaction.atomic
+def project_settings_update(
+    *,
+    project: Project,
+    user: AbstractBaseUser,
+    overlap: int,
+    keys: Sequence[str],
+    show_suggestion: bool,
+    batch_size: int,
+) -> Project:
+    """Change a project's labeling settings; owners and scientists only.
+
+    A larger overlap puts labeled samples back in the queue only for samples labeled from
+    now on; samples already labeled stay labeled.
+    """
+    member_require(project=project, user=user, roles=SCIENCE_ROLES)
+    if not 1 <= overlap <= 20:
+        raise InvalidSettings("overlap is between 1 and 20 annotators per sample")
+    if batch_size < 1:
+        raise InvalidSettings("batch size is at least 1")
+    if overlap < project.overlap:
+        _samples_complete(project=project, overlap=overlap)
+    project.overlap = overlap
+    project.keys = _keys_check(keys, project.labels)
+    project.show_suggestion = show_suggestion
+    project.batch_size = batch_size
+    project.save(update_fields=["overlap", "keys", "show_suggestion", "batch_size"])
+    return project
+
+
+def _samples_complete(*, project: Project, overlap: int) -> None:
+    """Mark samples that already have ``overlap`` labels labeled (the overlap went down)."""
+    from annotation.models import Sample
+    from annotation.services.queue import label_counts_add
+
+    done = Sample.objects.filter(project=project).unlabeled().filter(label_count__gte=overlap)
+    by_split = dict(done.order_by().values("split").annotate(n=Count("pk")).values_list("split", "n"))
+    done.update(status=Sample.Status.LABELED)
+    label_counts_add(project_id=project.pk, labeled_pool=by_split.get(Sample.Split.POOL, 0),
+                     labeled_test=by_split.get(Sample.Split.TEST, 0))
+
+
+@transaction.atomic
+def personal_token_create(*, project: Project, user: AbstractBaseUser) -> tuple[object, str]:
+    """Create a personal API token acting as ``user`` in ``project``; return it and its key.
+
+    Only the key's hash is stored. The token may label (``next``, ``labels``) with the
+    user's role; it carries none of the project token scopes (predict, feedback, admin).
+    """
+    import secrets
+
+    from serving.authentication import key_hash
+    from serving.models import ApiToken
+
+    member_require(project=project, user=user, roles=LABELING_ROLES)
+    key = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        project=project, user=user, name=f"personal: {user.get_username()}",
+        key_hash=key_hash(key), key_prefix=key[:8], scopes=[ApiToken.Scope.LABEL],
+    )
+    return token, key
 
 
 @transaction.atomic

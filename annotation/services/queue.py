@@ -1,4 +1,9 @@
-"""Writes of the labeling queue: leases, labels and precomputed scores."""
+"""Writes of the labeling queue: leases, labels, skips, undo and precomputed scores.
+
+Every write that changes a sample's leases or labels first locks that sample's row, so
+leasing, submitting, skipping and undoing one sample serialize; different samples never
+wait on each other (PostgreSQL skips rows another annotator is leasing right now).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,11 +13,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.errors import InvalidLabel, SampleNotAvailable
-from annotation.models import Label, Project, Sample
+from annotation.errors import InvalidLabel, NothingToUndo, SampleNotAvailable
+from annotation.models import Label, LabelCounts, Lease, Project, Sample
+from annotation.selectors import project_sample_total_forget
 from annotation.services.projects import LABELING_ROLES, member_require
 
 
@@ -36,6 +43,7 @@ def samples_create_images(
         sample.image.save(f"{external_id}.png", ContentFile(data), save=False)
         sample.save()
         created += 1
+    project_sample_total_forget(project_id=project.pk)
     return created
 
 
@@ -43,44 +51,147 @@ def _lease_duration() -> dt.timedelta:
     return dt.timedelta(seconds=settings.LEASE_SECONDS)
 
 
-def _free_now(now: dt.datetime) -> Q:
-    return Q(leased_by__isnull=True) | Q(lease_expires__lte=now)
+def label_counts_add(
+    *, project_id: int, labeled_pool: int = 0, labeled_test: int = 0, current_labels: int = 0
+) -> None:
+    """Add to a project's running label counts; call inside the transaction that wrote the labels.
+
+    Call it last in the transaction: on PostgreSQL the counter row stays locked until commit.
+    """
+    changes = {
+        name: F(name) + delta
+        for name, delta in (("labeled_pool", labeled_pool), ("labeled_test", labeled_test),
+                            ("current_labels", current_labels))
+        if delta
+    }
+    if not changes:
+        return
+    if LabelCounts.objects.filter(project_id=project_id).update(**changes):
+        return
+    # No counter row yet: count once, with the project locked so concurrent first writers
+    # queue here; the count already includes this transaction's own writes.
+    Project.objects.select_for_update().filter(pk=project_id).first()
+    if LabelCounts.objects.filter(project_id=project_id).update(**changes):
+        return
+    label_counts_rebuild(project_id=project_id)
+
+
+@transaction.atomic
+def label_counts_rebuild(*, project_id: int) -> LabelCounts:
+    """Recount a project's labeled samples and current labels from its rows (a repair)."""
+    labeled = Sample.objects.filter(project_id=project_id).labeled()
+    counts, _ = LabelCounts.objects.update_or_create(
+        project_id=project_id,
+        defaults={
+            "labeled_pool": labeled.in_pool().count(),
+            "labeled_test": labeled.in_test().count(),
+            "current_labels": Label.objects.current().filter(sample__project_id=project_id).count(),
+        },
+    )
+    return counts
+
+
+def _labeled_delta(split: str, delta: int) -> dict[str, int]:
+    return {"labeled_test" if split == Sample.Split.TEST else "labeled_pool": delta}
 
 
 def _wants_test_sample(project: Project) -> bool:
-    """Keep the labeled test split at ``test_fraction`` of all labels, drawn at random."""
-    labeled = Sample.objects.filter(project=project).labeled()
-    total = labeled.count()
-    in_test = labeled.in_test().count()
-    return in_test < project.test_fraction * (total + 1)
+    """Keep the labeled test split at ``test_fraction`` of all labeled samples, drawn at random.
+
+    Reads the running counts, never counts rows: this is on every hand-out.
+    """
+    counts = LabelCounts.objects.filter(project=project).values_list(
+        "labeled_pool", "labeled_test"
+    ).first() or (0, 0)
+    pool, test = counts
+    return test < project.test_fraction * (pool + test + 1)
+
+
+def _live_leases(now: dt.datetime) -> QuerySet[Lease]:
+    return Lease.objects.filter(sample_id=OuterRef("pk"), expires_at__gt=now, skipped=False)
+
+
+def _available_to(
+    samples: QuerySet[Sample], *, project: Project, annotator: AbstractBaseUser, now: dt.datetime
+) -> QuerySet[Sample]:
+    """Filter ``samples`` to those with a free place for ``annotator``.
+
+    A place is free while current labels plus other annotators' live leases are fewer than
+    the project's overlap. An annotator never gets a sample they labeled, skipped or hold.
+    """
+    mine = Lease.objects.filter(sample_id=OuterRef("pk"), annotator_id=annotator.pk)
+    samples = samples.filter(~Exists(mine))
+    if project.overlap == 1:
+        # Unlabeled means no current label at all here; one anti-join does the rest.
+        return samples.filter(~Exists(_live_leases(now)))
+    held = Coalesce(
+        Subquery(
+            _live_leases(now).order_by().values("sample_id").annotate(n=Count("*")).values("n")
+        ),
+        0,
+    )
+    labeled_by_me = Label.objects.current().filter(
+        sample_id=OuterRef("pk"), annotator_id=annotator.pk
+    )
+    return (
+        samples.filter(~Exists(labeled_by_me))
+        .annotate(held=held)
+        .filter(label_count__lt=project.overlap - F("held"))
+    )
+
+
+def _queue(project: Project, split: str) -> QuerySet[Sample]:
+    samples = Sample.objects.filter(project=project, split=split).unlabeled()
+    if split == Sample.Split.TEST:
+        return samples.order_by("random_key")
+    return samples.order_by("-score", "random_key")
+
+
+def _still_available(sample_id: int, *, project: Project, annotator: AbstractBaseUser,
+                     now: dt.datetime) -> bool:
+    # A fresh statement: under READ COMMITTED it sees leases committed after the candidate
+    # query's snapshot, which the row lock alone would not reveal (leases are other rows).
+    return _available_to(
+        Sample.objects.filter(pk=sample_id).unlabeled(),
+        project=project, annotator=annotator, now=now,
+    ).exists()
+
+
+def _lease(sample: Sample, *, annotator: AbstractBaseUser, now: dt.datetime) -> Lease:
+    lease, _ = Lease.objects.update_or_create(
+        sample=sample, annotator_id=annotator.pk,
+        defaults={"project_id": sample.project_id, "expires_at": now + _lease_duration(),
+                  "skipped": False, "created_at": now},
+    )
+    return lease
 
 
 def _lease_first_free(
     *, project: Project, split: str, annotator: AbstractBaseUser, now: dt.datetime
 ) -> Sample | None:
-    candidates = Sample.objects.filter(project=project, split=split).unlabeled().filter(_free_now(now))
-    if split == Sample.Split.TEST:
-        candidates = candidates.order_by("random_key")
-    else:
-        candidates = candidates.order_by("-score", "random_key")
+    candidates = _available_to(_queue(project, split), project=project, annotator=annotator, now=now)
     if connection.features.has_select_for_update_skip_locked:
         # Rows another annotator is leasing right now are skipped, not waited for.
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-    sample = candidates.first()
-    if sample is None:
-        return None
-    expires = now + _lease_duration()
-    # Conditional update: on SQLite (no row locks) this is what keeps two annotators apart.
-    won = (
-        Sample.objects.filter(pk=sample.pk)
-        .unlabeled()
-        .filter(_free_now(now))
-        .update(leased_by=annotator, lease_expires=expires)
+    for sample in candidates[:1]:
+        if _still_available(sample.pk, project=project, annotator=annotator, now=now):
+            _lease(sample, annotator=annotator, now=now)
+            return sample
+    return None
+
+
+def sample_held(*, project: Project, annotator: AbstractBaseUser, now: dt.datetime) -> Sample | None:
+    """Return the sample ``annotator`` holds a live lease on, the most recently leased first."""
+    lease = (
+        Lease.objects.filter(project=project, annotator_id=annotator.pk, expires_at__gt=now,
+                             skipped=False, sample__status=Sample.Status.UNLABELED)
+        .exclude(Exists(Label.objects.current().filter(sample_id=OuterRef("sample_id"),
+                                                       annotator_id=annotator.pk)))
+        .select_related("sample")
+        .order_by("-created_at", "-id")
+        .first()
     )
-    if not won:
-        return None
-    sample.leased_by_id, sample.lease_expires = annotator.pk, expires
-    return sample
+    return lease.sample if lease is not None else None
 
 
 @transaction.atomic
@@ -89,16 +200,12 @@ def sample_lease_next(*, project: Project, annotator: AbstractBaseUser) -> Sampl
 
     An annotator who already holds a live lease gets that sample back (a reload must not
     burn samples). Otherwise the test split is drawn at random while it is below its share
-    of labels, and the pool by descending precomputed uncertainty; no model is called here.
+    of labeled samples, and the pool by descending precomputed uncertainty; no model is
+    called here. With overlap k, up to k different annotators hold or label one sample.
     """
     member_require(project=project, user=annotator, roles=LABELING_ROLES)
     now = timezone.now()
-    held = (
-        Sample.objects.filter(project=project, leased_by_id=annotator.pk, lease_expires__gt=now)
-        .unlabeled()
-        .order_by("lease_expires")
-        .first()
-    )
+    held = sample_held(project=project, annotator=annotator, now=now)
     if held is not None:
         return held
     splits = [Sample.Split.TEST, Sample.Split.POOL]
@@ -109,11 +216,31 @@ def sample_lease_next(*, project: Project, annotator: AbstractBaseUser) -> Sampl
             sample = _lease_first_free(project=project, split=split, annotator=annotator, now=now)
             if sample is not None:
                 return sample
-            if not Sample.objects.filter(project=project, split=split).unlabeled().filter(
-                _free_now(now)
-            ).exists():
+            if not _available_to(_queue(project, split), project=project, annotator=annotator,
+                                 now=now).exists():
                 break
     return None
+
+
+def sample_peek_next(*, project: Project, annotator: AbstractBaseUser) -> Sample | None:
+    """Return the sample ``annotator`` would most likely get after their current one.
+
+    Read-only, no lease: the page prefetches its image so a submit shows it at once. Another
+    annotator may take it first; then the prefetch was merely wasted.
+    """
+    now = timezone.now()
+    split = Sample.Split.TEST if _wants_test_sample(project) else Sample.Split.POOL
+    for candidate_split in (split, Sample.Split.POOL if split == Sample.Split.TEST else Sample.Split.TEST):
+        sample = _available_to(
+            _queue(project, candidate_split), project=project, annotator=annotator, now=now
+        ).first()
+        if sample is not None:
+            return sample
+    return None
+
+
+def _locked(sample: Sample) -> Sample:
+    return Sample.objects.select_for_update().get(pk=sample.pk)
 
 
 @transaction.atomic
@@ -126,8 +253,10 @@ def label_submit(
 ) -> Label:
     """Record ``annotator``'s label for ``sample`` and request a retrain when a batch is full.
 
-    Submitting the same value twice is idempotent. The sample row is locked so that two
-    submits for one sample serialize.
+    Submitting the same value twice is idempotent. A label is accepted while the annotator
+    holds a live lease, or when their lease expired (or they never had one) but the sample
+    still has a free place; otherwise SampleNotAvailable (409). The sample becomes labeled
+    when it has the project's overlap of labels.
     """
     project = sample.project
     member_require(project=project, user=annotator, roles=LABELING_ROLES)
@@ -135,29 +264,82 @@ def label_submit(
         raise InvalidLabel(
             f"{value!r} is not a label of project {project.slug!r}", detail=project.labels
         )
-    sample = Sample.objects.select_for_update().get(pk=sample.pk)
+    sample = _locked(sample)
     existing = Label.objects.current().filter(sample=sample, annotator_id=annotator.pk).first()
     if existing is not None:
         if existing.value == value:
             return existing
-        raise SampleNotAvailable("you already labeled this sample", detail={"sample": sample.pk})
+        raise SampleNotAvailable(
+            "you already labeled this sample with another value; undo it first",
+            detail={"sample": sample.pk, "value": existing.value},
+        )
     if sample.status == Sample.Status.LABELED:
         raise SampleNotAvailable("this sample is already labeled", detail={"sample": sample.pk})
     now = timezone.now()
-    if sample.leased_by_id not in (None, annotator.pk) and sample.lease_expires > now:
+    leases = Lease.objects.filter(sample=sample, expires_at__gt=now, skipped=False)
+    holds = leases.filter(annotator_id=annotator.pk).exists()
+    if not holds and sample.label_count + leases.count() >= project.overlap:
         raise SampleNotAvailable(
             "this sample is leased by another annotator", detail={"sample": sample.pk}
         )
     label = Label.objects.create(
         sample=sample, annotator=annotator, value=value, duration_ms=duration_ms
     )
-    Sample.objects.filter(pk=sample.pk).update(
-        status=Sample.Status.LABELED, leased_by=None, lease_expires=None
-    )
+    count = sample.label_count + 1
+    done = count >= project.overlap
+    status = Sample.Status.LABELED if done else Sample.Status.UNLABELED
+    Sample.objects.filter(pk=sample.pk).update(label_count=count, status=status)
+    Lease.objects.filter(sample=sample, annotator_id=annotator.pk).delete()
+    label_counts_add(project_id=project.pk, current_labels=1,
+                     **(_labeled_delta(sample.split, 1) if done else {}))
     from learning.services import model_version_request_if_due  # learning depends on us
 
     model_version_request_if_due(project=project)
     return label
+
+
+@transaction.atomic
+def sample_skip(*, sample: Sample, annotator: AbstractBaseUser) -> None:
+    """Give ``sample`` back to the queue for others; it never comes back to ``annotator``."""
+    member_require(project=sample.project, user=annotator, roles=LABELING_ROLES)
+    sample = _locked(sample)
+    now = timezone.now()
+    Lease.objects.update_or_create(
+        sample=sample, annotator_id=annotator.pk,
+        defaults={"project_id": sample.project_id, "expires_at": now, "skipped": True,
+                  "created_at": now},
+    )
+
+
+@transaction.atomic
+def label_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Sample:
+    """Take back ``annotator``'s most recent label in ``project`` and lease its sample to them.
+
+    The label is superseded, not deleted, so history keeps it; the sample goes back to the
+    queue (unlabeled again if it had reached the overlap) and is shown to the annotator
+    next. Labels already corrected by a scientist cannot be undone.
+    """
+    member_require(project=project, user=annotator, roles=LABELING_ROLES)
+    last = (
+        Label.objects.filter(sample__project=project, annotator_id=annotator.pk,
+                             is_correction=False)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None or last.superseded_at is not None:
+        raise NothingToUndo("there is no label of yours to undo")
+    sample = _locked(last.sample)
+    now = timezone.now()
+    Label.objects.filter(pk=last.pk).update(superseded_at=now)
+    was_labeled = sample.status == Sample.Status.LABELED
+    Sample.objects.filter(pk=sample.pk).update(
+        label_count=max(sample.label_count - 1, 0), status=Sample.Status.UNLABELED
+    )
+    sample.label_count, sample.status = max(sample.label_count - 1, 0), Sample.Status.UNLABELED
+    _lease(sample, annotator=annotator, now=now)
+    label_counts_add(project_id=project.pk, current_labels=-1,
+                     **(_labeled_delta(sample.split, -1) if was_labeled else {}))
+    return sample
 
 
 @transaction.atomic
@@ -177,4 +359,3 @@ def sample_scores_write(*, sample_ids: Sequence[int], scores: Sequence[float]) -
     samples = [Sample(pk=pk, score=score) for pk, score in by_id.items()]
     Sample.objects.bulk_update(samples, ["score"], batch_size=500)
     return len(samples)
-

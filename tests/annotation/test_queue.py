@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.errors import InvalidLabel, NotAMember, SampleNotAvailable
-from annotation.models import Label, Sample
+from annotation.models import Label, Lease, Sample
 from annotation.services import label_submit, sample_lease_next
 from tests.factories import MembershipFactory, UserFactory
 
@@ -47,7 +47,7 @@ def test_sample_lease_next_reclaims_expired_lease(project, make_samples):
     first, second = _annotator(project), _annotator(project)
     assert sample_lease_next(project=project, annotator=first).pk == only.pk
     assert sample_lease_next(project=project, annotator=second) is None
-    Sample.objects.filter(pk=only.pk).update(lease_expires=timezone.now() - dt.timedelta(seconds=1))
+    Lease.objects.filter(sample=only).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     assert sample_lease_next(project=project, annotator=second).pk == only.pk
 
 
@@ -71,8 +71,9 @@ def test_label_submit_marks_sample_labeled_and_releases_lease(project, annotator
     sample = sample_lease_next(project=project, annotator=annotator)
     label = label_submit(sample=sample, annotator=annotator, value="1", duration_ms=800)
     sample.refresh_from_db()
-    assert (sample.status, sample.leased_by_id, label.value, label.duration_ms) == (
-        "labeled", None, "1", 800)
+    assert (sample.status, sample.label_count, label.value, label.duration_ms) == (
+        "labeled", 1, "1", 800)
+    assert not Lease.objects.filter(sample=sample).exists()
 
 
 def test_label_submit_is_idempotent_for_the_same_value(project, annotator, make_samples):

@@ -50,6 +50,8 @@ def test_non_member_gets_404_and_anonymous_is_redirected(client, project, make_s
 
 def test_project_detail_lists_iterations(client, project, annotator):
     _login(client, annotator)
+    assert client.get(f"/projects/{project.slug}/")["Location"] == f"/projects/{project.slug}/label/"
+    _login(client, project.owner)
     response = client.get(f"/projects/{project.slug}/")
     assert response.status_code == 200 and b"Iterations" in response.content
     partial = client.get(f"/projects/{project.slug}/", HTTP_HX_REQUEST="true")

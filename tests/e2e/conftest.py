@@ -55,6 +55,16 @@ def browser():
                 browser.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Forget cached sample totals: test databases reuse project ids."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def page(browser, live_server):
     """A page in a fresh context (no cookies shared between tests) based at the live server."""

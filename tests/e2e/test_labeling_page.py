@@ -79,7 +79,7 @@ def test_keyboard_labeling_swaps_samples_without_reload(
     assert all(label.duration_ms is not None and label.duration_ms >= 0 for label in labels)
     current = Sample.objects.get(pk=int(shown[-1]))
     assert current.status != Sample.Status.LABELED
-    assert current.leased_by_id == annotator.pk
+    assert current.leases.get().annotator_id == annotator.pk
 
 
 @pytest.mark.e2e
@@ -116,3 +116,116 @@ def test_anonymous_user_is_redirected_to_login(page, project, label_path):
     assert page.url.endswith(f"{reverse('login')}?next={label_path}")
     assert page.locator("input[name=username]").is_visible()
     assert page.locator("#sample-card").count() == 0
+
+
+@pytest.mark.e2e
+def test_skip_undo_help_and_zoom_keys_work_without_reload(
+    page, login, project, annotator, make_samples, label_path
+):
+    make_samples(6)
+    login(annotator)
+    page.goto(label_path)
+    page.evaluate("window.__noReload = 42")
+    navigations = _watch_reloads(page)
+    first = _shown_sample(page)
+
+    page.keyboard.press("s")
+    page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=first)
+    second = _shown_sample(page)
+    assert Sample.objects.get(pk=int(first)).leases.get(annotator=annotator).skipped
+
+    page.keyboard.press("2")
+    page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=second)
+    third = _shown_sample(page)
+    assert third not in (first, second)
+
+    page.keyboard.press("u")
+    page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=third)
+    assert _shown_sample(page) == second  # the undone sample is back on screen
+    assert not Label.objects.current().filter(annotator=annotator).exists()
+    assert Label.objects.filter(annotator=annotator, superseded_at__isnull=False).count() == 1
+
+    page.keyboard.press("0")
+    page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=second)
+    assert _shown_sample(page) == third  # then the one that was showing before the undo
+
+    help_dialog = page.locator("#keys-help")
+    assert not help_dialog.is_visible()
+    page.keyboard.press("?")
+    help_dialog.wait_for(state="visible")
+    assert "skip this sample" in help_dialog.inner_text()
+    page.keyboard.press("1")  # keys do not label while the list is open
+    page.keyboard.press("Escape")
+    help_dialog.wait_for(state="hidden")
+    assert _shown_sample(page) == third
+
+    page.wait_for_function(CARD_IMAGE_LOADED)
+    figure = page.locator("#sample-card figure.sample")
+    small = page.locator("#sample-card figure.sample img").bounding_box()["width"]
+    page.keyboard.press("z")
+    page.wait_for_function("() => document.querySelector('#sample-card figure.sample img').getBoundingClientRect().width > 400")
+    assert "zoomed" in figure.get_attribute("class")
+    page.locator("#sample-card figure.sample img").click()  # click toggles back
+    page.wait_for_function(f"() => document.querySelector('#sample-card figure.sample img').getBoundingClientRect().width <= {small + 1}")
+
+    assert page.evaluate("window.__noReload") == 42
+    assert navigations == []
+    assert list(Label.objects.current().filter(annotator=annotator).values_list("sample_id", "value")) == [
+        (int(second), "0")]
+
+
+@pytest.mark.e2e
+def test_suggestion_loads_after_the_card_and_next_image_is_prefetched(
+    page, login, project, annotator, make_samples, label_path, monkeypatch
+):
+    from annotation.suggestions import Suggestion
+    from learning.models import ModelVersion
+
+    project.test_fraction = 0.0
+    project.save(update_fields=["test_fraction"])
+    make_samples(4)
+    ModelVersion.objects.create(project=project, number=1, status="ready", is_served=True,
+                                accuracy=0.875)
+    monkeypatch.setattr("annotation.views.suggestions_for", lambda *, project, samples: {
+        samples[0].pk: Suggestion(label="2", confidence=0.93, model_version=1)})
+    login(annotator)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(label_path)
+    page.evaluate("window.__noReload = 42")
+    first = _shown_sample(page)
+
+    page.locator('#suggestion[data-label="2"]').wait_for()
+    assert "93% sure" in page.locator("#suggestion").inner_text()
+    assert "suggested" in page.locator('#label-form button[data-key="2"]').get_attribute("class")
+    card_at = next(i for i, url in enumerate(requests) if url.endswith(label_path))
+    hint_at = next(i for i, url in enumerate(requests) if url.endswith(f"/samples/{first}/suggestion"))
+    assert hint_at > card_at  # a request of its own, after the card
+    assert "test acc 0.88" in page.locator("#sample-card .progress-row").inner_text()
+
+    following = page.locator("link[rel=prefetch]").get_attribute("data-following")
+    assert following and following != first
+    page.wait_for_function(
+        "id => performance.getEntriesByType('resource').some(e => e.name.endsWith('/samples/' + id + '/image'))",
+        arg=following,
+    )
+    page.keyboard.press("1")
+    page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=first)
+    assert _shown_sample(page) == following
+    page.wait_for_function(CARD_IMAGE_LOADED)
+    page.locator('#suggestion[data-label="2"]').wait_for()
+    assert page.evaluate("window.__noReload") == 42
+
+
+@pytest.mark.e2e
+def test_label_page_fits_a_laptop_screen(page, login, project, annotator, make_samples, label_path):
+    make_samples(2)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    login(annotator)
+    page.goto(label_path)
+    page.wait_for_function(CARD_IMAGE_LOADED)
+    assert page.evaluate("document.documentElement.scrollHeight") <= 768
+    page.keyboard.press("z")
+    page.wait_for_function("() => document.querySelector('#sample-card figure.sample.zoomed')")
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollHeight") <= 768

@@ -59,3 +59,60 @@ def test_unknown_strategy_is_refused(fitted):
     estimator, X = fitted
     with pytest.raises(strategies.UnknownStrategy):
         strategies.uncertainty_scores(estimator, X, strategy="vibes")
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Ten tight blobs of near-duplicates; the model is unsure about all of them alike."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=80, centers=10, cluster_std=0.05, n_features=4,
+                      random_state=0)
+    binary = (y % 2).astype(int)
+    # A model that barely separates anything: every row is about equally uncertain.
+    return LogisticRegression(C=1e-4).fit(X, binary), X, y
+
+
+@pytest.mark.parametrize("strategy", strategies.BATCH_STRATEGIES)
+def test_select_batch_returns_n_distinct_rows(fitted, strategy):
+    estimator, X = fitted
+    picked = strategies.select_batch(estimator, X, n=25, strategy=strategy, X_labeled=X[:5],
+                                     seed=1)
+    assert len(picked) == 25 and len(set(picked.tolist())) == 25
+    assert picked.min() >= 0 and picked.max() < len(X)
+
+
+@pytest.mark.parametrize("strategy", ["default", "diverse_margin"])
+def test_diverse_batches_spread_over_blobs_where_top_n_piles_into_few(blobs, strategy):
+    estimator, X, y = blobs
+    plain = strategies.select_batch(estimator, X, n=10, strategy="margin")
+    diverse = strategies.select_batch(estimator, X, n=10, strategy=strategy, seed=0)
+    assert len(set(y[diverse])) >= 8
+    assert len(set(y[diverse])) > len(set(y[plain]))
+
+
+def test_cold_start_picks_one_row_per_blob_without_a_model(blobs):
+    _estimator, X, y = blobs
+    picked = strategies.select_cold_start(X, n=10, seed=0)
+    assert sorted(y[picked].tolist()) == list(range(10))
+    assert strategies.select_batch(None, X, n=10, strategy="margin", seed=0).tolist() == \
+        picked.tolist()
+
+
+def test_select_batch_handles_small_pools_and_empty_requests(fitted):
+    estimator, X = fitted
+    assert len(strategies.select_batch(estimator, X[:3], n=10, strategy="default")) == 3
+    assert len(strategies.select_batch(estimator, X, n=0, strategy="default")) == 0
+    assert len(strategies.select_cold_start(X[:4], n=10)) == 4
+    with pytest.raises(strategies.UnknownStrategy):
+        strategies.select_batch(estimator, X, n=3, strategy="vibes")
+
+
+def test_default_mixes_in_random_exploration(fitted):
+    estimator, X = fitted
+    margin_top = set(strategies.select_uncertain(estimator, X, n=100, strategy="margin").tolist())
+    outside = 0
+    for seed in range(20):
+        picked = strategies.select_batch(estimator, X, n=10, strategy="default", seed=seed)
+        outside += len(set(picked.tolist()) - margin_top)
+    assert 0 < outside < 60  # about 10% of 200 picks come from anywhere in the pool

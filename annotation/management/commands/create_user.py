@@ -1,11 +1,11 @@
-"""Create a user (or reuse one) and give them a role in a project."""
+"""Create a user (or reuse one), give them a role in a project, optionally a personal token."""
 import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Membership, Project
-from annotation.services import membership_set
+from annotation.services import membership_set, personal_token_create
 
 
 class Command(BaseCommand):
@@ -16,8 +16,13 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True)
         parser.add_argument("--role", choices=Membership.Role.values, default=Membership.Role.ANNOTATOR)
         parser.add_argument("--password", default=None, help="Default: a random one, printed.")
+        parser.add_argument(
+            "--token", action="store_true",
+            help="Also print a personal API token (Authorization: Token <key>) acting as "
+                 "this user in the project; the key is shown once and stored hashed.",
+        )
 
-    def handle(self, *args, username, project, role, password, **options):
+    def handle(self, *args, username, project, role, password, token=False, **options):
         target = Project.objects.filter(slug=project).first()
         if target is None:
             raise CommandError(f"no project {project!r}")
@@ -29,3 +34,6 @@ class Command(BaseCommand):
             self.stdout.write(f"password: {password}")
         membership_set(project=target, user=user, role=role)
         self.stdout.write(f"{username} is {role} of {project}")
+        if token:
+            _token, key = personal_token_create(project=target, user=user)
+            self.stdout.write(f"token: {key}")

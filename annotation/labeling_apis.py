@@ -1,0 +1,181 @@
+"""The labeling API: lease the next sample, submit a label, fetch a sample's image.
+
+For scripts and labeling tools: ``Authorization: Token <personal key>`` (``create_user
+--token``) or a signed-in session. Errors are ``{"error", "detail"}``.
+"""
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.errors import SampleNotFound
+from annotation.models import Label, Sample
+from annotation.permissions import CanLabelProject
+from annotation.services import label_submit, sample_lease_next
+from serving.apis.examples import error_examples, error_responses
+from serving.authentication import ProjectTokenAuthentication
+from serving.throttling import TokenScopedRateThrottle
+
+AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
+SCHEMA_AUTH = [{"ProjectToken": []}]
+_ERRORS = {
+    "401": ("No token", "invalid or revoked token", None),
+    "403": ("Not a member", "you have no owner/scientist/annotator role in project 'digits'", None),
+    "404": ("Unknown project", "no project 'nope'", None),
+    "429": ("Throttled", "Request was throttled. Expected available in 12 seconds.", None),
+}
+
+
+class SampleOutputSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(source="project.kind")
+    image_url = serializers.SerializerMethodField()
+    lease_expires = serializers.SerializerMethodField()
+    labels = serializers.ListField(source="project.labels", child=serializers.CharField())
+
+    class Meta:
+        model = Sample
+        fields = ["id", "external_id", "kind", "split", "text", "values", "image_url",
+                  "lease_expires", "labels"]
+
+    def get_image_url(self, sample: Sample) -> str | None:
+        if not sample.image:
+            return None
+        return reverse("api-sample-image", args=[sample.project.slug, sample.pk])
+
+    def get_lease_expires(self, sample: Sample) -> str | None:
+        expires = self.context.get("lease_expires")
+        return serializers.DateTimeField().to_representation(expires) if expires else None
+
+
+class NextSampleOutputSerializer(serializers.Serializer):
+    sample = SampleOutputSerializer(allow_null=True)
+
+
+class NextSampleApi(APIView):
+    """Lease the next sample to the caller: ``{"sample": {...}}``, or ``{"sample": null}``
+    when nothing is left for them.
+
+    Asking again before labeling returns the same sample (the lease is renewed only by
+    labeling it). The lease lasts ``LEASE_SECONDS`` (default 10 minutes).
+    """
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanLabelProject]
+    throttle_classes = [TokenScopedRateThrottle]
+    throttle_scope = "read"
+
+    @extend_schema(
+        operation_id="samples_next",
+        auth=SCHEMA_AUTH,
+        responses={200: NextSampleOutputSerializer, **error_responses(401, 403, 404, 429)},
+        examples=[
+            OpenApiExample("A text sample", response_only=True, status_codes=["200"], value={
+                "sample": {
+                    "id": 42, "external_id": "n-17", "kind": "text", "split": "pool",
+                    "text": "Stocks rally as ...", "values": None, "image_url": None,
+                    "lease_expires": "2026-11-21T20:10:00Z", "labels": ["pos", "neg"],
+                }}),
+            OpenApiExample("Nothing left", response_only=True, status_codes=["200"],
+                           value={"sample": None}),
+            *error_examples(_ERRORS),
+        ],
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        sample = sample_lease_next(project=self.project, annotator=self.annotator)
+        if sample is None:
+            return Response({"sample": None})
+        lease = sample.leases.filter(annotator_id=self.annotator.pk).first()
+        sample.project = self.project
+        context = {"lease_expires": lease.expires_at if lease else None}
+        return Response({"sample": SampleOutputSerializer(sample, context=context).data})
+
+
+class LabelSubmitApi(APIView):
+    """Label a sample as the caller: 201 when recorded, 200 when the same label was there.
+
+    A label is accepted while the caller's lease is live, and also after it expired as
+    long as nobody else took the sample (409 once it was leased to someone else). 400 for
+    a value outside the project's labels, 404 for a sample outside the project.
+    """
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanLabelProject]
+    throttle_classes = [TokenScopedRateThrottle]
+    throttle_scope = "read"
+
+    @extend_schema_serializer(component_name="LabelSubmitInput")
+    class InputSerializer(serializers.Serializer):
+        sample = serializers.IntegerField(min_value=1)
+        value = serializers.CharField(max_length=200)
+        duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, required=False)
+
+    @extend_schema_serializer(component_name="LabelOutput")
+    class OutputSerializer(serializers.ModelSerializer):
+        annotator = serializers.CharField(source="annotator.username")
+
+        class Meta:
+            model = Label
+            fields = ["id", "sample", "value", "annotator", "duration_ms", "created_at"]
+
+    @extend_schema(
+        operation_id="labels_create",
+        auth=SCHEMA_AUTH,
+        request=InputSerializer,
+        responses={201: OutputSerializer, 200: OutputSerializer,
+                   **error_responses(400, 401, 403, 404, 409, 429)},
+        examples=[
+            OpenApiExample("A label", request_only=True, value={"sample": 42, "value": "pos"}),
+            OpenApiExample("Recorded", response_only=True, status_codes=["201", "200"], value={
+                "id": 7, "sample": 42, "value": "pos", "annotator": "ann",
+                "duration_ms": None, "created_at": "2026-11-21T20:01:00Z"}),
+            *error_examples({
+                "400": ("Unknown label", "'cat' is not a label of project 'news'", ["pos", "neg"]),
+                "409": ("Leased by someone else", "this sample is leased by another annotator",
+                        {"sample": 42}),
+                **_ERRORS,
+                "404": ("Outside the project", "that sample is not part of this project", None),
+            }),
+        ],
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        sample = Sample.objects.filter(pk=data["sample"], project=self.project).first()
+        if sample is None:
+            raise SampleNotFound("that sample is not part of this project",
+                                 detail={"sample": data["sample"]})
+        sample.project = self.project
+        existed = Label.objects.current().filter(
+            sample=sample, annotator_id=self.annotator.pk, value=data["value"]
+        ).exists()
+        label = label_submit(sample=sample, annotator=self.annotator, value=data["value"],
+                             duration_ms=data.get("duration_ms"))
+        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        return Response(self.OutputSerializer(label).data, status=code)
+
+
+class SampleImageApi(APIView):
+    """The image file of one sample of the project, for members."""
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanLabelProject]
+    throttle_classes = [TokenScopedRateThrottle]
+    throttle_scope = "read"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, slug: str, sample_id: int) -> FileResponse:
+        sample = Sample.objects.filter(pk=sample_id, project=self.project).exclude(image="").first()
+        if sample is None:
+            raise NotFound("no such image")
+        response = FileResponse(default_storage.open(sample.image.name, "rb"))
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

@@ -1,0 +1,228 @@
+"""Wiring of the labeling API (next, labels), personal tokens, and the skip/undo/review pages."""
+import datetime as dt
+import re
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from annotation.models import Label, Lease
+from annotation.services import personal_token_create
+from serving.services import api_token_create
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+
+def _member(project, role="annotator"):
+    user = UserFactory()
+    MembershipFactory(project=project, user=user, role=role)
+    return user
+
+
+def _client(project, user) -> APIClient:
+    _token, key = personal_token_create(project=project, user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def test_next_then_label_with_a_personal_token(project, annotator, make_samples):
+    make_samples(2)
+    api = _client(project, annotator)
+    nxt = api.get(f"/api/v1/projects/{project.slug}/next")
+    assert nxt.status_code == 200, nxt.content
+    body = nxt.json()["sample"]
+    assert body["kind"] == "image" and body["labels"] == ["0", "1", "2"] and body["lease_expires"]
+    assert api.get(f"/api/v1/projects/{project.slug}/next").json()["sample"]["id"] == body["id"]  # held
+    assert api.get(body["image_url"]).status_code == 200
+
+    url = f"/api/v1/projects/{project.slug}/labels"
+    created = api.post(url, {"sample": body["id"], "value": "1"}, format="json")
+    assert created.status_code == 201 and created.json()["annotator"] == annotator.username
+    again = api.post(url, {"sample": body["id"], "value": "1"}, format="json")
+    assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+    assert Label.objects.count() == 1
+
+
+def test_label_api_errors_are_json_and_write_nothing(project, annotator, make_samples):
+    first, second = make_samples(2)
+    other_project = ProjectFactory()
+    from tests.factories import ImageSampleFactory
+
+    foreign = ImageSampleFactory(project=other_project)
+    api = _client(project, annotator)
+    url = f"/api/v1/projects/{project.slug}/labels"
+    leased = api.get(f"/api/v1/projects/{project.slug}/next").json()["sample"]["id"]
+
+    bad = api.post(url, {"sample": leased, "value": "cat"}, format="json")
+    assert bad.status_code == 400 and "cat" in bad.json()["error"] and bad.json()["detail"]
+    outside = api.post(url, {"sample": foreign.pk, "value": "1"}, format="json")
+    assert outside.status_code == 404 and set(outside.json()) == {"error", "detail"}
+    missing = api.post(url, {"value": "1"}, format="json")
+    assert missing.status_code == 400 and missing.json()["error"].startswith("sample")
+
+    rival = _member(project)
+    taken = _client(project, rival).post(url, {"sample": leased, "value": "1"}, format="json")
+    assert taken.status_code == 409 and "leased by another" in taken.json()["error"]
+
+    # Expired and re-leased to someone else: 409; expired and free: accepted.
+    Lease.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert _client(project, rival).get(f"/api/v1/projects/{project.slug}/next").json()["sample"]["id"] == leased
+    assert api.post(url, {"sample": leased, "value": "1"}, format="json").status_code == 409
+    assert not Label.objects.exists()
+
+
+def test_label_api_refuses_non_members_project_tokens_and_anonymous(project, make_samples):
+    (sample,) = make_samples(1)
+    outsider = UserFactory()
+    elsewhere = ProjectFactory()
+    MembershipFactory(project=elsewhere, user=outsider, role="annotator")
+    api = _client(elsewhere, outsider)
+    response = api.get(f"/api/v1/projects/{project.slug}/next")
+    assert response.status_code == 403 and response.json()["error"] == "this token belongs to another project"
+
+    session = APIClient()
+    session.force_login(outsider)
+    denied = session.post(f"/api/v1/projects/{project.slug}/labels", {"sample": sample.pk, "value": "1"},
+                          format="json")
+    assert denied.status_code == 403 and "no owner/scientist/annotator role" in denied.json()["error"]
+
+    _token, key = api_token_create(project=project, scopes=["predict", "admin"])
+    machine = APIClient()
+    machine.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert machine.get(f"/api/v1/projects/{project.slug}/next").status_code == 403
+    assert APIClient().get(f"/api/v1/projects/{project.slug}/next").status_code == 401
+    assert APIClient().get("/api/v1/projects/nope/next").status_code in (401, 404)
+    assert not Label.objects.exists()
+
+
+def test_next_returns_null_when_the_queue_is_empty(project, annotator):
+    response = _client(project, annotator).get(f"/api/v1/projects/{project.slug}/next")
+    assert response.status_code == 200 and response.json() == {"sample": None}
+
+
+def test_personal_tokens_cannot_predict_but_project_tokens_still_can_authenticate(project, annotator):
+    api = _client(project, annotator)
+    response = api.post(f"/api/v1/projects/{project.slug}/predict", {"instances": []}, format="json")
+    assert response.status_code == 403
+
+
+def test_create_user_with_token_prints_a_working_key(project, make_samples, capsys):
+    make_samples(1)
+    call_command("create_user", "carla", "--project", project.slug, "--role", "annotator", "--token")
+    out = capsys.readouterr().out
+    key = re.search(r"^token: (\S+)$", out, re.M).group(1)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    sample = api.get(f"/api/v1/projects/{project.slug}/next").json()["sample"]
+    labeled = api.post(f"/api/v1/projects/{project.slug}/labels",
+                       {"sample": sample["id"], "value": "2"}, format="json")
+    assert labeled.status_code == 201 and labeled.json()["annotator"] == "carla"
+
+
+def _shown(response) -> int | None:
+    match = re.search(rb'data-sample="(\d*)"', response.content)
+    return int(match.group(1)) if match and match.group(1) else None
+
+
+def test_skip_and_undo_pages_swap_the_card(client, project, annotator, make_samples):
+    make_samples(3)
+    client.force_login(annotator)
+    url = f"/projects/{project.slug}/label/"
+    first = _shown(client.get(url))
+    skipped = client.post(url + "skip", {"sample": first}, HTTP_HX_REQUEST="true")
+    assert b"<html" not in skipped.content
+    second = _shown(skipped)
+    assert second not in (None, first)
+    labeled = client.post(url, {"sample": second, "value": "1"}, HTTP_HX_REQUEST="true")
+    third = _shown(labeled)
+    assert third not in (first, second)
+    undone = client.post(url + "undo", HTTP_HX_REQUEST="true")
+    assert _shown(undone) == second
+    assert b"nothing" not in undone.content.lower()
+    again = client.post(url + "undo", HTTP_HX_REQUEST="true")
+    assert b"no label of yours to undo" in again.content and _shown(again) == second
+
+
+def test_card_loads_suggestion_after_render_and_prefetches_the_next_image(client, project, annotator,
+                                                                         make_samples, monkeypatch):
+    from learning.models import ModelVersion
+
+    make_samples(3)
+    ModelVersion.objects.create(project=project, number=1, status="ready", is_served=True, accuracy=0.9)
+    client.force_login(annotator)
+    page = client.get(f"/projects/{project.slug}/label/")
+    shown = _shown(page)
+    assert f'hx-get="/projects/{project.slug}/samples/{shown}/suggestion"'.encode() in page.content
+    assert b'hx-trigger="load"' in page.content
+    assert b'rel="prefetch"' in page.content and b"test acc <b>0.90</b>" in page.content
+
+    from annotation.suggestions import Suggestion
+
+    monkeypatch.setattr("annotation.views.suggestions_for", lambda *, project, samples: {
+        samples[0].pk: Suggestion(label="2", confidence=0.81, model_version=1)})
+    hint = client.get(f"/projects/{project.slug}/samples/{shown}/suggestion", HTTP_HX_REQUEST="true")
+    assert b'data-label="2"' in hint.content and b"81% sure" in hint.content and b"<html" not in hint.content
+
+    project.show_suggestion = False
+    project.save(update_fields=["show_suggestion"])
+    assert b"suggestion" not in client.get(f"/projects/{project.slug}/label/").content.split(b"<main>")[1].split(b"keys-help")[0]
+
+
+def test_annotators_see_labeling_pages_only(client, project, annotator):
+    client.force_login(annotator)
+    base = f"/projects/{project.slug}"
+    for path in ("/review/", "/settings/", "/import/", "/export.csv"):
+        assert client.get(base + path).status_code == 403, path
+    assert client.get(base + "/").status_code == 302
+    listing = client.get("/")
+    assert b"Review" not in listing.content and f'href="{base}/"'.encode() not in listing.content
+
+
+def test_review_page_and_correction_wiring(client, project, make_samples):
+    from annotation.services import label_submit, sample_lease_next
+
+    make_samples(2)
+    annotator = _member(project)
+    sample = sample_lease_next(project=project, annotator=annotator)
+    label_submit(sample=sample, annotator=annotator, value="0")
+    client.force_login(project.owner)
+    page = client.get(f"/projects/{project.slug}/review/")
+    assert page.status_code == 200 and f'id="review-{sample.pk}"'.encode() in page.content
+    partial = client.get(f"/projects/{project.slug}/review/?label=0", HTTP_HX_REQUEST="true")
+    assert b'id="review-rows"' in partial.content and b"<html" not in partial.content
+    row = client.post(f"/projects/{project.slug}/review/{sample.pk}/correct", {"value": "2"},
+                      HTTP_HX_REQUEST="true")
+    assert row.status_code == 200 and b"<b>2</b>" in row.content
+    assert Label.objects.filter(sample=sample).count() == 2
+    bad = client.post(f"/projects/{project.slug}/review/{sample.pk}/correct", {"value": "x"})
+    assert bad.status_code == 400 and b"is not a label" in bad.content
+
+
+def test_settings_page_saves_and_shows_errors(client, project):
+    client.force_login(project.owner)
+    url = f"/projects/{project.slug}/settings/"
+    assert client.get(url).status_code == 200
+    bad = client.post(url, {"overlap": 2, "keys": "ab", "batch_size": 5})
+    assert bad.status_code == 400 and b"one key per label" in bad.content
+    ok = client.post(url, {"overlap": 2, "keys": "jkl", "batch_size": 5, "show_suggestion": "on"})
+    assert ok.status_code == 200 and b"Saved." in ok.content
+    project.refresh_from_db()
+    assert (project.overlap, project.keys) == (2, ["j", "k", "l"])
+
+
+def test_text_is_escaped_and_tabular_rows_show_as_a_table(client, db):
+    from annotation.models import Sample
+
+    text_project = ProjectFactory(kind="text", labels=["pos", "neg"])
+    table_project = ProjectFactory(kind="tabular", labels=["a", "b"])
+    Sample.objects.create(project=text_project, text="<script>alert(1)</script> hi")
+    Sample.objects.create(project=table_project, values={"age": 41, "<b>city</b>": "Oslo"})
+    for project, expected, absent in (
+        (text_project, b"&lt;script&gt;alert(1)&lt;/script&gt; hi", b"<script>alert(1)"),
+        (table_project, b'<th scope="row">&lt;b&gt;city&lt;/b&gt;</th><td>Oslo</td>', b"<b>city</b>"),
+    ):
+        user = _member(project)
+        client.force_login(user)
+        page = client.get(f"/projects/{project.slug}/label/")
+        assert expected in page.content and absent not in page.content
