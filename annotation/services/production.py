@@ -15,6 +15,7 @@ from django.utils import timezone
 from annotation import images
 from annotation.errors import DomainError, InvalidLabel
 from annotation.models import Label, Project, Sample
+from annotation.services.queue import label_counts_add
 
 
 class InvalidProductionPayload(DomainError):
@@ -83,7 +84,7 @@ def production_sample_create(
     _label_check(project, value)
     annotator = annotator or feedback_annotator_get(project=project)
     sample = Sample(project=project, split=Sample.Split.POOL, origin=Sample.Origin.PRODUCTION,
-                    status=Sample.Status.LABELED)
+                    status=Sample.Status.LABELED, label_count=1)
     if project.kind == Project.Kind.IMAGE:
         if not payload.image:
             raise InvalidProductionPayload("an image project's sample needs an image")
@@ -103,6 +104,7 @@ def production_sample_create(
             from learning.services import model_version_request_if_due  # learning depends on us
 
             model_version_request_if_due(project=project)
+            label_counts_add(project_id=project.pk, labeled_pool=1, current_labels=1)
     except BaseException:
         for name in (sample.image.name, sample.thumbnail.name):
             if name:

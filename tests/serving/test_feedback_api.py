@@ -184,3 +184,17 @@ def test_buffered_logs_are_flushed_before_an_id_is_called_unknown(served_project
     feedback = feedback_record(project=served_project, label="1",
                                prediction_id=uuid.UUID(prediction["id"]))
     assert feedback.created and feedback.sample_id
+
+
+
+def test_feedback_sample_counts_toward_label_counters(served_project, clients):
+    from annotation.models import LabelCounts
+
+    _predictor, reporter = clients
+    before = LabelCounts.objects.get(project=served_project)
+    response = _feedback(reporter, served_project,
+                         {"instance": {"image_base64": _b64(png_bytes(2))}, "label": "2"})
+    assert response.status_code == 201, response.content
+    after = LabelCounts.objects.get(project=served_project)
+    assert (after.labeled_pool, after.current_labels) == (
+        before.labeled_pool + 1, before.current_labels + 1)
