@@ -1,0 +1,71 @@
+"""Replay active learning on fully labeled data and report labels-to-95%/99% per strategy."""
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from learning import features, simulation, strategies
+from learning.estimators import ESTIMATORS
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulate active learning on labeled data (file.csv, file.jsonl, builtin:NAME or "
+        "project:SLUG) and write JSON results plus a PNG of the learning curves."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("source", help=f"file.csv | file.jsonl | project:SLUG | builtin:"
+                                           f"{'|'.join(simulation.BUILTINS)}")
+        parser.add_argument("--label-column", default="label")
+        parser.add_argument("--text-column")
+        parser.add_argument("--kind", choices=sorted(features.FEATURIZERS))
+        parser.add_argument("--strategies", default=",".join(simulation.DEFAULT_STRATEGIES),
+                            help=f"comma-separated, from {','.join(strategies.BATCH_STRATEGIES)}")
+        parser.add_argument("--batch-size", type=int, default=10)
+        parser.add_argument("--budget", type=int, help="labels to stop at (default: 2000 or the "
+                                                       "whole pool)")
+        parser.add_argument("--seeds", type=int, default=5)
+        parser.add_argument("--model", choices=sorted(ESTIMATORS),
+                            help="estimator (default: the default for the data kind)")
+        parser.add_argument("--pca", type=int, help="image kind: keep this many PCA components")
+        parser.add_argument("--jobs", type=int, default=1, help="parallel replays")
+        parser.add_argument("--out", default="result.json")
+        parser.add_argument("--png", help="learning-curve plot (default: --out with .png)")
+
+    def handle(self, *args, source, label_column, text_column, kind, strategies, batch_size,
+               budget, seeds, model, pca, jobs, out, png, **options):
+        try:
+            if source.startswith("project:"):
+                dataset = _project_dataset(source.removeprefix("project:"))
+            else:
+                dataset = simulation.load_source(source, label_column=label_column,
+                                                 text_column=text_column, kind=kind)
+            result = simulation.simulate(
+                dataset, strategies_=[s.strip() for s in strategies.split(",") if s.strip()],
+                batch_size=batch_size, budget=budget, seeds=seeds, model=model, n_jobs=jobs,
+                featurizer_params={"pca_components": pca} if pca and dataset.kind == "image"
+                else None,
+            )
+        except (simulation.SimulationError, features.FeatureError) as exc:
+            raise CommandError(str(exc)) from exc
+        out_path = Path(out)
+        simulation.write_result(result, out_path)
+        png_path = Path(png) if png else out_path.with_suffix(".png")
+        simulation.plot_curves(result, png_path)
+        self.stdout.write(f"full accuracy {result['full_accuracy']:.4f} "
+                          f"({result['n_pool']} pool, {result['n_test']} test rows)")
+        for name, data in result["strategies"].items():
+            self.stdout.write(f"{name:>16}: labels to 95% {data['labels_to_95']}, "
+                              f"to 99% {data['labels_to_99']}")
+        self.stdout.write(f"wrote {out_path} and {png_path}")
+
+
+def _project_dataset(slug: str) -> simulation.Dataset:
+    from annotation.models import Project
+    from learning.selectors import project_labeled_payloads
+
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise CommandError(f"no project {slug!r}")
+    X, y = project_labeled_payloads(project=project)
+    return simulation.Dataset(f"project:{slug}", project.kind, X, y)

