@@ -23,6 +23,13 @@ the decode then dominates). Rows `ours` and `ours-png` in the output.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path: a sibling bench module named like a
+# standard one (bench/queue.py) would shadow it for every library imported below.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import base64
 import io
@@ -33,10 +40,8 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

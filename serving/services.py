@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class InstanceNotKept(DomainError):
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    id: str  # a random (version 4) UUID in its canonical text form
+    id: str  # a time-ordered (version 7) UUID in its canonical text form
     label: str
     confidence: float
     probabilities: dict[str, float]
@@ -127,16 +128,22 @@ def predict(
 
 
 def _prediction_ids(n: int) -> list[str]:
-    """Return ``n`` random version-4 UUIDs as text, from one ``os.urandom`` call.
+    """Return ``n`` fresh time-ordered (version 7, RFC 9562) UUIDs as text, in order.
 
-    Twice as fast as ``str(uuid.uuid4())`` per id, which counts on 100-row batches.
+    Ids made in the same millisecond or later sort after earlier ones, so the unique index
+    on ``PredictionLog.prediction_id`` grows at its right edge: random (version 4) ids cost
+    five times as much per inserted row once the table holds a few hundred thousand rows.
+    A batch takes 73 random bits once and counts up from there (RFC 9562's monotonic
+    counter), which also makes the ids cheap to produce.
     """
-    h = os.urandom(16 * n).hex()
-    return [
-        f"{h[k:k + 8]}-{h[k + 8:k + 12]}-4{h[k + 13:k + 16]}-"
-        f"{'89ab'[int(h[k + 16], 16) & 3]}{h[k + 17:k + 20]}-{h[k + 20:k + 32]}"
-        for k in range(0, 32 * n, 32)
-    ]
+    rand = int.from_bytes(os.urandom(10)) & ~(1 << 61)  # 12 + 62 bits, counter headroom
+    first = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & (1 << 62) - 1)
+    ids = []
+    for value in range(first, first + n):
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 _columns_cache: dict[tuple, tuple[tuple[str, ...], list[int]]] = {}

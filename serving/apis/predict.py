@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer
@@ -169,21 +170,35 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
                 instances = serializer.validated_data["instances"]
         batch = predict(project=project, instances=instances, version=version)
         self._batch, self._instances = batch, instances
-        return Response({
-            "model_version": batch.model_version,
-            "predictions": [
-                {"id": p.id, "label": p.label, "confidence": p.confidence,
-                 "probabilities": p.probabilities}
-                for p in batch.predictions
-            ],
-        })
+        # Rendered here, as one JSON fragment: the response's data then holds one bytes
+        # object instead of a dict per prediction (see finalize_response).
+        predictions = orjson.dumps([
+            {"id": p.id, "label": p.label, "confidence": p.confidence,
+             "probabilities": p.probabilities}
+            for p in batch.predictions
+        ])
+        return Response({"model_version": batch.model_version,
+                         "predictions": orjson.Fragment(predictions)})
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         token = request.auth if isinstance(getattr(request, "auth", None), ApiToken) else None
         if token is not None and token.project.slug == kwargs.get("slug"):
             self._log(token, response.status_code)
+        self._release(request)
         return response
+
+    def _release(self, request) -> None:
+        """Let the batch's objects die with their last reference, now.
+
+        DRF's view, request and response refer to each other, so whatever they hold waits
+        for the garbage collector; for a 100-row batch that is hundreds of dicts and lists
+        per request, which made collections long and frequent. The log holds its own copy.
+        """
+        self._batch = self._instances = None
+        data = getattr(request, "_full_data", None)
+        if type(data) is dict:  # the parsed JSON body
+            data.clear()
 
     def _log(self, token: ApiToken, status_code: int) -> None:
         started = getattr(self, "_started", None)
@@ -194,7 +209,21 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
         batch = getattr(self, "_batch", None)
         if batch is not None and status_code < 400:
             log.model_version_id, log.predictions = batch.model_version_id, batch.predictions
-            limit = settings.PREDICTION_LOG_INSTANCE_MAX_BYTES
-            if limit > 0:
-                log.instances = [instance_keepable(i, max_bytes=limit) for i in self._instances]
+            log.instances = self._keepable()
         prediction_log_record(log)
+
+    def _keepable(self) -> list | None:
+        """The instances to keep for feedback: all as sent when the JSON body is within the
+        limit (so each one is), else each checked on its own."""
+        limit = settings.PREDICTION_LOG_INSTANCE_MAX_BYTES
+        if limit <= 0:
+            return None
+        request = self.request
+        if not request.content_type.startswith("multipart/"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or -1)
+            except ValueError:
+                length = -1
+            if 0 <= length <= limit:
+                return self._instances
+        return [instance_keepable(i, max_bytes=limit) for i in self._instances]

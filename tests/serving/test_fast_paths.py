@@ -1,5 +1,6 @@
 """The predict hot path's shortcuts give exactly what the general code gives."""
 import io
+import time
 import uuid
 
 import numpy as np
@@ -40,12 +41,16 @@ def test_other_estimators_keep_their_own_predict_proba():
     assert fast_predict_proba(forest) == forest.predict_proba
 
 
-def test_prediction_ids_are_distinct_version_4_uuids():
-    ids = _prediction_ids(500)
-    assert len(set(ids)) == 500
+def test_prediction_ids_are_distinct_time_ordered_version_7_uuids():
+    first, second = _prediction_ids(500), _prediction_ids(3)
+    ids = first + second
+    assert len(set(ids)) == 503
     parsed = [uuid.UUID(i) for i in ids]
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == i
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i
                for u, i in zip(parsed, ids))
+    assert first == sorted(first)  # the log's unique index grows at its right edge
+    now_ms = time.time_ns() // 1_000_000
+    assert all(0 <= now_ms - (u.int >> 80) < 5_000 for u in parsed)
 
 
 @pytest.mark.django_db
