@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("annotation.api_urls")),
     path("api/v1/", include("serving.urls")),
+    path("", include("serving.page_urls")),
     path("", include("annotation.urls")),
 ]

@@ -10,7 +10,7 @@ from django.db.models import Count, F, Q, QuerySet
 from annotation.models import Project
 from learning.models import ModelVersion
 from serving.model_cache import MAX_VERSION_NUMBER
-from serving.models import PredictionLog
+from serving.models import ApiToken, PredictionLog
 
 MODEL_VERSION_LIST_FIELDS = (
     "id", "number", "status", "accuracy", "macro_f1", "trained_on_label_count", "is_served",
@@ -73,3 +73,8 @@ def prediction_accuracy_live(*, project: Project, since: dt.datetime | None = No
         total=Count("id"), correct=Count("id", filter=Q(true_label=F("predicted_label")))
     )
     return LiveAccuracy(with_feedback=counts["total"], correct=counts["correct"])
+
+
+def api_token_list(*, project: Project) -> QuerySet[ApiToken]:
+    """Return the project's tokens (not personal ones), newest first."""
+    return ApiToken.objects.filter(project=project, user__isnull=True).order_by("-created_at")

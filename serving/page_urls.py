@@ -1,0 +1,10 @@
+"""Page routes of the serving app."""
+from django.urls import path
+
+from serving import views
+
+urlpatterns = [
+    path("projects/<slug:slug>/tokens/", views.project_tokens, name="project-tokens"),
+    path("projects/<slug:slug>/tokens/<int:token_id>/revoke", views.project_token_revoke,
+         name="project-token-revoke"),
+]
