@@ -19,6 +19,12 @@ class Project(models.Model):
         MARGIN = "margin"
         ENTROPY = "entropy"
         RANDOM = "random"
+        # Diverse margin over the batch plus 10% random picks (learning.strategies).
+        DEFAULT = "default"
+
+    class Promotion(models.TextChoices):
+        BEST = "best", "best macro-F1 on the test split"
+        LATEST = "latest", "latest ready version"
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -26,7 +32,11 @@ class Project(models.Model):
     labels = models.JSONField(help_text="Ordered list of label values.")
     batch_size = models.PositiveIntegerField(default=20)
     query_strategy = models.CharField(
-        max_length=30, choices=Strategy.choices, default=Strategy.LEAST_CONFIDENT
+        max_length=30, choices=Strategy.choices, default=Strategy.DEFAULT
+    )
+    promotion = models.CharField(
+        max_length=10, choices=Promotion.choices, default=Promotion.BEST,
+        help_text="Which ready version is served: the best on the test split, or the latest.",
     )
     model_spec = models.JSONField(default=dict, blank=True)
     test_fraction = models.FloatField(default=0.2)

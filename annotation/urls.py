@@ -11,6 +11,7 @@ urlpatterns = [
     re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export\.(?P<fmt>csv|jsonl)$",
             views.label_export, name="label-export"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/retrain", views.project_retrain, name="project-retrain"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
     path("projects/<slug:slug>/label/skip", views.label_skip, name="label-skip"),
     path("projects/<slug:slug>/label/undo", views.label_undo, name="label-undo"),

@@ -45,7 +45,14 @@ from annotation.services import (
 )
 from annotation.services.queue import sample_peek_next
 from annotation.suggestions import suggestions_for
-from learning.selectors import model_version_latest, model_version_list, model_version_served
+from learning.selectors import (
+    learning_curve,
+    model_version_latest,
+    model_version_list,
+    model_version_served,
+    ranking_staleness,
+)
+from learning.services import model_version_request_by
 
 
 def _project_or_404(request: HttpRequest, slug: str) -> Project:
@@ -172,16 +179,37 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     role = project_role(project=project, user=request.user)
     if role not in SCIENCE_ROLES:
         return redirect("label", project.slug)  # annotators only ever see the labeling page
-    context = {
+    template = "annotation/project_detail.html"
+    if request.htmx:
+        template += "#iterations"
+    return render(request, template, _detail_context(project))
+
+
+def _detail_context(project: Project, **extra) -> dict:
+    return {
         "project": project,
         "versions": model_version_list(project=project),
         "served": model_version_served(project=project),
         "progress": _progress(project),
+        "staleness": ranking_staleness(project=project),
+        "curve": learning_curve(project=project),
+        **extra,
     }
-    template = "annotation/project_detail.html"
-    if request.htmx:
-        template += "#iterations"
-    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["POST"])
+def project_retrain(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue a retrain now (owners and scientists); htmx gets the iterations partial back."""
+    project = _project_or_404(request, slug)
+    try:
+        version = model_version_request_by(project=project, user=request.user)
+    except NotAMember as exc:
+        return _forbidden(request, exc)
+    if not request.htmx:
+        return redirect("project-detail", project.slug)
+    return render(request, "annotation/project_detail.html#iterations",
+                  _detail_context(project, retrain_queued=version.number))
 
 
 def _card(request: HttpRequest, project: Project, *, error: str | None = None,

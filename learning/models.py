@@ -37,7 +37,12 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     fit_seconds = models.FloatField(null=True, blank=True)
     score_seconds = models.FloatField(null=True, blank=True)
+    # Set once every chunk of the pool rescoring is written; the chunks count themselves.
     scored_sample_count = models.PositiveIntegerField(null=True, blank=True)
+    score_chunks_total = models.PositiveIntegerField(null=True, blank=True)
+    score_chunks_done = models.PositiveIntegerField(default=0)
+    score_rows_done = models.PositiveIntegerField(default=0)
+    scoring_started_at = models.DateTimeField(null=True, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True, default="")
     artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
     sklearn_version = models.CharField(max_length=30, blank=True, default="")

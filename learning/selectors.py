@@ -1,32 +1,184 @@
-"""Reads for model versions and the feature matrices training and scoring need."""
+"""Reads for model versions and the model input that training and scoring need.
+
+Model input is what a project's artifact takes: pixel rows for images, texts for text, a
+table (column -> value) for tabular; the fitted featurizer inside the artifact does the rest.
+"""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 
-from annotation.models import Project, Sample
+from annotation.models import Label, Project, Sample
 from annotation.selectors import labeled_samples
-from learning import features
+from learning import feature_cache, features
 from learning.models import ModelVersion
 
+# Samples read from the database per query when filling the feature cache.
+CACHE_FILL_BATCH = 20000
 
-def sample_feature_matrix(*, project: Project, samples: Sequence[Sample]) -> np.ndarray:
-    """Return the feature matrix of ``samples``, one row each, in the given order."""
-    if project.kind != Project.Kind.IMAGE:
-        raise features.FeatureError(f"projects of kind {project.kind!r} are not supported yet")
 
+def _image_rows(project: Project, image_names: Sequence[str]) -> np.ndarray:
     def streams():
-        for sample in samples:
-            with default_storage.open(sample.image.name, "rb") as stream:
+        for name in image_names:
+            with default_storage.open(name, "rb") as stream:
                 yield stream
 
     return features.image_matrix(
         streams(), size=project.image_size, max_pixels=settings.MAX_IMAGE_PIXELS
     )
+
+
+def tabular_columns(project: Project, rows: Sequence[dict] = ()) -> list[str]:
+    """Return the project's feature columns: those of its import, else those ``rows`` use."""
+    if project.columns:
+        return list(project.columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row or {}))
+    return list(seen)
+
+
+def _tabular_frame(project: Project, rows: Sequence[dict | None]) -> pd.DataFrame:
+    frame = features.tabular_frame([row or {} for row in rows])
+    return frame.reindex(columns=tabular_columns(project, rows))
+
+
+def sample_feature_matrix(*, project: Project, samples: Sequence[Sample]):
+    """Return the model input of ``samples``, one row each, in the given order."""
+    if project.kind == Project.Kind.IMAGE:
+        return _image_rows(project, [sample.image.name for sample in samples])
+    if project.kind == Project.Kind.TEXT:
+        return [sample.text for sample in samples]
+    return _tabular_frame(project, [sample.values for sample in samples])
+
+
+def take_rows(X, rows: np.ndarray):
+    """Return rows ``rows`` of model input ``X`` (array, DataFrame or list of texts)."""
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows].reset_index(drop=True)
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    return [X[i] for i in rows]
+
+
+def _cache_dir(project: Project) -> Path | None:
+    """Return the project's feature cache directory, or None for kinds read from the DB."""
+    if project.kind == Project.Kind.IMAGE:
+        key = f"image-{project.image_size}"
+    elif project.kind == Project.Kind.TABULAR and project.columns:
+        key = "tabular-" + hashlib.sha256("\x1f".join(project.columns).encode()).hexdigest()[:12]
+    else:
+        return None  # texts stay in the database; TF-IDF is refitted on them each retrain
+    return Path(settings.ARTIFACT_ROOT) / "features" / str(project.pk) / key
+
+
+def _numeric_table(project: Project, rows: Sequence[dict | None]) -> np.ndarray | None:
+    """Return ``rows`` as a float matrix in column order (NaN when missing), or None when
+    some value is not a number (such projects are read from the database every time)."""
+    frame = _tabular_frame(project, rows)
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    if (numeric.isna() & frame.notna()).to_numpy().any():
+        return None
+    return numeric.to_numpy(dtype=np.float64)
+
+
+def feature_cache_update(*, project: Project) -> Path | None:
+    """Append the rows of samples created since the cache was last filled; return its dir.
+
+    Returns None when the project's kind is not cached (text, or non-numeric tabular).
+    """
+    directory = _cache_dir(project)
+    if directory is None or (directory / "uncacheable").exists():
+        return None
+    after = feature_cache.max_id(directory)
+    while True:
+        qs = Sample.objects.filter(project=project, pk__gt=after).order_by("pk")
+        if project.kind == Project.Kind.IMAGE:
+            batch = list(qs.values_list("pk", "image")[:CACHE_FILL_BATCH])
+            if not batch:
+                return directory
+            rows = _image_rows(project, [name for _pk, name in batch])
+        else:
+            batch = list(qs.values_list("pk", "values")[:CACHE_FILL_BATCH])
+            if not batch:
+                return directory
+            rows = _numeric_table(project, [values for _pk, values in batch])
+            if rows is None:
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "uncacheable").touch()
+                return None
+        ids = np.fromiter((pk for pk, _v in batch), dtype=np.int64, count=len(batch))
+        feature_cache.append(directory, ids, rows)
+        after = int(ids[-1])
+
+
+def _as_input(project: Project, rows: np.ndarray):
+    if project.kind == Project.Kind.TABULAR:
+        return pd.DataFrame(rows, columns=tabular_columns(project))
+    return rows
+
+
+def project_model_input(*, project: Project) -> tuple[np.ndarray, object]:
+    """Return (sample ids ascending, model input) of every sample of the project."""
+    directory = feature_cache_update(project=project)
+    if directory is not None:
+        ids, rows = feature_cache.load(directory)
+        if rows is None:
+            return ids, sample_feature_matrix(project=project, samples=[])
+        return ids, _as_input(project, rows)
+    field = "text" if project.kind == Project.Kind.TEXT else "values"
+    pairs = list(Sample.objects.filter(project=project).order_by("pk").values_list("pk", field))
+    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
+    payloads = [value for _pk, value in pairs]
+    if project.kind == Project.Kind.TEXT:
+        return ids, payloads
+    return ids, _tabular_frame(project, payloads)
+
+
+def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
+    """Return (ids, model input) of the samples to score with ``lo <= id <= hi``.
+
+    Cached kinds return every cached sample in the range (writes skip labeled ones);
+    others read the unlabeled pool samples in the range from the database.
+    """
+    directory = _cache_dir(project)
+    if directory is not None and not (directory / "uncacheable").exists():
+        ids, rows = feature_cache.rows_between(directory, lo, hi)
+        if rows is not None:
+            return ids, _as_input(project, rows)
+    field = "text" if project.kind == Project.Kind.TEXT else (
+        "values" if project.kind == Project.Kind.TABULAR else "image")
+    pairs = list(
+        Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled()
+        .order_by("pk").values_list("pk", field)
+    )
+    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
+    payloads = [value for _pk, value in pairs]
+    if project.kind == Project.Kind.TEXT:
+        return ids, payloads
+    if project.kind == Project.Kind.IMAGE:
+        return ids, _image_rows(project, payloads)
+    return ids, _tabular_frame(project, payloads)
+
+
+def model_input_of_ids(*, project: Project, ids: np.ndarray):
+    """Return the model input of samples ``ids`` in that order: from the cache when it
+    holds them all, else from the database."""
+    directory = _cache_dir(project)
+    if directory is not None and not (directory / "uncacheable").exists():
+        rows = feature_cache.rows_of(directory, ids)
+        if rows is not None:
+            return _as_input(project, rows)
+    samples = {s.pk: s for s in Sample.objects.filter(pk__in=[int(i) for i in ids])}
+    return sample_feature_matrix(project=project, samples=[samples[int(i)] for i in ids])
 
 
 def project_labeled_payloads(*, project: Project) -> tuple[object, np.ndarray]:
@@ -58,3 +210,60 @@ def model_version_served(*, project: Project) -> ModelVersion | None:
 
 def model_version_latest(*, project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project).order_by("-number").first()
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """How far the queue's order lags the labels: labels added since the ranking model."""
+
+    version: int | None  # the served version that ordered the queue, None before any
+    labels_since: int
+    scoring: bool  # a rescoring is under way
+
+
+def ranking_staleness(*, project: Project) -> Staleness:
+    """Return how many current labels arrived after the served model's last training label."""
+    served = model_version_served(project=project)
+    scoring = ModelVersion.objects.filter(
+        project=project, score_chunks_total__isnull=False, scored_sample_count__isnull=True,
+        status=ModelVersion.Status.READY,
+    ).exists()
+    labels = Label.objects.current().filter(sample__project=project)
+    if served is None or served.last_label_id is None:
+        return Staleness(version=None, labels_since=labels.count(), scoring=scoring)
+    return Staleness(version=served.number, scoring=scoring,
+                     labels_since=labels.filter(pk__gt=served.last_label_id).count())
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    number: int
+    labels: int
+    macro_f1: float
+    x: float  # position in the chart, 0-100
+    y: float
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    points: list[CurvePoint]
+    polyline: str  # "x,y x,y ..." for an SVG polyline in a 100 x 100 box
+    max_labels: int
+
+
+def learning_curve(*, project: Project) -> LearningCurve:
+    """Return macro-F1 on the test split against labels trained on, one point per version."""
+    rows = list(
+        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY,
+                                    macro_f1__isnull=False, trained_on_label_count__isnull=False)
+        .order_by("number").values_list("number", "trained_on_label_count", "macro_f1")
+    )
+    max_labels = max((labels for _n, labels, _f in rows), default=0)
+    points = [
+        CurvePoint(number=n, labels=labels, macro_f1=f1,
+                   x=round(100.0 * labels / max_labels, 2) if max_labels else 0.0,
+                   y=round(100.0 * (1.0 - f1), 2))
+        for n, labels, f1 in rows
+    ]
+    return LearningCurve(points=points, max_labels=max_labels,
+                         polyline=" ".join(f"{p.x},{p.y}" for p in points))

@@ -10,21 +10,36 @@ import numpy as np
 import sklearn
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.pipeline import Pipeline
 
 from annotation.models import Project, Sample
-from annotation.selectors import label_count_current, labeled_samples, unlabeled_pool_samples
-from annotation.services import sample_scores_write
-from learning import artifacts, strategies
+from annotation.selectors import label_count_current, labeled_samples
+from learning import artifacts, features, strategies
 from learning.estimators import DEFAULT_ESTIMATOR, build_estimator
 from learning.models import ModelVersion
-from learning.selectors import model_version_latest, sample_feature_matrix
+from learning.pool_scores import pool_scores_write
+from learning.selectors import (
+    feature_cache_update,
+    model_input_of_ids,
+    model_version_latest,
+    pool_model_input_between,
+    project_model_input,
+    sample_feature_matrix,
+    take_rows,
+)
 
 logger = logging.getLogger(__name__)
 
-SCORE_CHUNK = 5000
+# Samples per pool-scoring task: large enough that a task's fixed cost (loading the
+# artifact, one COPY) is small against its work, small enough to spread over workers.
+SCORE_CHUNK = 50000
+# Tabular featurizers are fitted on a random subsample of at most this many pool rows.
+TABULAR_FIT_ROWS = 100000
+# Batch-diverse strategies rank this many samples (times the batch size) at the top.
+RANKED_BATCHES = 1
 
 
 class TrainingError(Exception):
@@ -67,11 +82,30 @@ def model_version_request(
     return version
 
 
-def model_version_request_if_due(*, project: Project) -> ModelVersion | None:
-    """Queue a retrain when ``batch_size`` labels arrived since the newest version's request."""
+def model_version_request_by(*, project: Project, user) -> ModelVersion:
+    """Queue a manual retrain on behalf of ``user``; only owners and scientists may."""
+    from annotation.services import SCIENCE_ROLES, member_require
+
+    member_require(project=project, user=user, roles=SCIENCE_ROLES)
+    return model_version_request(project=project, trigger=ModelVersion.Trigger.MANUAL)
+
+
+def model_version_request_if_due(
+    *, project: Project, label_count: int | None = None
+) -> ModelVersion | None:
+    """Queue a retrain when ``batch_size`` labels arrived since the newest version's request.
+
+    Runs on every label write, so it reads the running counter (maintained in the same
+    transaction by every label writer) instead of counting the project's labels; a writer
+    that already has the new count (``label_counts_add`` returns it) passes ``label_count``.
+    """
+    from annotation.selectors import label_count_running
+
     latest = model_version_latest(project=project)
     counted_from = latest.requested_at_label_count if latest else 0
-    if label_count_current(project=project) - counted_from < project.batch_size:
+    if label_count is None:
+        label_count = label_count_running(project=project)
+    if label_count - counted_from < project.batch_size:
         return None
     return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
 
@@ -94,6 +128,12 @@ def _claim(version_id: int) -> ModelVersion | None:
             project_id=version.project_id, status=ModelVersion.Status.TRAINING
         ).exists():
             return None  # the running one kicks this version off when it finishes
+        if ModelVersion.objects.filter(
+            project_id=version.project_id, status=ModelVersion.Status.READY,
+            score_chunks_total__isnull=False, scored_sample_count__isnull=True,
+            scoring_started_at__gte=stale_before,
+        ).exists():
+            return None  # its pool rescoring is under way; its last chunk kicks this one off
         version.status = ModelVersion.Status.TRAINING
         version.started_at = timezone.now()
         version.save(update_fields=["status", "started_at"])
@@ -122,6 +162,30 @@ def _metrics(y_true: list[str], y_pred: np.ndarray, labels: list[str]) -> dict:
     }
 
 
+def _model(project: Project, estimator, featurizer) -> object:
+    """Return what the artifact holds: the estimator, behind the fitted featurizer if any.
+
+    Text and tabular artifacts take raw payloads (texts; column -> value tables). Image
+    artifacts take pixel rows in [0, 1], as they always did.
+    """
+    if featurizer is None:
+        return estimator
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [("clf", estimator)]
+    return Pipeline([("features", featurizer), *steps])
+
+
+def _fitted_featurizer(project: Project, pool_input) -> object | None:
+    """Fit the kind's featurizer on every sample of the project (labeled or not)."""
+    if project.kind == Project.Kind.IMAGE:
+        return None
+    params = (project.model_spec or {}).get("featurizer", {})
+    if project.kind == Project.Kind.TABULAR and len(pool_input) > TABULAR_FIT_ROWS:
+        # Medians, scales and categories settle long before a million rows.
+        rows = np.random.default_rng(0).choice(len(pool_input), TABULAR_FIT_ROWS, replace=False)
+        pool_input = take_rows(pool_input, np.sort(rows))
+    return features.build_featurizer(project.kind, **params).fit(pool_input)
+
+
 def _fit(version: ModelVersion) -> None:
     project = version.project
     train_rows = labeled_samples(project=project, split=Sample.Split.POOL)
@@ -132,9 +196,22 @@ def _fit(version: ModelVersion) -> None:
     if len(set(y_train)) < 2:
         raise TrainingError(f"labels of only one class ({y_train[0]!r}); need at least two")
     label_ids = sorted(label_id for _s, _v, label_id in train_rows + test_rows)
-    X_train = sample_feature_matrix(project=project, samples=[s for s, _v, _id in train_rows])
+    ids, pool_input = project_model_input(project=project)
+
+    def model_input(rows):
+        wanted = np.fromiter((s.pk for s, _v, _id in rows), dtype=np.int64, count=len(rows))
+        at = np.searchsorted(ids, wanted)
+        if len(ids) == 0 or (at >= len(ids)).any() or (ids[np.minimum(at, len(ids) - 1)] != wanted).any():
+            return sample_feature_matrix(project=project, samples=[s for s, _v, _id in rows])
+        return take_rows(pool_input, at)
+
     started = time.perf_counter()
+    featurizer = _fitted_featurizer(project, pool_input)
+    X_train = model_input(train_rows)
+    if featurizer is not None:
+        X_train = featurizer.transform(X_train)
     estimator = build_estimator(project.model_spec, kind=project.kind).fit(X_train, y_train)
+    model = _model(project, estimator, featurizer)
     version.fit_seconds = time.perf_counter() - started
     version.trained_on_label_count = len(train_rows)
     version.test_label_count = len(test_rows)
@@ -143,13 +220,12 @@ def _fit(version: ModelVersion) -> None:
         ",".join(map(str, label_ids)).encode()
     ).hexdigest()
     if test_rows:
-        X_test = sample_feature_matrix(project=project, samples=[s for s, _v, _id in test_rows])
         y_test = [value for _s, value, _id in test_rows]
-        version.metrics = _metrics(y_test, estimator.predict(X_test), project.labels)
+        version.metrics = _metrics(y_test, model.predict(model_input(test_rows)), project.labels)
         version.accuracy = version.metrics["accuracy"]
         version.macro_f1 = version.metrics["macro_f1"]
     version.artifact_path, version.artifact_sha256 = artifacts.save(
-        estimator, project_id=project.pk, number=version.number
+        model, project_id=project.pk, number=version.number
     )
     version.sklearn_version = sklearn.__version__
 
@@ -189,6 +265,9 @@ def _promote_if_better(version: ModelVersion) -> None:
     if served is None:
         model_version_promote(version=version, note="first ready model")
         return
+    if project.promotion == Project.Promotion.LATEST:
+        model_version_promote(version=version, note="latest ready version (project setting)")
+        return
     if version.macro_f1 is None:
         version.promotion_note = "not promoted: no labeled test samples to compare on"
         version.save(update_fields=["promotion_note"])
@@ -212,26 +291,199 @@ def _promote_if_better(version: ModelVersion) -> None:
         version.save(update_fields=["promotion_note"])
 
 
+def _scores(project: Project, estimator, X, *, seed: int) -> np.ndarray:
+    return strategies.uncertainty_scores(estimator, X, strategy=project.query_strategy, seed=seed)
+
+
 def pool_score(*, project: Project, version: ModelVersion) -> int:
-    """Score every unlabeled pool sample under ``version`` and store it; return the count."""
+    """Score every unlabeled pool sample under ``version`` in this process; return the count.
+
+    The synchronous path (tests, scripts); retrains split the same work into a Celery group.
+    """
+    feature_cache_update(project=project)
+    bounds = _chunk_bounds(project)
     estimator = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
-    samples = list(unlabeled_pool_samples(project=project).only("id", "image"))
     scored = 0
-    for start in range(0, len(samples), SCORE_CHUNK):
-        chunk = samples[start : start + SCORE_CHUNK]
-        X = sample_feature_matrix(project=project, samples=chunk)
-        scores = strategies.uncertainty_scores(
-            estimator, X, strategy=project.query_strategy, seed=version.number
-        )
-        scored += sample_scores_write(sample_ids=[s.pk for s in chunk], scores=scores.tolist())
+    for lo, hi in bounds:
+        ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
+        if len(ids):
+            scored += pool_scores_write(
+                sample_ids=ids, scores=_scores(project, estimator, X, seed=version.number)
+            )
+    _rank_top(project, estimator, seed=version.number)
     return scored
+
+
+def _chunk_bounds(project: Project) -> list[tuple[int, int]]:
+    """Return inclusive sample-id ranges of about ``SCORE_CHUNK`` unlabeled pool samples."""
+    ids = np.fromiter(
+        Sample.objects.filter(project=project).in_pool().unlabeled().order_by("pk")
+        .values_list("pk", flat=True).iterator(chunk_size=50000),
+        dtype=np.int64,
+    )
+    if len(ids) == 0:
+        return []
+    starts = ids[::SCORE_CHUNK]
+    ends = np.append(ids[SCORE_CHUNK - 1 :: SCORE_CHUNK], ids[-1])[: len(starts)]
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
+    """Rescore the pool under ``scorer`` as a Celery group of chunks; return the chunk count.
+
+    Progress is counted on ``version`` (the retrain that asked for it): the last chunk to
+    finish sets ``scored_sample_count`` and ``score_seconds`` and starts any queued retrain.
+    """
+    from celery import group
+
+    from learning.tasks import pool_score_chunk_task
+
+    project = version.project
+    feature_cache_update(project=project)
+    bounds = _chunk_bounds(project)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        score_chunks_total=len(bounds), score_chunks_done=0, score_rows_done=0,
+        scoring_started_at=timezone.now(),
+    )
+    if not bounds:
+        _pool_score_finish(version.pk, scorer.pk)
+        return 0
+    group(
+        pool_score_chunk_task.si(version.pk, scorer.pk, lo, hi) for lo, hi in bounds
+    ).apply_async()
+    return len(bounds)
+
+
+def pool_score_chunk(*, version_id: int, scorer_id: int, lo: int, hi: int) -> None:
+    """Score one chunk of the pool and count it; a failure is noted, never raised."""
+    scorer = ModelVersion.objects.select_related("project").get(pk=scorer_id)
+    project = scorer.project
+    written = 0
+    try:
+        estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
+        ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
+        if len(ids):
+            written = pool_scores_write(
+                sample_ids=ids, scores=_scores(project, estimator, X, seed=scorer.number)
+            )
+    except Exception as exc:  # the queue keeps this chunk's old scores; say why on the version
+        logger.exception("scoring chunk %s-%s of %s failed", lo, hi, project)
+        ModelVersion.objects.filter(pk=version_id).update(
+            error=f"pool rescoring failed: {type(exc).__name__}: {exc}"
+        )
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        version.score_chunks_done += 1
+        version.score_rows_done += written
+        version.save(update_fields=["score_chunks_done", "score_rows_done"])
+        last = version.score_chunks_done == version.score_chunks_total
+    if last:
+        _pool_score_finish(version_id, scorer_id)
+
+
+def _pool_score_finish(version_id: int, scorer_id: int) -> None:
+    version = ModelVersion.objects.select_related("project").get(pk=version_id)
+    scorer = ModelVersion.objects.get(pk=scorer_id)
+    try:
+        estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
+        _rank_top(version.project, estimator, seed=scorer.number)
+    except Exception as exc:  # plain uncertainty order stays; say why
+        logger.exception("ranking the top of %s failed", version.project)
+        ModelVersion.objects.filter(pk=version_id).update(
+            error=f"batch ranking failed: {type(exc).__name__}: {exc}"
+        )
+    elapsed = (timezone.now() - version.scoring_started_at).total_seconds()
+    ModelVersion.objects.filter(pk=version_id).update(
+        scored_sample_count=F("score_rows_done"), score_seconds=elapsed
+    )
+    _start_next_queued(version.project_id)
+
+
+def _rank_scores(picked_ids: list[int]) -> list[float]:
+    """Scores above every uncertainty (which lies in [0, 1]) that keep the picked order."""
+    n = len(picked_ids)
+    return [2.0 - rank / n for rank in range(n)]
+
+
+def _rank_top(project: Project, estimator, *, seed: int) -> None:
+    """Reorder the top of the queue into a diverse batch for batch-diverse strategies.
+
+    The queue reads samples by score, so the picks of ``select_batch`` (over the most
+    uncertain candidates plus a random draw, for the exploration share) get scores above
+    every plain uncertainty, in pick order; the rest keep their uncertainty below them.
+    """
+    if project.query_strategy not in ("default", "diverse_margin"):
+        return
+    n = project.batch_size * RANKED_BATCHES
+    pool = Sample.objects.filter(project=project).in_pool().unlabeled()
+    top = list(pool.order_by("-score", "random_key")
+               .values_list("pk", flat=True)[: n * strategies.DEFAULT_CANDIDATES_PER_PICK])
+    if len(top) <= 1:
+        return
+    extra = list(pool.exclude(pk__in=top).order_by("random_key").values_list("pk", flat=True)[:n])
+    candidate_ids = np.asarray(sorted(top + extra), dtype=np.int64)
+    clf, X = _split_featurizer(estimator, _model_input_of_ids(project, candidate_ids))
+    picked = strategies.select_batch(clf, X, n=min(n, len(candidate_ids)),
+                                     strategy=project.query_strategy, seed=seed)
+    picked_ids = candidate_ids[picked].tolist()
+    # Picks of an earlier ranking that are not picked again fall back to plain uncertainty.
+    stale = sorted(pool.filter(score__gt=1.0).exclude(pk__in=picked_ids)
+                   .values_list("pk", flat=True))
+    if stale:
+        stale_ids = np.asarray(stale, dtype=np.int64)
+        pool_scores_write(sample_ids=stale_ids, scores=_scores(
+            project, estimator, _model_input_of_ids(project, stale_ids), seed=seed))
+    pool_scores_write(sample_ids=np.asarray(picked_ids, dtype=np.int64),
+                      scores=np.asarray(_rank_scores(picked_ids)))
+
+
+def _split_featurizer(model, X) -> tuple[object, object]:
+    """Return (classifier, featurized X): diversity is measured in the model's feature space."""
+    if isinstance(model, Pipeline) and model.steps[0][0] == "features":
+        return model[1:], model[0].transform(X)
+    return model, X
+
+
+def _model_input_of_ids(project: Project, ids: np.ndarray):
+    return model_input_of_ids(project=project, ids=ids)
+
+
+def pool_cold_start(*, project: Project) -> int:
+    """Before the first model, put a k-means-diverse batch at the head of the queue.
+
+    Picks ``batch_size`` unlabeled pool samples nearest k-means centres of the pool
+    (featurized as training would) and gives them scores above 0 in pick order; the rest
+    keep 0 and are asked in random order. Returns how many were picked; 0 when the project
+    already has a model or too few samples.
+    """
+    if ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY).exists():
+        return 0
+    n = project.batch_size
+    ids, X = project_model_input(project=project)
+    pool_ids = np.asarray(sorted(
+        Sample.objects.filter(project=project).in_pool().unlabeled().values_list("pk", flat=True)
+    ), dtype=np.int64)
+    if len(pool_ids) <= 1 or len(ids) == 0:
+        return 0
+    featurizer = _fitted_featurizer(project, X)
+    rows = np.searchsorted(ids, pool_ids)
+    X_pool = take_rows(X, rows)
+    if featurizer is not None:
+        X_pool = featurizer.transform(X_pool)
+    picked = strategies.select_cold_start(X_pool, n=min(n, len(pool_ids)), seed=project.pk)
+    picked_ids = pool_ids[picked]
+    # Scores in (0, 1] in pick order; everything else stays 0 (random order by random_key).
+    scores = np.asarray([1.0 - rank / (len(picked_ids) + 1) for rank in range(len(picked_ids))])
+    return pool_scores_write(sample_ids=picked_ids, scores=scores)
 
 
 def model_version_train(*, version_id: int) -> ModelVersion | None:
     """Train a queued version end to end: fit, evaluate, save, promote, rescore the pool.
 
     Returns None when the version was not claimed (already done, or another version of the
-    project is training). A failure is recorded on the version and never unserves a model.
+    project is training or rescoring). A failure is recorded on the version and never
+    unserves a model. Rescoring runs as a Celery group; its last chunk starts the next
+    queued retrain, so one project has one retrain cycle in flight at a time.
     """
     version = _claim(version_id)
     if version is None:
@@ -246,21 +498,25 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
     version.finished_at = timezone.now()
     version.save()
     if version.status == ModelVersion.Status.READY:
-        _promote_if_better(version)
+        try:
+            _promote_if_better(version)
+        except Exception as exc:  # the served model stays; say why
+            logger.exception("promoting %s failed", version)
+            ModelVersion.objects.filter(pk=version.pk).update(
+                promotion_note=f"not promoted: {type(exc).__name__}: {exc}"
+            )
         served = ModelVersion.objects.filter(project=version.project, is_served=True).first()
         if served is not None:
-            started = time.perf_counter()
             try:
-                count = pool_score(project=version.project, version=served)
+                pool_score_start(version=version, scorer=served)
             except Exception as exc:  # the version stays ready; the queue keeps old scores
                 logger.exception("rescoring the pool of %s failed", version.project)
                 ModelVersion.objects.filter(pk=version.pk).update(
-                    error=f"pool rescoring failed: {type(exc).__name__}: {exc}"
+                    error=f"pool rescoring failed: {type(exc).__name__}: {exc}",
+                    score_chunks_total=None,
                 )
             else:
-                ModelVersion.objects.filter(pk=version.pk).update(
-                    score_seconds=time.perf_counter() - started, scored_sample_count=count
-                )
+                return version
     _start_next_queued(version.project_id)
     return version
 

@@ -1,6 +1,9 @@
 """Turn API instances into feature rows: one featurizer per project kind.
 
-To serve a new kind, write ``_featurize_<kind>(project, instances) -> np.ndarray`` that
+Text projects take ``{"text": "..."}``; tabular projects ``{column: value, ...}`` with
+exactly the columns of the project's import (missing or unknown ones are named in a 400).
+
+To serve a new kind, write ``_featurize_<kind>(project, instances)`` returning model input that
 raises ``InvalidInstance`` naming the first bad instance, and register it in
 ``FEATURIZERS``. Featurizers must build the same rows ``learning`` trains on.
 
@@ -179,10 +182,62 @@ def _featurize_image(project: Project, instances: Sequence[Mapping]) -> np.ndarr
     return np.vstack(rows)
 
 
-Featurizer = Callable[[Project, Sequence[Mapping]], np.ndarray]
+def _text(index: int, instance: object) -> str:
+    if not isinstance(instance, Mapping):
+        raise InvalidInstance(f"instances[{index}]: expected an object", detail={"index": index})
+    _unknown_keys(index, instance, {"text"})
+    text = instance.get("text")
+    if not isinstance(text, str):
+        raise InvalidInstance(f"instances[{index}]: a text project needs 'text', a string",
+                              detail={"index": index})
+    return text
+
+
+def _featurize_text(project: Project, instances: Sequence[Mapping]) -> list[str]:
+    """Return the texts: the artifact holds the TF-IDF fitted at train time."""
+    return [_text(i, instance) for i, instance in enumerate(instances)]
+
+
+def _row(project: Project, index: int, instance: object) -> dict:
+    if not isinstance(instance, Mapping):
+        raise InvalidInstance(f"instances[{index}]: expected an object of column -> value",
+                              detail={"index": index})
+    columns = list(project.columns)
+    missing = [c for c in columns if c not in instance]
+    unknown = sorted(set(instance) - set(columns))
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+        raise InvalidInstance(
+            f"instances[{index}]: {'; '.join(parts)}; expected the columns {columns}",
+            detail={"index": index, "missing": missing, "unknown": unknown, "columns": columns},
+        )
+    for column, value in instance.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise InvalidInstance(
+                f"instances[{index}]: column {column!r} must be a number, a string or null",
+                detail={"index": index, "column": column},
+            )
+    return dict(instance)
+
+
+def _featurize_tabular(project: Project, instances: Sequence[Mapping]):
+    """Return the rows as a table in the project's column order (the artifact featurizes)."""
+    if not project.columns:
+        raise InvalidInstance("this tabular project has no columns yet; import samples first")
+    rows = [_row(project, i, instance) for i, instance in enumerate(instances)]
+    return features.tabular_frame(rows).reindex(columns=list(project.columns))
+
+
+Featurizer = Callable[[Project, Sequence[Mapping]], object]
 
 FEATURIZERS: dict[str, Featurizer] = {
     Project.Kind.IMAGE: _featurize_image,
+    Project.Kind.TEXT: _featurize_text,
+    Project.Kind.TABULAR: _featurize_tabular,
 }
 
 
@@ -199,6 +254,9 @@ def _image_payload(project: Project, instance: Mapping) -> ProductionPayload:
 
 PAYLOADS: dict[str, Callable[[Project, Mapping], ProductionPayload]] = {
     Project.Kind.IMAGE: _image_payload,
+    Project.Kind.TEXT: lambda project, instance: ProductionPayload(text=_text(0, instance)),
+    Project.Kind.TABULAR: lambda project, instance: ProductionPayload(
+        values=_row(project, 0, instance)),
 }
 
 
@@ -243,8 +301,12 @@ def instance_keepable(instance: Mapping, *, max_bytes: int) -> Mapping | None:
     return kept
 
 
-def instances_featurize(*, project: Project, instances: Sequence[Mapping]) -> np.ndarray:
-    """Return the feature matrix of API instances, naming the first bad one if any."""
+def instances_featurize(*, project: Project, instances: Sequence[Mapping]):
+    """Return the model input of API instances, naming the first bad one if any.
+
+    Pixel rows for images; texts, or a table in the project's column order, for text and
+    tabular projects, whose artifacts hold the featurizer fitted at train time.
+    """
     featurizer = FEATURIZERS.get(project.kind)
     if featurizer is None:
         raise InvalidInstance(f"projects of kind {project.kind!r} cannot predict yet")

@@ -304,6 +304,10 @@ def _complete(write: WritePass) -> ImportJob:
         from learning.services import model_version_request_if_due  # learning depends on us
 
         model_version_request_if_due(project=project)
+    from learning.tasks import pool_cold_start_task  # a no-op once the project has a model
+
+    project_id = project.pk
+    transaction.on_commit(lambda: pool_cold_start_task.delay(project_id))
     return job
 
 

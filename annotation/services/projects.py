@@ -32,7 +32,7 @@ def project_create(
     labels: Sequence[str],
     batch_size: int = 20,
     test_fraction: float = 0.2,
-    query_strategy: str = Project.Strategy.LEAST_CONFIDENT,
+    query_strategy: str = Project.Strategy.DEFAULT,
 ) -> Project:
     """Create a project and make ``owner`` its owner."""
     labels = [str(label).strip() for label in labels if str(label).strip()]

@@ -1,0 +1,24 @@
+"""The project page's retrain button, staleness line and learning curve (wiring only)."""
+from django.urls import reverse
+
+from learning.models import ModelVersion
+from tests.factories import MembershipFactory, UserFactory
+
+
+def test_scientist_retrains_from_the_project_page(client, project):
+    client.force_login(project.owner)
+    response = client.post(reverse("project-retrain", args=[project.slug]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b'id="iterations"' in response.content and b"v1 queued" in response.content
+    assert ModelVersion.objects.filter(project=project, trigger="manual").count() == 1
+    page = client.get(reverse("project-detail", args=[project.slug]))
+    assert b'id="staleness"' in page.content and b'id="retrain"' in page.content
+
+
+def test_annotator_cannot_retrain(client, project):
+    user = UserFactory()
+    MembershipFactory(project=project, user=user, role="annotator")
+    client.force_login(user)
+    response = client.post(reverse("project-retrain", args=[project.slug]))
+    assert response.status_code == 403
+    assert not ModelVersion.objects.exists()
