@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import SampleNotFound
 from annotation.models import Label, Sample
 from annotation.permissions import CanLabelProject
 from annotation.services import label_submit, sample_lease_next
@@ -59,6 +58,27 @@ class NextSampleOutputSerializer(serializers.Serializer):
     sample = SampleOutputSerializer(allow_null=True)
 
 
+_datetime = serializers.DateTimeField()
+
+
+def _sample_output(sample: Sample, lease_expires) -> dict:
+    """What ``SampleOutputSerializer`` gives, built directly: this answers every hand-out,
+    and a ModelSerializer rebuilds its fields from the model on each instantiation."""
+    project = sample.project
+    return {
+        "id": sample.pk,
+        "external_id": sample.external_id,
+        "kind": project.kind,
+        "split": sample.split,
+        "text": sample.text,
+        "values": sample.values,
+        "image_url": (reverse("api-sample-image", args=[project.slug, sample.pk])
+                      if sample.image else None),
+        "lease_expires": _datetime.to_representation(lease_expires) if lease_expires else None,
+        "labels": [str(label) for label in project.labels],
+    }
+
+
 class NextSampleApi(APIView):
     """Lease the next sample to the caller: ``{"sample": {...}}``, or ``{"sample": null}``
     when nothing is left for them.
@@ -92,10 +112,8 @@ class NextSampleApi(APIView):
         sample = sample_lease_next(project=self.project, annotator=self.annotator)
         if sample is None:
             return Response({"sample": None})
-        lease = sample.leases.filter(annotator_id=self.annotator.pk).first()
         sample.project = self.project
-        context = {"lease_expires": lease.expires_at if lease else None}
-        return Response({"sample": SampleOutputSerializer(sample, context=context).data})
+        return Response({"sample": _sample_output(sample, sample.lease_expires)})
 
 
 class LabelSubmitApi(APIView):
@@ -149,18 +167,18 @@ class LabelSubmitApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        sample = Sample.objects.filter(pk=data["sample"], project=self.project).first()
-        if sample is None:
-            raise SampleNotFound("that sample is not part of this project",
-                                 detail={"sample": data["sample"]})
-        sample.project = self.project
-        existed = Label.objects.current().filter(
-            sample=sample, annotator_id=self.annotator.pk, value=data["value"]
-        ).exists()
+        # label_submit loads and locks the row itself and answers SampleNotFound (404) for a
+        # sample outside the project: no separate look-up here.
+        sample = Sample(pk=data["sample"], project=self.project)
         label = label_submit(sample=sample, annotator=self.annotator, value=data["value"],
                              duration_ms=data.get("duration_ms"))
-        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
-        return Response(self.OutputSerializer(label).data, status=code)
+        code = status.HTTP_201_CREATED if label.is_new else status.HTTP_200_OK
+        # OutputSerializer's shape, built directly (it documents the schema): on every submit.
+        return Response({
+            "id": label.pk, "sample": label.sample_id, "value": label.value,
+            "annotator": label.annotator.username, "duration_ms": label.duration_ms,
+            "created_at": _datetime.to_representation(label.created_at),
+        }, status=code)
 
 
 class SampleImageApi(APIView):

@@ -105,6 +105,19 @@ def label_count_current(*, project: Project) -> int:
     return Label.objects.current().filter(sample__project=project).count()
 
 
+def label_count_running(*, project: Project) -> int:
+    """Return the project's current labels from its running counter, not by counting rows.
+
+    Every label write updates ``LabelCounts`` in its own transaction, so inside that
+    transaction this includes the write. Counts the rows once if the counter row is missing.
+    """
+    current = (
+        LabelCounts.objects.filter(project_id=project.pk)
+        .values_list("current_labels", flat=True).first()
+    )
+    return label_count_current(project=project) if current is None else current
+
+
 def labeled_samples(*, project: Project, split: str) -> list[tuple[Sample, str, int]]:
     """Return (sample, label value, label id) for every labeled sample in ``split``.
 

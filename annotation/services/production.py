@@ -101,10 +101,11 @@ def production_sample_create(
         with transaction.atomic():
             sample.save()
             label = Label.objects.create(sample=sample, annotator=annotator, value=value)
+            # Counters first: the retrain check reads them and must see this label.
+            label_counts_add(project_id=project.pk, labeled_pool=1, current_labels=1)
             from learning.services import model_version_request_if_due  # learning depends on us
 
             model_version_request_if_due(project=project)
-            label_counts_add(project_id=project.pk, labeled_pool=1, current_labels=1)
     except BaseException:
         for name in (sample.image.name, sample.thumbnail.name):
             if name:
@@ -129,5 +130,8 @@ def production_label_correct(*, label: Label, value: str) -> Label:
         return current
     if current is not None:
         Label.objects.filter(pk=current.pk).update(superseded_at=timezone.now())
-    return Label.objects.create(sample_id=label.sample_id, annotator_id=label.annotator_id,
-                                value=value)
+    corrected = Label.objects.create(sample_id=label.sample_id, annotator_id=label.annotator_id,
+                                     value=value)
+    if current is None:  # no current label was replaced: one more current label
+        label_counts_add(project_id=project.pk, current_labels=1)
+    return corrected

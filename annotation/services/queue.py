@@ -17,7 +17,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.errors import InvalidLabel, NothingToUndo, SampleNotAvailable
+from annotation.errors import InvalidLabel, NothingToUndo, SampleNotAvailable, SampleNotFound
 from annotation.models import Label, LabelCounts, Lease, Project, Sample
 from annotation.selectors import project_sample_total_forget
 from annotation.services.projects import LABELING_ROLES, member_require
@@ -51,29 +51,46 @@ def _lease_duration() -> dt.timedelta:
     return dt.timedelta(seconds=settings.LEASE_SECONDS)
 
 
+def _label_counts_update(project_id: int, changes: dict[str, int]) -> int | None:
+    """Apply ``changes`` in one statement; return the new current_labels, None if no row."""
+    table = connection.ops.quote_name(LabelCounts._meta.db_table)
+    assignments = ", ".join(f"{name} = {name} + %s" for name in changes)
+    with connection.cursor() as cursor:  # UPDATE ... RETURNING: PostgreSQL, SQLite >= 3.35
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} WHERE project_id = %s RETURNING current_labels",
+            [*changes.values(), project_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
 def label_counts_add(
     *, project_id: int, labeled_pool: int = 0, labeled_test: int = 0, current_labels: int = 0
-) -> None:
+) -> int | None:
     """Add to a project's running label counts; call inside the transaction that wrote the labels.
 
-    Call it last in the transaction: on PostgreSQL the counter row stays locked until commit.
+    Returns the project's current labels after the change (None when nothing changed).
+    Call it last in the transaction: on PostgreSQL the counter row stays locked until
+    commit, so everything after it lengthens the queue of concurrent label writers.
     """
     changes = {
-        name: F(name) + delta
+        name: delta
         for name, delta in (("labeled_pool", labeled_pool), ("labeled_test", labeled_test),
                             ("current_labels", current_labels))
         if delta
     }
     if not changes:
-        return
-    if LabelCounts.objects.filter(project_id=project_id).update(**changes):
-        return
+        return None
+    current = _label_counts_update(project_id, changes)
+    if current is not None:
+        return current
     # No counter row yet: count once, with the project locked so concurrent first writers
     # queue here; the count already includes this transaction's own writes.
     Project.objects.select_for_update().filter(pk=project_id).first()
-    if LabelCounts.objects.filter(project_id=project_id).update(**changes):
-        return
-    label_counts_rebuild(project_id=project_id)
+    current = _label_counts_update(project_id, changes)
+    if current is not None:
+        return current
+    return label_counts_rebuild(project_id=project_id).current_labels
 
 
 @transaction.atomic
@@ -151,19 +168,35 @@ def _still_available(sample_id: int, *, project: Project, annotator: AbstractBas
                      now: dt.datetime) -> bool:
     # A fresh statement: under READ COMMITTED it sees leases committed after the candidate
     # query's snapshot, which the row lock alone would not reveal (leases are other rows).
+    if project.overlap == 1 and connection.features.has_select_for_update_skip_locked:
+        # The locked row's own columns (status) were rechecked by the lock itself; only the
+        # leases need a fresh look: none of mine, no live one of anybody's.
+        return not Lease.objects.filter(
+            Q(annotator_id=annotator.pk) | Q(expires_at__gt=now, skipped=False),
+            sample_id=sample_id,
+        ).exists()
     return _available_to(
         Sample.objects.filter(pk=sample_id).unlabeled(),
         project=project, annotator=annotator, now=now,
     ).exists()
 
 
-def _lease(sample: Sample, *, annotator: AbstractBaseUser, now: dt.datetime) -> Lease:
-    lease, _ = Lease.objects.update_or_create(
-        sample=sample, annotator_id=annotator.pk,
-        defaults={"project_id": sample.project_id, "expires_at": now + _lease_duration(),
-                  "skipped": False, "created_at": now},
+def _lease(sample: Sample, *, annotator: AbstractBaseUser, now: dt.datetime) -> None:
+    """Give ``annotator`` a fresh lease on ``sample`` (replacing a skip or an expired one).
+
+    One upsert (INSERT ... ON CONFLICT DO UPDATE) rather than update_or_create's savepoints,
+    locking read and insert: this runs on every hand-out. The caller holds the sample's row
+    lock, so no other write to this (sample, annotator) pair races it. Sets
+    ``sample.lease_expires``.
+    """
+    expires = now + _lease_duration()
+    Lease.objects.bulk_create(
+        [Lease(sample_id=sample.pk, annotator_id=annotator.pk, project_id=sample.project_id,
+               expires_at=expires, skipped=False, created_at=now)],
+        update_conflicts=True, unique_fields=["sample", "annotator"],
+        update_fields=["project", "expires_at", "skipped", "created_at"],
     )
-    return lease
+    sample.lease_expires = expires
 
 
 def _lease_first_free(
@@ -182,16 +215,23 @@ def _lease_first_free(
 
 def sample_held(*, project: Project, annotator: AbstractBaseUser, now: dt.datetime) -> Sample | None:
     """Return the sample ``annotator`` holds a live lease on, the most recently leased first."""
+    live = Lease.objects.filter(project=project, annotator_id=annotator.pk, expires_at__gt=now,
+                                skipped=False)
+    # Usually there is none (a submit deletes the lease): a cheap look first.
+    if not live.exists():
+        return None
     lease = (
-        Lease.objects.filter(project=project, annotator_id=annotator.pk, expires_at__gt=now,
-                             skipped=False, sample__status=Sample.Status.UNLABELED)
+        live.filter(sample__status=Sample.Status.UNLABELED)
         .exclude(Exists(Label.objects.current().filter(sample_id=OuterRef("sample_id"),
                                                        annotator_id=annotator.pk)))
         .select_related("sample")
         .order_by("-created_at", "-id")
         .first()
     )
-    return lease.sample if lease is not None else None
+    if lease is None:
+        return None
+    lease.sample.lease_expires = lease.expires_at
+    return lease.sample
 
 
 @transaction.atomic
@@ -202,6 +242,7 @@ def sample_lease_next(*, project: Project, annotator: AbstractBaseUser) -> Sampl
     burn samples). Otherwise the test split is drawn at random while it is below its share
     of labeled samples, and the pool by descending precomputed uncertainty; no model is
     called here. With overlap k, up to k different annotators hold or label one sample.
+    The sample carries its lease's end as ``sample.lease_expires``.
     """
     member_require(project=project, user=annotator, roles=LABELING_ROLES)
     now = timezone.now()
@@ -253,10 +294,13 @@ def label_submit(
 ) -> Label:
     """Record ``annotator``'s label for ``sample`` and request a retrain when a batch is full.
 
-    Submitting the same value twice is idempotent. A label is accepted while the annotator
+    Submitting the same value twice is idempotent: the label already there comes back, with
+    ``is_new`` False (True on a label created now). A label is accepted while the annotator
     holds a live lease, or when their lease expired (or they never had one) but the sample
     still has a free place; otherwise SampleNotAvailable (409). The sample becomes labeled
-    when it has the project's overlap of labels.
+    when it has the project's overlap of labels. Only ``sample.pk`` and ``sample.project``
+    are read from ``sample``: the row is loaded here, locked, and must belong to that
+    project (else SampleNotFound), so callers need not load it first.
     """
     project = sample.project
     member_require(project=project, user=annotator, roles=LABELING_ROLES)
@@ -264,10 +308,14 @@ def label_submit(
         raise InvalidLabel(
             f"{value!r} is not a label of project {project.slug!r}", detail=project.labels
         )
-    sample = _locked(sample)
+    locked = Sample.objects.select_for_update().filter(pk=sample.pk, project_id=project.pk).first()
+    if locked is None:
+        raise SampleNotFound("that sample is not part of this project", detail={"sample": sample.pk})
+    sample = locked
     existing = Label.objects.current().filter(sample=sample, annotator_id=annotator.pk).first()
     if existing is not None:
         if existing.value == value:
+            existing.is_new = False
             return existing
         raise SampleNotAvailable(
             "you already labeled this sample with another value; undo it first",
@@ -285,16 +333,19 @@ def label_submit(
     label = Label.objects.create(
         sample=sample, annotator=annotator, value=value, duration_ms=duration_ms
     )
+    label.is_new = True
     count = sample.label_count + 1
     done = count >= project.overlap
     status = Sample.Status.LABELED if done else Sample.Status.UNLABELED
     Sample.objects.filter(pk=sample.pk).update(label_count=count, status=status)
     Lease.objects.filter(sample=sample, annotator_id=annotator.pk).delete()
-    label_counts_add(project_id=project.pk, current_labels=1,
-                     **(_labeled_delta(sample.split, 1) if done else {}))
+    current_labels = label_counts_add(project_id=project.pk, current_labels=1,
+                                      **(_labeled_delta(sample.split, 1) if done else {}))
     from learning.services import model_version_request_if_due  # learning depends on us
 
-    model_version_request_if_due(project=project)
+    # The new count comes back from the counter update: the check reads no counter row
+    # while this transaction holds it locked.
+    model_version_request_if_due(project=project, label_count=current_labels)
     return label
 
 
