@@ -37,6 +37,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.process_stats import free_port, tree_cpu_seconds  # noqa: E402
+
 import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
@@ -44,7 +46,6 @@ import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -60,35 +61,6 @@ WORDS = ("stocks rally market falls shares earnings growth loss profit quarter o
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its descendants, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except OSError:
-            pass
-        stack.extend(children.get(current, []))
-    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

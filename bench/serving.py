@@ -29,6 +29,7 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path: a sibling bench module named like a
 # standard one (bench/queue.py) would shadow it for every library imported below.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import base64
@@ -37,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -45,6 +45,8 @@ import time
 
 import numpy as np
 from PIL import Image
+
+from bench.process_stats import free_port, tree_cpu_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -68,12 +70,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url: str, timeout: float = 60) -> None:
     import urllib.error
     import urllib.request
@@ -89,28 +85,6 @@ def wait_http(url: str, timeout: float = 60) -> None:
             time.sleep(0.3)
     raise SystemExit(f"server at {url} did not come up in {timeout}s")
 
-
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its descendants, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except OSError:
-            pass
-        stack.extend(children.get(current, []))
-    return total
 
 
 def digits_pngs() -> tuple[np.ndarray, np.ndarray, list[bytes]]:

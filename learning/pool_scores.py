@@ -31,6 +31,9 @@ def pool_scores_write(*, sample_ids: np.ndarray, scores: np.ndarray) -> int:
             "CREATE TEMPORARY TABLE IF NOT EXISTS learning_score_in "
             "(id bigint, score float8) ON COMMIT DELETE ROWS"
         )
+        # ON COMMIT only empties it at the end of the outermost transaction: a second write
+        # inside the same one would otherwise join the first write's rows too.
+        cursor.execute("TRUNCATE learning_score_in")
         # Text COPY: numpy formats a chunk of 100k rows in ~50 ms.
         text = "\n".join(f"{i}\t{s!r}" for i, s in zip(data["id"].tolist(), data["score"].tolist()))
         with cursor.cursor.copy("COPY learning_score_in (id, score) FROM STDIN") as copy:
