@@ -46,6 +46,12 @@ class Command(BaseCommand):
                 images=((eid, png) for eid, png, _label in digit_pngs(limit)),
             )
             self.stdout.write(f"Loaded {count} digit images into project {DEMO_SLUG!r}.")
+            # Imports queue the k-means cold start after they commit; the demo writes its
+            # samples directly, so it orders its first batch here.
+            from learning.services import pool_cold_start
+
+            picked = pool_cold_start(project=project)
+            self.stdout.write(f"Cold start: {picked} diverse digits lead the queue.")
         for username, _password, role, _is_super in DEMO_USERS:
             membership_set(project=project, user=users[username], role=role)
         self.stdout.write(
