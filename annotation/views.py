@@ -18,12 +18,12 @@ from annotation.forms import (
     ReviewFilterForm,
 )
 from annotation.models import Project, Sample
+from annotation.page_access import forbidden, project_or_404, science_project_or_404
 from annotation.selectors import (
     review_rows_for,
     import_job_get,
     import_job_list,
     label_export_chunks,
-    project_get_for_user,
     project_list_for_user,
     project_progress,
     project_role,
@@ -37,7 +37,6 @@ from annotation.services import (
     label_correct,
     label_submit,
     label_undo_last,
-    member_require,
     project_create,
     project_settings_update,
     sample_lease_next,
@@ -53,13 +52,6 @@ from learning.selectors import (
     ranking_staleness,
 )
 from learning.services import model_version_request_by
-
-
-def _project_or_404(request: HttpRequest, slug: str) -> Project:
-    project = project_get_for_user(slug=slug, user=request.user)
-    if project is None:
-        raise Http404("no such project")
-    return project
 
 
 def _progress(project: Project):
@@ -96,23 +88,13 @@ def project_new(request: HttpRequest) -> HttpResponse:
     return render(request, "annotation/project_new.html", {"form": form}, status=status)
 
 
-def _science_project_or_404(request: HttpRequest, slug: str) -> Project:
-    project = _project_or_404(request, slug)
-    member_require(project=project, user=request.user, roles=SCIENCE_ROLES)
-    return project
-
-
-def _forbidden(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return render(request, "annotation/forbidden.html", {"message": exc.message}, status=403)
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     try:
-        project = _science_project_or_404(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         files = form.cleaned_data["files"]
@@ -137,9 +119,9 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET"])
 def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     try:
-        project = _science_project_or_404(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     job = import_job_get(project=project, job_id=job_id)
     if job is None:
         raise Http404("no such import")
@@ -165,9 +147,9 @@ def export_response(*, project: Project, history: bool, fmt: str) -> StreamingHt
 @require_http_methods(["GET"])
 def label_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     try:
-        project = _science_project_or_404(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     history = request.GET.get("history", "").lower() in ("1", "true", "yes")
     return export_response(project=project, history=history, fmt=fmt)
 
@@ -175,7 +157,7 @@ def label_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET"])
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     role = project_role(project=project, user=request.user)
     if role not in SCIENCE_ROLES:
         return redirect("label", project.slug)  # annotators only ever see the labeling page
@@ -201,11 +183,11 @@ def _detail_context(project: Project, **extra) -> dict:
 @require_http_methods(["POST"])
 def project_retrain(request: HttpRequest, slug: str) -> HttpResponse:
     """Queue a retrain now (owners and scientists); htmx gets the iterations partial back."""
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     try:
         version = model_version_request_by(project=project, user=request.user)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     if not request.htmx:
         return redirect("project-detail", project.slug)
     return render(request, "annotation/project_detail.html#iterations",
@@ -218,7 +200,7 @@ def _card(request: HttpRequest, project: Project, *, error: str | None = None,
     try:
         sample = sample_lease_next(project=project, annotator=request.user)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     following = None
     if sample is not None and sample.image:
         following = sample_peek_next(project=project, annotator=request.user)
@@ -257,7 +239,7 @@ def _sample_in(project: Project, sample_id: object) -> Sample:
 @login_required
 @require_http_methods(["GET", "POST"])
 def label(request: HttpRequest, slug: str) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     error = None
     if request.method == "POST":
         form = LabelForm(request.POST, project=project)
@@ -270,7 +252,7 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
                     duration_ms=form.cleaned_data["duration_ms"],
                 )
             except NotAMember as exc:
-                return _forbidden(request, exc)
+                return forbidden(request, exc)
             except DomainError as exc:
                 error = exc.message
         else:
@@ -281,12 +263,12 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["POST"])
 def label_skip(request: HttpRequest, slug: str) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     error = None
     try:
         sample_skip(sample=_sample_in(project, request.POST.get("sample")), annotator=request.user)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     except (DomainError, ValueError) as exc:
         error = getattr(exc, "message", "that sample is not part of this project")
     return _card(request, project, error=error)
@@ -295,12 +277,12 @@ def label_skip(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["POST"])
 def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     error = None
     try:
         label_undo_last(project=project, annotator=request.user)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     except DomainError as exc:
         error = exc.message
     return _card(request, project, error=error)
@@ -310,7 +292,7 @@ def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET"])
 def sample_suggestion(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
     """The served model's guess for one sample, loaded by the card after it is shown."""
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     sample = Sample.objects.filter(pk=sample_id, project=project).first()
     if sample is None:
         raise Http404("no such sample")
@@ -331,14 +313,14 @@ def _int_or_none(value: str | None) -> int | None:
 @login_required
 @require_http_methods(["GET"])
 def review(request: HttpRequest, slug: str) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     form = ReviewFilterForm(request.GET or None, project=project)
     filters = form.filters() if form.is_valid() else {}
     try:
         page = review_page(project=project, user=request.user,
                            before=_int_or_none(request.GET.get("before")), **filters)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     query = request.GET.copy()
     query.pop("before", None)
     context = {"project": project, "form": form, "page": page, "query": query.urlencode(),
@@ -350,13 +332,13 @@ def review(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["POST"])
 def review_correct(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     error = None
     try:
         sample = _sample_in(project, sample_id)
         label_correct(sample=sample, scientist=request.user, value=request.POST.get("value", ""))
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     except SampleNotFound:
         raise Http404("no such sample")
     except DomainError as exc:
@@ -371,9 +353,9 @@ def review_correct(request: HttpRequest, slug: str, sample_id: int) -> HttpRespo
 @require_http_methods(["GET", "POST"])
 def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     try:
-        project = _science_project_or_404(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return _forbidden(request, exc)
+        return forbidden(request, exc)
     form = ProjectSettingsForm(request.POST or None, project=project)
     saved = False
     if request.method == "POST" and form.is_valid():
@@ -391,7 +373,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET"])
 def sample_image(request: HttpRequest, slug: str, sample_id: int) -> FileResponse:
-    project = _project_or_404(request, slug)
+    project = project_or_404(request, slug)
     sample = Sample.objects.filter(pk=sample_id, project=project).exclude(image="").first()
     if sample is None:
         raise Http404("no such image")

@@ -7,30 +7,20 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation.errors import NotAMember
-from annotation.models import Project
-from annotation.selectors import project_get_for_user
-from annotation.services import SCIENCE_ROLES, member_require
+from annotation.page_access import forbidden, science_project_or_404
 from serving.forms import TokenForm
 from serving.models import ApiToken
 from serving.selectors import api_token_list
 from serving.services import api_token_create, api_token_revoke
 
 
-def _project_for_scientist(request: HttpRequest, slug: str) -> Project:
-    project = project_get_for_user(slug=slug, user=request.user)
-    if project is None:
-        raise Http404("no such project")
-    member_require(project=project, user=request.user, roles=SCIENCE_ROLES)
-    return project
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_tokens(request: HttpRequest, slug: str) -> HttpResponse:
     try:
-        project = _project_for_scientist(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return render(request, "annotation/forbidden.html", {"message": exc.message}, status=403)
+        return forbidden(request, exc)
     form = TokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
@@ -47,9 +37,9 @@ def project_tokens(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["POST"])
 def project_token_revoke(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
     try:
-        project = _project_for_scientist(request, slug)
+        project = science_project_or_404(request, slug)
     except NotAMember as exc:
-        return render(request, "annotation/forbidden.html", {"message": exc.message}, status=403)
+        return forbidden(request, exc)
     token = ApiToken.objects.filter(pk=token_id, project=project, user__isnull=True).first()
     if token is None:
         raise Http404("no such token")
