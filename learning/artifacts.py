@@ -33,6 +33,27 @@ def save(estimator: ClassifierMixin, *, project_id: int, number: int) -> tuple[s
     return relative, hashlib.sha256(data).hexdigest()
 
 
+def featurizer_cached(*, project_id: int, key: str):
+    """Return the featurizer fitted for ``key`` by an earlier retrain, or None."""
+    path = artifact_root() / "featurizers" / str(project_id) / f"{key}.joblib"
+    try:
+        return joblib.load(path)
+    except (OSError, EOFError, ValueError):
+        return None
+
+
+def featurizer_store(featurizer, *, project_id: int, key: str) -> None:
+    """Keep a fitted featurizer for the next retrain over the same samples; older keys go."""
+    directory = artifact_root() / "featurizers" / str(project_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{key}.{uuid.uuid4().hex[:8]}.tmp"
+    joblib.dump(featurizer, tmp)
+    tmp.replace(directory / f"{key}.joblib")
+    for old in directory.glob("*.joblib"):
+        if old.stem != key:
+            old.unlink(missing_ok=True)
+
+
 def load(*, path: str, sha256: str) -> ClassifierMixin:
     """Load an artifact we wrote, refusing it unless its sha256 matches the recorded one."""
     full = (artifact_root() / path).resolve()

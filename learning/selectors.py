@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, QuerySet
 
 from annotation.models import Label, Project, Sample
 from annotation.selectors import labeled_samples
@@ -141,6 +141,39 @@ def project_model_input(*, project: Project) -> tuple[np.ndarray, object]:
     if project.kind == Project.Kind.TEXT:
         return ids, payloads
     return ids, _tabular_frame(project, payloads)
+
+
+def project_samples_fingerprint(*, project: Project) -> str:
+    """Return a key that changes whenever samples are added to or removed from ``project``
+    (their payloads never change after import)."""
+    stats = Sample.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
+    return f"{stats['n']}-{stats['last']}"
+
+
+def pool_chunk_bounds(*, project: Project, size: int) -> list[tuple[int, int]]:
+    """Split the unlabeled pool into inclusive sample-id ranges of about ``size`` samples.
+
+    Ranges are of equal width between the pool's lowest and highest id: a project's ids are
+    nearly dense (imports take them in runs), and one aggregate is all it costs, where
+    numbering a million rows to cut exact chunks took a second.
+    """
+    stats = Sample.objects.filter(project=project).in_pool().unlabeled().aggregate(
+        n=Count("id"), lo=Min("id"), hi=Max("id"))
+    if not stats["n"]:
+        return []
+    lo, hi = stats["lo"], stats["hi"]
+    chunks = -(-stats["n"] // size)
+    width = -(-(hi - lo + 1) // chunks)
+    return [(start, min(start + width - 1, hi)) for start in range(lo, hi + 1, width)]
+
+
+def pool_excluded_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
+    """Return the ids of the project's samples with ``lo <= id <= hi`` that are labeled or
+    in the test split (not to be scored), sorted: usually few, unlike the unlabeled pool."""
+    ids = (Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi)
+           .exclude(split=Sample.Split.POOL, status=Sample.Status.UNLABELED)
+           .order_by("pk").values_list("pk", flat=True))
+    return np.fromiter(ids, dtype=np.int64)
 
 
 def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:

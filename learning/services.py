@@ -20,12 +20,15 @@ from annotation.selectors import label_count_current, labeled_samples
 from learning import artifacts, features, strategies
 from learning.estimators import DEFAULT_ESTIMATOR, build_estimator
 from learning.models import ModelVersion
-from learning.pool_scores import pool_scores_write
+from learning.pool_scores import pool_chunk_ranking_write, pool_scores_write
 from learning.selectors import (
     feature_cache_update,
     model_input_of_ids,
     model_version_latest,
+    pool_chunk_bounds,
     pool_model_input_between,
+    pool_excluded_ids_between,
+    project_samples_fingerprint,
     project_model_input,
     sample_feature_matrix,
     take_rows,
@@ -40,6 +43,10 @@ SCORE_CHUNK = 50000
 TABULAR_FIT_ROWS = 100000
 # Batch-diverse strategies rank this many samples (times the batch size) at the top.
 RANKED_BATCHES = 1
+# Scored samples stored per chunk, in order (at least this many batches of the project):
+# what annotators label before the next retrain reorders the queue. The rest keep score 0.
+QUEUE_TOP_PER_CHUNK = 1000
+QUEUE_TOP_BATCHES = 20
 
 
 class TrainingError(Exception):
@@ -186,6 +193,32 @@ def _fitted_featurizer(project: Project, pool_input) -> object | None:
     return features.build_featurizer(project.kind, **params).fit(pool_input)
 
 
+def _project_featurizer(project: Project) -> object | None:
+    """Return the featurizer fitted on the project's samples as they are now.
+
+    It depends on the samples alone, not on labels, so retrains between two imports share
+    one fit (a TF-IDF over 100k texts, or medians over 100k rows, take seconds).
+    """
+    if project.kind == Project.Kind.IMAGE:
+        return None
+    params = (project.model_spec or {}).get("featurizer", {})
+    key = hashlib.sha256(repr((
+        project.kind, sorted(params.items()), project.columns, sklearn.__version__,
+        project_samples_fingerprint(project=project),
+    )).encode()).hexdigest()[:24]
+    featurizer = artifacts.featurizer_cached(project_id=project.pk, key=key)
+    if featurizer is None:
+        _ids, pool_input = project_model_input(project=project)
+        featurizer = _fitted_featurizer(project, pool_input)
+        artifacts.featurizer_store(featurizer, project_id=project.pk, key=key)
+    return featurizer
+
+
+def _labeled_input(project: Project, rows: list[tuple[Sample, str, int]]):
+    ids = np.fromiter((sample.pk for sample, _v, _id in rows), dtype=np.int64, count=len(rows))
+    return model_input_of_ids(project=project, ids=ids)
+
+
 def _fit(version: ModelVersion) -> None:
     project = version.project
     train_rows = labeled_samples(project=project, split=Sample.Split.POOL)
@@ -196,18 +229,12 @@ def _fit(version: ModelVersion) -> None:
     if len(set(y_train)) < 2:
         raise TrainingError(f"labels of only one class ({y_train[0]!r}); need at least two")
     label_ids = sorted(label_id for _s, _v, label_id in train_rows + test_rows)
-    ids, pool_input = project_model_input(project=project)
-
-    def model_input(rows):
-        wanted = np.fromiter((s.pk for s, _v, _id in rows), dtype=np.int64, count=len(rows))
-        at = np.searchsorted(ids, wanted)
-        if len(ids) == 0 or (at >= len(ids)).any() or (ids[np.minimum(at, len(ids) - 1)] != wanted).any():
-            return sample_feature_matrix(project=project, samples=[s for s, _v, _id in rows])
-        return take_rows(pool_input, at)
 
     started = time.perf_counter()
-    featurizer = _fitted_featurizer(project, pool_input)
-    X_train = model_input(train_rows)
+    featurizer = _project_featurizer(project)
+    X_train = _labeled_input(project, train_rows)
+    if project.kind == Project.Kind.TEXT and not any(str(text or "").strip() for text in X_train):
+        raise TrainingError("every labeled text is empty; nothing to learn from")
     if featurizer is not None:
         X_train = featurizer.transform(X_train)
     estimator = build_estimator(project.model_spec, kind=project.kind).fit(X_train, y_train)
@@ -221,7 +248,7 @@ def _fit(version: ModelVersion) -> None:
     ).hexdigest()
     if test_rows:
         y_test = [value for _s, value, _id in test_rows]
-        version.metrics = _metrics(y_test, model.predict(model_input(test_rows)), project.labels)
+        version.metrics = _metrics(y_test, model.predict(_labeled_input(project, test_rows)), project.labels)
         version.accuracy = version.metrics["accuracy"]
         version.macro_f1 = version.metrics["macro_f1"]
     version.artifact_path, version.artifact_sha256 = artifacts.save(
@@ -301,31 +328,29 @@ def pool_score(*, project: Project, version: ModelVersion) -> int:
     The synchronous path (tests, scripts); retrains split the same work into a Celery group.
     """
     feature_cache_update(project=project)
-    bounds = _chunk_bounds(project)
     estimator = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
-    scored = 0
-    for lo, hi in bounds:
-        ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
-        if len(ids):
-            scored += pool_scores_write(
-                sample_ids=ids, scores=_scores(project, estimator, X, seed=version.number)
-            )
+    scored = sum(_score_chunk(project, estimator, lo, hi, seed=version.number)
+                 for lo, hi in pool_chunk_bounds(project=project, size=SCORE_CHUNK))
     _rank_top(project, estimator, seed=version.number)
     return scored
 
 
-def _chunk_bounds(project: Project) -> list[tuple[int, int]]:
-    """Return inclusive sample-id ranges of about ``SCORE_CHUNK`` unlabeled pool samples."""
-    ids = np.fromiter(
-        Sample.objects.filter(project=project).in_pool().unlabeled().order_by("pk")
-        .values_list("pk", flat=True).iterator(chunk_size=50000),
-        dtype=np.int64,
-    )
+def _score_chunk(project: Project, estimator, lo: int, hi: int, *, seed: int) -> int:
+    """Score the unlabeled pool samples with ``lo <= id <= hi``, store the chunk's top;
+    return how many were scored."""
+    ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
+    excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
+    if len(excluded):  # the cache holds labeled and test samples too
+        rows = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
+        ids, X = ids[rows], take_rows(X, rows)
     if len(ids) == 0:
-        return []
-    starts = ids[::SCORE_CHUNK]
-    ends = np.append(ids[SCORE_CHUNK - 1 :: SCORE_CHUNK], ids[-1])[: len(starts)]
-    return list(zip(starts.tolist(), ends.tolist()))
+        return 0
+    pool_chunk_ranking_write(
+        project_id=project.pk, lo=lo, hi=hi, sample_ids=ids,
+        scores=_scores(project, estimator, X, seed=seed),
+        keep=max(QUEUE_TOP_PER_CHUNK, QUEUE_TOP_BATCHES * project.batch_size),
+    )
+    return len(ids)
 
 
 def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
@@ -340,7 +365,7 @@ def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
 
     project = version.project
     feature_cache_update(project=project)
-    bounds = _chunk_bounds(project)
+    bounds = pool_chunk_bounds(project=project, size=SCORE_CHUNK)
     ModelVersion.objects.filter(pk=version.pk).update(
         score_chunks_total=len(bounds), score_chunks_done=0, score_rows_done=0,
         scoring_started_at=timezone.now(),
@@ -361,11 +386,7 @@ def pool_score_chunk(*, version_id: int, scorer_id: int, lo: int, hi: int) -> No
     written = 0
     try:
         estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
-        ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
-        if len(ids):
-            written = pool_scores_write(
-                sample_ids=ids, scores=_scores(project, estimator, X, seed=scorer.number)
-            )
+        written = _score_chunk(project, estimator, lo, hi, seed=scorer.number)
     except Exception as exc:  # the queue keeps this chunk's old scores; say why on the version
         logger.exception("scoring chunk %s-%s of %s failed", lo, hi, project)
         ModelVersion.objects.filter(pk=version_id).update(
@@ -465,7 +486,7 @@ def pool_cold_start(*, project: Project) -> int:
     ), dtype=np.int64)
     if len(pool_ids) <= 1 or len(ids) == 0:
         return 0
-    featurizer = _fitted_featurizer(project, X)
+    featurizer = _project_featurizer(project)  # kept: the first retrain fits no other
     rows = np.searchsorted(ids, pool_ids)
     X_pool = take_rows(X, rows)
     if featurizer is not None:

@@ -214,3 +214,21 @@ def test_staleness_and_learning_curve(text_project, annotator):
     assert ranking_staleness(project=text_project).labels_since == 1
     curve = learning_curve(project=text_project)
     assert len(curve.points) == 1 and curve.polyline
+
+
+def test_retrains_share_one_featurizer_fit_until_samples_are_added(text_project, monkeypatch):
+    from learning import services
+
+    fits = []
+    fit = services._fitted_featurizer
+    monkeypatch.setattr(services, "_fitted_featurizer",
+                        lambda project, pool_input: fits.append(len(pool_input)) or fit(project, pool_input))
+    _train(text_project)
+    _train(text_project)
+    assert fits == [80]
+    Sample.objects.create(project=text_project, text="new words arrive")
+    third = _train(text_project)
+    assert fits == [80, 81] and third.status == "ready"
+    # The stored pipeline carries the refitted vocabulary.
+    model = artifacts.load(path=third.artifact_path, sha256=third.artifact_sha256)
+    assert "arrive" in model[0].union_.named_transformers["word"].vocabulary_

@@ -99,3 +99,34 @@ def test_tampered_artifact_is_refused(labeled_project):
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(artifacts.ArtifactError):
         artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
+
+
+def test_rescoring_stores_each_chunks_top_and_resets_the_earlier_ranking(
+        labeled_project, make_samples, monkeypatch, django_capture_on_commit_callbacks):
+    from learning import services
+    from learning.selectors import pool_chunk_bounds
+
+    labeled_project.query_strategy = "margin"
+    labeled_project.batch_size = 1
+    labeled_project.save()
+    unlabeled = make_samples(12)
+    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
+    monkeypatch.setattr(services, "QUEUE_TOP_PER_CHUNK", 2)
+    monkeypatch.setattr(services, "QUEUE_TOP_BATCHES", 1)
+    ids = [s.pk for s in unlabeled]
+    # An earlier ranking's scores, which the new one must replace, not leave behind.
+    Sample.objects.filter(pk__in=ids).update(score=5.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_request(project=labeled_project)
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+    assert version.score_chunks_total == 3 and version.scored_sample_count == 12
+    scores = dict(Sample.objects.filter(pk__in=ids).values_list("pk", "score"))
+    ranked = [pk for pk, score in scores.items() if score > 0]
+    assert all(score <= 1 for score in scores.values())  # no stale 5.0 left
+    # Three chunks of about 5 keep their top 2 each (ties at 0 cannot be told apart).
+    assert 4 <= len(ranked) <= 6
+    bounds = pool_chunk_bounds(project=labeled_project, size=5)
+    assert len(bounds) == 3
+    for lo, hi in bounds:
+        assert sum(scores[pk] > 0 for pk in ids if lo <= pk <= hi) <= 2
