@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import uuid
 from pathlib import Path
 
@@ -42,16 +43,25 @@ def featurizer_cached(*, project_id: int, key: str):
         return None
 
 
+def featurizer_rows_dir(*, project_id: int, key: str) -> Path:
+    """Where the rows that featurizer ``key`` made of the project's texts are kept."""
+    return artifact_root() / "featurizers" / str(project_id) / f"{key}.rows"
+
+
 def featurizer_store(featurizer, *, project_id: int, key: str) -> None:
-    """Keep a fitted featurizer for the next retrain over the same samples; older keys go."""
+    """Keep a fitted featurizer for the next retrain over the same samples; older keys,
+    and the rows they made, go."""
     directory = artifact_root() / "featurizers" / str(project_id)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{key}.{uuid.uuid4().hex[:8]}.tmp"
     joblib.dump(featurizer, tmp)
     tmp.replace(directory / f"{key}.joblib")
-    for old in directory.glob("*.joblib"):
-        if old.stem != key:
-            old.unlink(missing_ok=True)
+    for old in directory.iterdir():
+        if old.name.split(".")[0] != key:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 def load(*, path: str, sha256: str) -> ClassifierMixin:

@@ -167,6 +167,13 @@ def pool_chunk_bounds(*, project: Project, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + width - 1, hi)) for start in range(lo, hi + 1, width)]
 
 
+def pool_unlabeled_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
+    """Return the ids of the project's unlabeled pool samples with ``lo <= id <= hi``, sorted."""
+    ids = (Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled()
+           .order_by("pk").values_list("pk", flat=True))
+    return np.fromiter(ids, dtype=np.int64)
+
+
 def pool_excluded_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
     """Return the ids of the project's samples with ``lo <= id <= hi`` that are labeled or
     in the test split (not to be scored), sorted: usually few, unlike the unlabeled pool."""

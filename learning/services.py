@@ -7,6 +7,7 @@ import logging
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import sklearn
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from annotation.models import Project, Sample
 from annotation.selectors import label_count_current, labeled_samples
-from learning import artifacts, features, strategies
+from learning import artifacts, features, sparse_cache, strategies
 from learning.estimators import DEFAULT_ESTIMATOR, build_estimator
 from learning.models import ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write, pool_scores_write
@@ -28,6 +29,7 @@ from learning.selectors import (
     pool_chunk_bounds,
     pool_model_input_between,
     pool_excluded_ids_between,
+    pool_unlabeled_ids_between,
     project_samples_fingerprint,
     project_model_input,
     sample_feature_matrix,
@@ -210,6 +212,7 @@ def _project_featurizer(project: Project) -> object | None:
     if featurizer is None:
         _ids, pool_input = project_model_input(project=project)
         featurizer = _fitted_featurizer(project, pool_input)
+        featurizer.cache_key_ = key  # names the rows it makes in the pool's text cache
         artifacts.featurizer_store(featurizer, project_id=project.pk, key=key)
     return featurizer
 
@@ -335,14 +338,42 @@ def pool_score(*, project: Project, version: ModelVersion) -> int:
     return scored
 
 
+def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int):
+    """Return (ids, featurized rows) of the unlabeled pool texts with ``lo <= id <= hi``,
+    transforming only texts this featurizer has not seen (and keeping their rows)."""
+    directory = artifacts.featurizer_rows_dir(project_id=project.pk, key=featurizer.cache_key_)
+    ids = pool_unlabeled_ids_between(project=project, lo=lo, hi=hi)
+    found, cached = sparse_cache.get(directory, ids)
+    if found.all():
+        return ids, cached
+    ids, texts = pool_model_input_between(project=project, lo=lo, hi=hi)
+    found, cached = sparse_cache.get(directory, ids)
+    missing = np.flatnonzero(~found)
+    fresh = featurizer.transform([texts[i] for i in missing])
+    sparse_cache.put(directory, ids[missing], fresh)
+    if cached is None:
+        return ids, fresh
+    order = np.concatenate([np.flatnonzero(found), missing])
+    return ids, sp.vstack([cached, fresh], format="csr")[np.argsort(order)]
+
+
 def _score_chunk(project: Project, estimator, lo: int, hi: int, *, seed: int) -> int:
     """Score the unlabeled pool samples with ``lo <= id <= hi``, store the chunk's top;
     return how many were scored."""
+    featurizer = estimator[0] if isinstance(estimator, Pipeline) else None
+    if project.kind == Project.Kind.TEXT and hasattr(featurizer, "cache_key_"):
+        ids, X = _featurized_texts_between(project, featurizer, lo, hi)
+        return _rank_chunk(project, estimator[1:], lo, hi, ids, X, seed=seed)
     ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
     excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
     if len(excluded):  # the cache holds labeled and test samples too
         rows = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
         ids, X = ids[rows], take_rows(X, rows)
+    return _rank_chunk(project, estimator, lo, hi, ids, X, seed=seed)
+
+
+def _rank_chunk(project: Project, estimator, lo: int, hi: int, ids: np.ndarray, X, *,
+                seed: int) -> int:
     if len(ids) == 0:
         return 0
     pool_chunk_ranking_write(

@@ -232,3 +232,25 @@ def test_retrains_share_one_featurizer_fit_until_samples_are_added(text_project,
     # The stored pipeline carries the refitted vocabulary.
     model = artifacts.load(path=third.artifact_path, sha256=third.artifact_sha256)
     assert "arrive" in model[0].union_.named_transformers["word"].vocabulary_
+
+
+def test_rescoring_a_text_pool_transforms_each_text_once(text_project, monkeypatch):
+    from learning import features
+    from learning.services import pool_score
+
+    text_project.query_strategy = "margin"
+    text_project.save()
+    first = _train(text_project)
+    unlabeled = Sample.objects.filter(project=text_project, status="unlabeled")
+    scores = dict(unlabeled.values_list("pk", "score"))
+    transformed = []
+    transform = features.TextFeaturizer.transform
+    monkeypatch.setattr(features.TextFeaturizer, "transform",
+                        lambda self, X: transformed.append(len(X)) or transform(self, X))
+    assert pool_score(project=text_project, version=first) == 20
+    assert transformed == []  # every pool row came from the cache
+    assert dict(unlabeled.values_list("pk", "score")) == pytest.approx(scores)
+    new = Sample.objects.create(project=text_project, text="free cash prize")
+    pool_score(project=text_project, version=first)
+    assert transformed == [1]  # only the new text
+    assert Sample.objects.get(pk=new.pk).score > 0
