@@ -20,6 +20,13 @@ from annotation.models import Label, Sample
 from annotation.permissions import CanLabelProject
 from annotation.services import label_submit, sample_lease_next
 from serving.apis.examples import error_examples, error_responses
+from serving.apis.fast_json import (
+    FirstRendererNegotiation,
+    OrjsonParser,
+    OrjsonRenderer,
+    ReusedPartsMixin,
+)
+from serving.apis.token_cache import RememberedTokenMixin
 from serving.authentication import ProjectTokenAuthentication
 from serving.throttling import TokenScopedRateThrottle
 
@@ -79,18 +86,27 @@ def _sample_output(sample: Sample, lease_expires) -> dict:
     }
 
 
-class NextSampleApi(APIView):
+class _LabelingApi(RememberedTokenMixin, ReusedPartsMixin, APIView):
+    """What the labeling endpoints share; ``next`` and ``labels`` answer every label given,
+    so they take the predict API's shortcuts: the token check remembered for a second per
+    process, orjson in and out, no Accept parsing, parsers and renderers built once."""
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanLabelProject]
+    throttle_classes = [TokenScopedRateThrottle]
+    throttle_scope = "read"
+    parser_classes = [OrjsonParser]
+    renderer_classes = [OrjsonRenderer]
+    content_negotiation_class = FirstRendererNegotiation
+
+
+class NextSampleApi(_LabelingApi):
     """Lease the next sample to the caller: ``{"sample": {...}}``, or ``{"sample": null}``
     when nothing is left for them.
 
     Asking again before labeling returns the same sample (the lease is renewed only by
     labeling it). The lease lasts ``LEASE_SECONDS`` (default 10 minutes).
     """
-
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanLabelProject]
-    throttle_classes = [TokenScopedRateThrottle]
-    throttle_scope = "read"
 
     @extend_schema(
         operation_id="samples_next",
@@ -109,25 +125,21 @@ class NextSampleApi(APIView):
         ],
     )
     def get(self, request: Request, slug: str) -> Response:
-        sample = sample_lease_next(project=self.project, annotator=self.annotator)
+        sample = sample_lease_next(project=self.project, annotator=self.annotator,
+                                   membership=self.membership)
         if sample is None:
             return Response({"sample": None})
         sample.project = self.project
         return Response({"sample": _sample_output(sample, sample.lease_expires)})
 
 
-class LabelSubmitApi(APIView):
+class LabelSubmitApi(_LabelingApi):
     """Label a sample as the caller: 201 when recorded, 200 when the same label was there.
 
     A label is accepted while the caller's lease is live, and also after it expired as
     long as nobody else took the sample (409 once it was leased to someone else). 400 for
     a value outside the project's labels, 404 for a sample outside the project.
     """
-
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanLabelProject]
-    throttle_classes = [TokenScopedRateThrottle]
-    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="LabelSubmitInput")
     class InputSerializer(serializers.Serializer):
@@ -171,7 +183,7 @@ class LabelSubmitApi(APIView):
         # sample outside the project: no separate look-up here.
         sample = Sample(pk=data["sample"], project=self.project)
         label = label_submit(sample=sample, annotator=self.annotator, value=data["value"],
-                             duration_ms=data.get("duration_ms"))
+                             duration_ms=data.get("duration_ms"), membership=self.membership)
         code = status.HTTP_201_CREATED if label.is_new else status.HTTP_200_OK
         # OutputSerializer's shape, built directly (it documents the schema): on every submit.
         return Response({

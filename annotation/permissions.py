@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.contrib.auth.models import AbstractBaseUser
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from annotation.errors import NotAMember
-from annotation.models import Project
+from annotation.models import Membership, Project
+from annotation.selectors import membership_get
 from annotation.services import LABELING_ROLES, SCIENCE_ROLES, member_require
 from serving.models import ApiToken
 
@@ -26,24 +28,33 @@ class _PersonRole(BasePermission):
 
     roles: Sequence[str] = ()
 
-    def person(self, request: Request, project: Project):
-        """Return the person acting, or None (with ``self.message`` set) if there is none."""
+    def person(
+        self, request: Request, view
+    ) -> tuple[Project, AbstractBaseUser | None, Membership | None]:
+        """Return the URL's project (404 if none), the person acting (None, with
+        ``self.message`` set, if there is none) and their membership (None for a superuser).
+
+        One query when the caller is a member: the membership with its project.
+        """
+        user = request.user
+        signed_in = user is not None and user.is_authenticated and user.pk is not None
+        membership = membership_get(slug=view.kwargs.get("slug"), user=user) if signed_in else None
+        project = membership.project if membership is not None else _project_or_404(view)
         token = request.auth
         if isinstance(token, ApiToken):
             if token.user_id is None:
-                return None
+                return project, None, None
             if token.project_id != project.pk:
                 self.message = "this token belongs to another project"
-                return None
-        user = request.user
-        if user is None or not user.is_authenticated:
-            return None
+                return project, None, None
+        if not signed_in:
+            return project, None, None
         try:
-            member_require(project=project, user=user, roles=self.roles)
+            member_require(project=project, user=user, roles=self.roles, membership=membership)
         except NotAMember as exc:
             self.message = exc.message
-            return None
-        return user
+            return project, None, None
+        return project, user, membership
 
 
 class CanManageProjectData(_PersonRole):
@@ -55,9 +66,9 @@ class CanManageProjectData(_PersonRole):
     roles = SCIENCE_ROLES
 
     def has_permission(self, request: Request, view) -> bool:
-        project = _project_or_404(view)
         token = request.auth
         if isinstance(token, ApiToken) and token.user_id is None:
+            project = _project_or_404(view)
             if token.project_id != project.pk:
                 self.message = "this token belongs to another project"
                 return False
@@ -66,7 +77,7 @@ class CanManageProjectData(_PersonRole):
                 return False
             view.project, view.acting_user = project, project.owner
             return True
-        user = self.person(request, project)
+        project, user, _membership = self.person(request, view)
         if user is None:
             return False
         view.project, view.acting_user = project, user
@@ -76,15 +87,15 @@ class CanManageProjectData(_PersonRole):
 class CanLabelProject(_PersonRole):
     """Allow labeling through the API: a member of the URL's project, signed in or with a
     personal token. Project tokens act for no person, so they cannot label. Sets
-    ``view.project`` and ``view.annotator``; services check the role again."""
+    ``view.project``, ``view.annotator`` and ``view.membership``; services take the
+    membership as proof of the role check (and check it themselves when not given one)."""
 
     message = "labeling needs a personal token (create_user --token) or a signed-in member"
     roles = LABELING_ROLES
 
     def has_permission(self, request: Request, view) -> bool:
-        project = _project_or_404(view)
-        user = self.person(request, project)
+        project, user, membership = self.person(request, view)
         if user is None:
             return False
-        view.project, view.annotator = project, user
+        view.project, view.annotator, view.membership = project, user, membership
         return True

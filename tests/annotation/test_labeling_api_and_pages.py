@@ -4,10 +4,12 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotation.models import Label, Lease
+from annotation.models import Label, LabelCounts, Lease
 from annotation.services import personal_token_create
 from serving.services import api_token_create
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
@@ -226,3 +228,22 @@ def test_text_is_escaped_and_tabular_rows_show_as_a_table(client, db):
         client.force_login(user)
         page = client.get(f"/projects/{project.slug}/label/")
         assert expected in page.content and absent not in page.content
+
+
+def test_next_and_label_check_the_role_once_per_request(project, annotator, make_samples):
+    make_samples(3)
+    LabelCounts.objects.create(project=project)  # as project_create makes it; else counted once
+    api = _client(project, annotator)
+    with CaptureQueriesContext(connection) as next_queries:
+        sample = api.get(f"/api/v1/projects/{project.slug}/next").json()["sample"]
+    with CaptureQueriesContext(connection) as label_queries:
+        created = api.post(f"/api/v1/projects/{project.slug}/labels",
+                           {"sample": sample["id"], "value": "1"}, format="json")
+    assert created.status_code == 201
+    for queries in (next_queries, label_queries):
+        sqls = [q["sql"] for q in queries]
+        role_checks = [sql for sql in sqls if "annotation_membership" in sql]
+        # The project comes with the role check (and the token); no look-up of its own.
+        project_loads = [sql for sql in sqls if "annotation_project" in sql
+                         and "annotation_membership" not in sql and "serving_apitoken" not in sql]
+        assert len(role_checks) == 1 and project_loads == [], sqls

@@ -2,10 +2,13 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.errors import InvalidLabel, NotAMember, SampleNotAvailable
 from annotation.models import Label, Lease, Sample
+from annotation.selectors import membership_get
 from annotation.services import label_submit, sample_lease_next
 from tests.factories import MembershipFactory, UserFactory
 
@@ -104,3 +107,37 @@ def test_label_submit_rejects_non_member(project, make_samples):
     (sample,) = make_samples(1)
     with pytest.raises(NotAMember):
         label_submit(sample=sample, annotator=UserFactory(), value="0")
+
+
+def _membership_queries(queries) -> list[str]:
+    return [q["sql"] for q in queries if "annotation_membership" in q["sql"]]
+
+
+def test_services_take_a_loaded_membership_as_proof_of_the_role_check(
+        project, annotator, make_samples):
+    make_samples(2)
+    membership = membership_get(slug=project.slug, user=annotator)
+    assert membership.project == project and membership.role == "annotator"
+    with CaptureQueriesContext(connection) as queries:
+        sample = sample_lease_next(project=project, annotator=annotator, membership=membership)
+        label_submit(sample=sample, annotator=annotator, value="1", membership=membership)
+    assert _membership_queries(queries) == []
+    with CaptureQueriesContext(connection) as queries:
+        sample_lease_next(project=project, annotator=annotator)  # no proof: checked here
+    assert len(_membership_queries(queries)) == 1
+
+
+def test_services_refuse_a_non_member_even_with_someone_elses_membership(project, annotator,
+                                                                          make_samples):
+    (sample,) = make_samples(1)
+    proof = membership_get(slug=project.slug, user=annotator)
+    outsider = UserFactory()
+    assert membership_get(slug=project.slug, user=outsider) is None
+    with pytest.raises(NotAMember):
+        sample_lease_next(project=project, annotator=outsider, membership=proof)
+    with pytest.raises(NotAMember):
+        label_submit(sample=sample, annotator=outsider, value="0", membership=proof)
+    elsewhere = MembershipFactory(user=outsider, role="owner")  # a role in another project
+    with pytest.raises(NotAMember):
+        sample_lease_next(project=project, annotator=outsider, membership=elsewhere)
+    assert not Lease.objects.exists() and not Label.objects.exists()
