@@ -25,7 +25,6 @@ from learning.pool_scores import pool_chunk_ranking_write, pool_scores_write
 from learning.selectors import (
     feature_cache_update,
     model_input_of_ids,
-    model_version_latest,
     pool_chunk_bounds,
     pool_model_input_between,
     pool_excluded_ids_between,
@@ -110,8 +109,10 @@ def model_version_request_if_due(
     """
     from annotation.selectors import label_count_running
 
-    latest = model_version_latest(project=project)
-    counted_from = latest.requested_at_label_count if latest else 0
+    counted_from = (
+        ModelVersion.objects.filter(project=project).order_by("-number")
+        .values_list("requested_at_label_count", flat=True).first()
+    ) or 0
     if label_count is None:
         label_count = label_count_running(project=project)
     if label_count - counted_from < project.batch_size:
