@@ -141,6 +141,8 @@ def _common(data: dict, columns: Columns, labels: Sequence[str]) -> tuple[str, s
     external_id = _cell(data.get(columns.id))
     if len(external_id) > 200:
         raise RowError("the external id is longer than 200 characters")
+    if "\x00" in external_id:
+        raise RowError("the external id contains a NUL character")
     label = _cell(data.get(columns.label))
     if label and label not in labels:
         raise RowError(f"unknown label {label!r} (the project's labels: {', '.join(labels)})")
@@ -175,6 +177,8 @@ def _tabular_value(value: object) -> float | int | str | None:
     text = str(value).strip()
     if text == "" or text.lower() in ("na", "nan", "null", "none"):
         return None
+    if "\x00" in text:
+        raise RowError("the value contains a NUL character")
     try:
         return int(text)
     except ValueError:

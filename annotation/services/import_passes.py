@@ -1,13 +1,17 @@
-"""The two passes over an import file: check every row, then write them in batches."""
+"""The pass over an import file: check every row once, stage the good ones, publish or drop."""
 from __future__ import annotations
 
 import json
+import logging
+import marshal
 import random
+import re
 import secrets
+import tempfile
 import zipfile
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
@@ -20,6 +24,8 @@ from django.utils import timezone
 from annotation import archives, images, rows
 from annotation.models import ImportJob, Label, Project, Sample
 from annotation.services.queue import label_counts_add
+
+logger = logging.getLogger(__name__)
 
 Progress = Callable[[ImportJob], None]
 IMAGE_BATCH_ROWS = 200
@@ -71,31 +77,21 @@ def media_folder(job: ImportJob) -> str:
     return f"samples/{job.project_id}/import-{job.pk}"
 
 
-@dataclass(slots=True)
-class NewSample:
-    """A checked row on its way into the table; far cheaper to build than a model instance."""
+class ImportPass:
+    """Read a file once: check every row, report the bad ones, stage the good ones.
 
-    external_id: str
-    text: str
-    values: dict | None
-    image: str
-    thumbnail: str
-    split: str
-    random_key: float
-    label: str
-    pk: int | None = None
+    Staging (``stage_for``) keeps the rows out of sight until the whole file is known to be
+    good; once a row is bad nothing more is staged, but the rest is still read so the report
+    names every bad row. Repeats within the file are found from 64-bit hashes (8 bytes and a
+    row number per row, never the ids themselves; ``hash`` is stable within the process,
+    which is all this needs), repeats of existing samples with one indexed query per batch.
+    """
 
-
-class _Pass:
-    """Read a file row by row, parse each row for the project's kind, count and report."""
-
-    phase = ""
-
-    def __init__(self, job: ImportJob, progress: Progress | None,
-                 features: Sequence[str] = ()) -> None:
+    def __init__(self, job: ImportJob, progress: Progress | None) -> None:
         self.job = job
         self.project = job.project
         self.progress = progress
+        self.phase = ImportJob.Phase.CHECKING
         self.columns = columns_from_options(job.options)
         self.labels = list(self.project.labels)
         self.batch_rows = settings.IMPORT_BATCH_ROWS
@@ -103,8 +99,15 @@ class _Pass:
         self.errors: list[dict] = []
         self.rows_done = self.rows_ok = self.rows_bad = self.labeled = 0
         self.rows_total: int | None = None
-        self.features: list[str] = list(features or self.project.columns or [])
+        self.features: list[str] = list(self.project.columns or [])
         self.tell: Callable[[], int] = lambda: 0
+        self.id_hashes = array("q")
+        self.id_rows = array("I")
+        self.pending_ids: list[tuple[str, dict]] = []
+        # A project without external ids (say, before its first import) needs no look-ups.
+        self.project_has_ids = (Sample.objects.filter(project_id=self.project.pk)
+                                .exclude(external_id="").exists())
+        self.stage = stage_for(job)
 
     # reading
 
@@ -124,21 +127,20 @@ class _Pass:
             else:
                 raw_rows = rows.jsonl_rows(stream)
             self._read_rows(raw_rows)
-        self.end()
+        self._batch_end()
+        self._check_repeats()
         self._save_progress()
 
     def _read_rows(self, raw_rows: Iterator[rows.RawRow]) -> None:
-        kind = self.project.kind
+        text_kind = self.project.kind == Project.Kind.TEXT
         max_chars = settings.IMPORT_MAX_TEXT_CHARS
-        columns, labels = self.columns, self.labels
+        columns, labels, batch_rows = self.columns, self.labels, self.batch_rows
         for raw in raw_rows:
-            where = {"row": raw.number, "line": raw.line}
             self.rows_done += 1
-            if raw.error:
-                self.bad(where, raw.error)
-                continue
             try:
-                if kind == Project.Kind.TEXT:
+                if raw.error:
+                    raise rows.RowError(raw.error)
+                if text_kind:
                     parsed = rows.text_row(raw.data, columns=columns, labels=labels,
                                            max_chars=max_chars)
                 else:
@@ -148,58 +150,130 @@ class _Pass:
                     parsed = rows.tabular_row(raw.data, columns=columns, labels=labels,
                                               features=self.features)
             except rows.RowError as exc:
-                self.bad(where, str(exc))
-                continue
-            self.good(parsed.external_id, parsed.label, where, text=parsed.text,
-                      values=parsed.values)
+                self.bad({"row": raw.number, "line": raw.line}, str(exc))
+            else:
+                self.good(parsed.external_id, parsed.label, (raw.number, "line", raw.line),
+                          text=parsed.text, values=parsed.values)
+            if self.rows_done % batch_rows == 0:
+                self._batch_end()
 
     def _read_zip(self, stream: BinaryIO) -> None:
         archive, entries = zip_open(stream)
-        self.rows_total = self.rows_total or len(entries)
+        self.rows_total = len(entries)
         self.batch_rows = min(self.batch_rows, IMAGE_BATCH_ROWS)
         from_folders = bool(self.job.options.get("labels_from_folders"))
         with archive:
             for number, entry in enumerate(entries, start=1):
-                where = {"row": number, "entry": entry.name}
                 self.rows_done += 1
-                path = entry.path
-                label = path.parent.name if from_folders and len(path.parts) > 1 else ""
-                if label and label not in self.labels:
-                    self.bad(where, f"unknown label {label!r} (from the folder name)")
-                    continue
-                try:
-                    data = archives.entry_read(archive, entry,
-                                               max_bytes=settings.IMPORT_MAX_IMAGE_BYTES)
-                    checked = images.image_check(
-                        data, formats=settings.IMPORT_IMAGE_FORMATS,
-                        max_pixels=settings.MAX_IMAGE_PIXELS,
-                        max_bytes=settings.IMPORT_MAX_IMAGE_BYTES)
-                except (archives.ArchiveError, images.ImageRejected) as exc:
-                    self.bad(where, str(exc))
-                    continue
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    self.bad(where, f"the entry cannot be extracted ({exc})")
-                    continue
-                external_id = str(path.with_suffix(""))[:200]
-                self.good(external_id, label, where, image=(data, checked))
+                self._read_entry(archive, entry, number, from_folders)
+                if self.rows_done % self.batch_rows == 0:
+                    self._batch_end()
 
-    # rows: subclasses decide what a good row leads to
+    def _read_entry(self, archive, entry, number: int, from_folders: bool) -> None:
+        where = {"row": number, "entry": entry.name}
+        path = entry.path
+        label = path.parent.name if from_folders and len(path.parts) > 1 else ""
+        if label and label not in self.labels:
+            self.bad(where, f"unknown label {label!r} (from the folder name)")
+            return
+        try:
+            data = archives.entry_read(archive, entry, max_bytes=settings.IMPORT_MAX_IMAGE_BYTES)
+            checked = images.image_check(
+                data, formats=settings.IMPORT_IMAGE_FORMATS,
+                max_pixels=settings.MAX_IMAGE_PIXELS, max_bytes=settings.IMPORT_MAX_IMAGE_BYTES)
+        except (archives.ArchiveError, images.ImageRejected) as exc:
+            self.bad(where, str(exc))
+            return
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            self.bad(where, f"the entry cannot be extracted ({exc})")
+            return
+        self.good(str(path.with_suffix(""))[:200], label, (number, "entry", entry.name),
+                  image=(data, checked))
+
+    # rows
 
     def bad(self, where: dict, message: str) -> None:
         self.rows_bad += 1
         if len(self.errors) < self.max_errors:
             self.errors.append({**where, "error": message})
-        if self.rows_done % self.batch_rows == 0:
+
+    def good(self, external_id: str, label: str, where: tuple, *, text: str = "",
+             values: dict | None = None, image: tuple | None = None) -> None:
+        """Count a checked row and stage it; ``where`` is (row, "line" or "entry", value)."""
+        self.rows_ok += 1
+        if external_id:
+            self.id_hashes.append(hash(external_id))
+            self.id_rows.append(where[0])
+            if self.project_has_ids:
+                self.pending_ids.append((external_id, where))
+        if self.rows_bad:
+            return  # the file is refused: staging more is wasted work
+        if label:
+            self.labeled += 1
+        stored_image = thumbnail = ""
+        if image is not None:
+            stored_image, thumbnail = self._store_image(*image)
+        self.stage.add(external_id, text, values, stored_image, thumbnail, label)
+
+    def _store_image(self, data: bytes, checked: images.CheckedImage) -> tuple[str, str]:
+        folder, token = media_folder(self.job), secrets.token_hex(12)
+        image = default_storage.save(f"{folder}/{token}.{checked.extension}", ContentFile(data))
+        thumb = images.thumbnail_png(data, size=settings.THUMBNAIL_SIZE)
+        thumbnail = default_storage.save(f"{folder}/{token}.thumb.png", ContentFile(thumb))
+        return image, thumbnail
+
+    def _batch_end(self) -> None:
+        self.stage.flush()
+        self._check_existing()
+        self._save_progress()
+
+    def _check_existing(self) -> None:
+        pending, self.pending_ids = self.pending_ids, []
+        if not pending:
+            return
+        ids = [external_id for external_id, _where in pending]
+        taken: set[str] = set()
+        # The import's own rows may already be in the table, inside its transaction.
+        existing = Sample.objects.filter(project_id=self.project.pk).exclude(import_job_id=self.job.pk)
+        for start in range(0, len(ids), 500):
+            taken.update(existing.filter(external_id__in=ids[start:start + 500])
+                         .values_list("external_id", flat=True))
+        for external_id, (row, key, value) in pending:
+            if external_id in taken:
+                self.rows_ok -= 1
+                self.bad({"row": row, key: value},
+                         f"external id {external_id!r} is already in the project")
+
+    def _check_repeats(self) -> None:
+        if len(self.id_hashes) < 2:
+            return
+        hashes = np.frombuffer(self.id_hashes, dtype=np.int64)
+        row_numbers = np.frombuffer(self.id_rows, dtype=np.uint32)
+        order = np.lexsort((row_numbers, hashes))
+        hashes, row_numbers = hashes[order], row_numbers[order]
+        repeated = np.flatnonzero(hashes[1:] == hashes[:-1]) + 1
+        first_of, group_hash, group_first = {}, None, 0
+        for index in repeated:  # sorted: the first repeat of a group follows the group's first
+            if hashes[index] != group_hash:
+                group_hash, group_first = hashes[index], int(row_numbers[index - 1])
+            first_of[int(row_numbers[index])] = group_first
+        for row, first in sorted(first_of.items()):
+            self.rows_ok -= 1
+            self.bad({"row": row}, f"duplicate external id (the same as row {first})")
+
+    # the outcome
+
+    def publish(self) -> None:
+        """Make the staged rows samples (the writing phase); call only for a good file."""
+        self.phase = ImportJob.Phase.WRITING
+        self.rows_total, self.rows_done = self.rows_ok, 0
+
+        def written(n: int) -> None:
+            self.rows_done += n
             self._save_progress()
 
-    def good(self, external_id: str, label: str, where: dict, *, text: str = "",
-             values: dict | None = None, image: tuple | None = None) -> None:
-        raise NotImplementedError
-
-    def end(self) -> None:
-        """Called once every row was read."""
-
-    # progress and the end
+        self.stage.publish(written)
+        self.rows_done = self.rows_ok
 
     def _save_progress(self) -> None:
         job = self.job
@@ -211,11 +285,11 @@ class _Pass:
         job.rows_total = self.rows_total
         job.rows_done, job.rows_ok, job.rows_bad = self.rows_done, self.rows_ok, self.rows_bad
         job.bytes_done = min(position, job.bytes_total) if job.bytes_total else 0
-        ImportJob.objects.filter(pk=job.pk).update(
-            phase=job.phase, rows_total=job.rows_total, rows_done=job.rows_done,
-            rows_ok=job.rows_ok, rows_bad=job.rows_bad, bytes_done=job.bytes_done,
-            updated_at=timezone.now(),
-        )
+        self.stage.progress_save(job.pk, {
+            "phase": job.phase, "rows_total": job.rows_total, "rows_done": job.rows_done,
+            "rows_ok": job.rows_ok, "rows_bad": job.rows_bad, "bytes_done": job.bytes_done,
+            "updated_at": timezone.now(),
+        })
         if self.progress is not None:
             self.progress(job)
 
@@ -239,122 +313,263 @@ class _Pass:
         return job
 
 
-class CheckPass(_Pass):
-    """Check every row and write nothing; find external ids repeated in the file or project.
+# --- staging: where checked rows wait until the whole file is known to be good ----------------
 
-    Repeats within the file are found from 64-bit hashes (8 bytes and a row number per row,
-    never the ids themselves; ``hash`` is stable within the process, which is all this
-    needs), repeats of existing samples with one indexed query per batch.
+
+_TEST, _POOL = Sample.Split.TEST.value, Sample.Split.POOL.value  # plain str: marshal takes no enums
+
+
+def stage_for(job: ImportJob) -> Stage:
+    return CopyStage(job) if connection.vendor == "postgresql" else SpoolStage(job)
+
+
+class Stage:
+    """Hold checked rows out of sight; ``publish`` makes them samples, leaving the context
+    without it drops them. Use as a context manager around the whole pass."""
+
+    def __init__(self, job: ImportJob) -> None:
+        self.job = job
+        self.project_id = job.project_id
+        self.test_fraction = job.project.test_fraction
+        self.batch_rows = settings.IMPORT_BATCH_ROWS
+        # Labels staged but not yet added to the project's running counts.
+        self.labeled_pool = self.labeled_test = 0
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def _split(self) -> tuple[float, str]:
+        key = random.random()
+        return key, _TEST if key < self.test_fraction else _POOL
+
+    def _count_label(self, split: str) -> None:
+        if split == _TEST:
+            self.labeled_test += 1
+        else:
+            self.labeled_pool += 1
+
+    def add(self, external_id: str, text: str, values: dict | None, image: str,
+            thumbnail: str, label: str) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """End a batch: called every ``IMPORT_BATCH_ROWS`` rows read, and at the end."""
+
+    def publish(self, written: Callable[[int], None]) -> None:
+        raise NotImplementedError
+
+    def label_counts_add(self) -> int | None:
+        """Add the labels not yet counted to the project's counts; the new count, if any."""
+        labels = self.labeled_pool + self.labeled_test
+        if not labels:
+            return None
+        count = label_counts_add(project_id=self.project_id, labeled_pool=self.labeled_pool,
+                                 labeled_test=self.labeled_test, current_labels=labels)
+        self.labeled_pool = self.labeled_test = 0
+        return count
+
+    def progress_save(self, job_id: int, fields: dict) -> None:
+        ImportJob.objects.filter(pk=job_id).update(**fields)
+
+
+_COPY_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    """Escape a value for COPY's text format (most values need nothing)."""
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+class CopyStage(Stage):
+    """PostgreSQL: COPY the rows into the sample table as they are read, in one transaction.
+
+    The transaction commits only after ``publish`` (a good file) and rolls back otherwise,
+    so nobody ever sees part of a file, and a dead worker's rows vanish with its connection.
+    COPY streams while the file is still being read, so the server's index work overlaps
+    our parsing. Progress saved from inside the transaction would stay invisible (and keep
+    the job looking stale), so it goes through a connection of its own, in a worker thread,
+    until ``publish``.
     """
 
-    phase = ImportJob.Phase.CHECKING
+    # Constant columns first, so that each batch formats them once.
+    SAMPLE_COLUMNS = ("project_id", "import_job_id", "origin", "score", "created_at", "id",
+                      "split", "status", "label_count", "random_key", "external_id", "text",
+                      "values", "image", "thumbnail")
 
-    def __init__(self, job: ImportJob, progress: Progress | None) -> None:
-        super().__init__(job, progress)
-        self.id_hashes = array("q")
-        self.id_rows = array("I")
-        self.pending_ids: list[tuple[str, dict]] = []
-        # A project without external ids (say, before its first import) needs no look-ups.
-        self.project_has_ids = (Sample.objects.filter(project_id=self.project.pk)
-                                .exclude(external_id="").exists())
+    def __init__(self, job: ImportJob) -> None:
+        super().__init__(job)
+        self.table = Sample._meta.db_table
+        self.id_limit = job.bytes_total // 2 + 1  # a row has 2 bytes or more
+        self.atomic = transaction.atomic()
+        self.progress_thread: ThreadPoolExecutor | None = None
+        self.cursor = None
+        self.copying = None  # the context manager of the open COPY, if any
+        self.copy = None
+        self.ids: list[int] = []
+        self.used = 0
+        self.lines: list[str] = []
+        self.labels: list[tuple[int, str]] = []
+        self.published = False
 
-    def good(self, external_id, label, where, *, text="", values=None, image=None) -> None:
-        self.rows_ok += 1
-        if external_id:
-            self.id_hashes.append(hash(external_id))
-            self.id_rows.append(where["row"])
-            self.pending_ids.append((external_id, where))
-            if len(self.pending_ids) >= self.batch_rows:
-                self._check_existing()
-        if self.rows_done % self.batch_rows == 0:
-            self._save_progress()
+    def __enter__(self) -> CopyStage:
+        self.atomic.__enter__()
+        self.cursor = connection.cursor()
+        self.progress_thread = ThreadPoolExecutor(max_workers=1,
+                                                  thread_name_prefix=f"import-{self.job.pk}")
+        return self
 
-    def _check_existing(self) -> None:
-        pending, self.pending_ids = self.pending_ids, []
-        if not self.project_has_ids:
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+                if not self.published:
+                    transaction.set_rollback(True)
+            elif self.copy is not None:
+                self.copying.__exit__(exc_type, exc, traceback)  # aborts the COPY
+            self.cursor.close()
+        finally:
+            self._progress_stop()
+            self.atomic.__exit__(exc_type, exc, traceback)
+
+    def _begin(self) -> None:
+        """Open a COPY, taking keys first if none are left (ours alone: keys follow the file)."""
+        if self.used == len(self.ids):
+            want = max(1, min(self.batch_rows, self.id_limit))
+            self.cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [self.table, want])
+            self.ids, self.used = [row[0] for row in self.cursor.fetchall()], 0
+            self.id_limit -= want
+        now = timezone.now().isoformat()
+        self.head = f"{self.project_id}\t{self.job.pk}\t{Sample.Origin.IMPORT}\t0\t{now}\t"
+        columns = ", ".join(f'"{name}"' for name in self.SAMPLE_COLUMNS)
+        self.copying = self.cursor.cursor.copy(f'COPY "{self.table}" ({columns}) FROM STDIN')
+        self.copy = self.copying.__enter__()
+
+    def add(self, external_id, text, values, image, thumbnail, label) -> None:
+        if self.copy is None:
+            self._begin()
+        pk = self.ids[self.used]
+        self.used += 1
+        key, split = self._split()
+        if label:
+            status, count = Sample.Status.LABELED, 1
+            self.labels.append((pk, label))
+            self._count_label(split)
+        else:
+            status, count = Sample.Status.UNLABELED, 0
+        values = _COPY_NULL if values is None else _copy_text(json.dumps(values))
+        self.lines.append(
+            f"{self.head}{pk}\t{split}\t{status}\t{count}\t{key!r}\t{_copy_text(external_id)}\t"
+            f"{_copy_text(text)}\t{values}\t{_copy_text(image)}\t{_copy_text(thumbnail)}\n")
+        if len(self.lines) >= 1000:  # small writes keep the server busy while we parse on
+            self.copy.write("".join(self.lines))
+            self.lines = []
+        if self.used == len(self.ids):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.copy is None:
             return
-        ids = [external_id for external_id, _where in pending]
-        taken: set[str] = set()
-        for start in range(0, len(ids), 500):
-            taken.update(Sample.objects.filter(project_id=self.project.pk,
-                                               external_id__in=ids[start:start + 500])
-                         .values_list("external_id", flat=True))
-        for external_id, where in pending:
-            if external_id in taken:
-                self.rows_ok -= 1
-                self.bad(where, f"external id {external_id!r} is already in the project")
+        if self.lines:
+            self.copy.write("".join(self.lines))
+            self.lines = []
+        copying, self.copying, self.copy = self.copying, None, None
+        copying.__exit__(None, None, None)
+        labels, self.labels = self.labels, []
+        if labels:
+            now = timezone.now().isoformat()
+            user = self.job.user_id
+            with self.cursor.cursor.copy(
+                    f'COPY "{Label._meta.db_table}" ("sample_id", "annotator_id", "value", '
+                    f'"created_at") FROM STDIN') as copy:
+                copy.write("".join(f"{pk}\t{user}\t{_copy_text(value)}\t{now}\n"
+                                   for pk, value in labels))
 
-    def end(self) -> None:
-        self._check_existing()
-        if len(self.id_hashes) < 2:
-            return
-        hashes = np.frombuffer(self.id_hashes, dtype=np.int64)
-        row_numbers = np.frombuffer(self.id_rows, dtype=np.uint32)
-        order = np.lexsort((row_numbers, hashes))
-        hashes, row_numbers = hashes[order], row_numbers[order]
-        repeated = np.flatnonzero(hashes[1:] == hashes[:-1]) + 1
-        first_of, group_hash, group_first = {}, None, 0
-        for index in repeated:  # sorted: the first repeat of a group follows the group's first
-            if hashes[index] != group_hash:
-                group_hash, group_first = hashes[index], int(row_numbers[index - 1])
-            first_of[int(row_numbers[index])] = group_first
-        for row, first in sorted(first_of.items()):
-            self.rows_ok -= 1
-            self.bad({"row": row}, f"duplicate external id (the same as row {first})")
+    def publish(self, written: Callable[[int], None]) -> None:
+        self.flush()
+        self._progress_stop()  # from here on the job row is written by this transaction
+        # Check the foreign keys of the COPYed rows now (a few seconds per million rows), not
+        # at commit, where they would hold up label writers waiting for the counter row.
+        self.cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        self.cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        self.published = True
+
+    def progress_save(self, job_id: int, fields: dict) -> None:
+        if self.progress_thread is None:
+            super().progress_save(job_id, fields)
+        else:
+            self.progress_thread.submit(_progress_save_apart, job_id, fields)
+
+    def _progress_stop(self) -> None:
+        if self.progress_thread is not None:
+            self.progress_thread.submit(_connection_close)
+            self.progress_thread.shutdown(wait=True)
+            self.progress_thread = None
 
 
-class WritePass(_Pass):
-    """Write the rows the check pass accepted, one transaction per batch, tagged by the job."""
+def _connection_close() -> None:
+    connection.close()  # looked up in the calling thread: closes that thread's own connection
 
-    phase = ImportJob.Phase.WRITING
 
-    def __init__(self, job: ImportJob, progress: Progress | None, *, rows_total: int,
-                 features: Sequence[str]) -> None:
-        super().__init__(job, progress, features=features)
-        self.rows_total = rows_total
-        self.batch: list[NewSample] = []
-        self.test_fraction = self.project.test_fraction
+def _progress_save_apart(job_id: int, fields: dict) -> None:
+    try:
+        ImportJob.objects.filter(pk=job_id).update(**fields)
+    except Exception:  # progress is a courtesy; the import goes on
+        logger.exception("import %s: could not save progress", job_id)
 
-    def good(self, external_id, label, where, *, text="", values=None, image=None) -> None:
-        self.rows_ok += 1
-        stored_image = thumbnail = ""
-        if image is not None:
-            stored_image, thumbnail = self._store_image(*image)
-        key = random.random()
-        self.batch.append(NewSample(
-            external_id=external_id, text=text, values=values, image=stored_image,
-            thumbnail=thumbnail, random_key=key, label=label,
-            split=Sample.Split.TEST if key < self.test_fraction else Sample.Split.POOL,
-        ))
-        if len(self.batch) >= self.batch_rows:
-            self._flush()
 
-    def end(self) -> None:
-        self._flush()
+class SpoolStage(Stage):
+    """SQLite and others: spool the rows to a temporary file, then write them in batches.
 
-    def _store_image(self, data: bytes, checked: images.CheckedImage) -> tuple[str, str]:
-        folder, token = media_folder(self.job), secrets.token_hex(12)
-        image = default_storage.save(f"{folder}/{token}.{checked.extension}", ContentFile(data))
-        thumb = images.thumbnail_png(data, size=settings.THUMBNAIL_SIZE)
-        thumbnail = default_storage.save(f"{folder}/{token}.thumb.png", ContentFile(thumb))
-        return image, thumbnail
+    Each batch commits on its own, so SQLite writers are not locked out for the length of a
+    large import; if writing fails, the caller deletes the batches written so far.
+    """
 
-    def _flush(self) -> None:
-        batch, self.batch = self.batch, []
-        if not batch:
-            return
-        with transaction.atomic():
-            samples_insert(batch, project_id=self.project.pk, job_id=self.job.pk)
-            labels = [Label(sample_id=new.pk, annotator_id=self.job.user_id, value=new.label)
-                      for new in batch if new.label]
-            if labels:
-                Label.objects.bulk_create(labels, batch_size=2000)
-                self.labeled += len(labels)
-            self._save_progress()
-            if labels:
-                test = sum(1 for new in batch if new.label and new.split == Sample.Split.TEST)
-                label_counts_add(project_id=self.project.pk, labeled_pool=len(labels) - test,
-                                 labeled_test=test, current_labels=len(labels))
+    def __init__(self, job: ImportJob) -> None:
+        super().__init__(job)
+        self.file = None
+        self.batch: list[tuple] = []
+        self.batches = 0
+
+    def __enter__(self) -> SpoolStage:
+        self.file = tempfile.TemporaryFile(prefix=f"import-{self.job.pk}-")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+
+    def add(self, external_id, text, values, image, thumbnail, label) -> None:
+        key, split = self._split()
+        self.batch.append((external_id, text, values, image, thumbnail, split, key, label))
+
+    def flush(self) -> None:
+        if self.batch:
+            marshal.dump(self.batch, self.file)  # our own file, read back by us only
+            self.batch = []
+            self.batches += 1
+
+    def publish(self, written: Callable[[int], None]) -> None:
+        self.flush()
+        self.file.seek(0)
+        for _ in range(self.batches):
+            batch = marshal.load(self.file)
+            with transaction.atomic():
+                ids = samples_insert(batch, project_id=self.project_id, job_id=self.job.pk)
+                labels = [Label(sample_id=pk, annotator_id=self.job.user_id, value=row[7])
+                          for pk, row in zip(ids, batch) if row[7]]
+                if labels:
+                    Label.objects.bulk_create(labels, batch_size=2000)
+                    for pk, row in zip(ids, batch):
+                        if row[7]:
+                            self._count_label(row[5])
+                written(len(batch))
+                self.label_counts_add()
 
 
 _INSERT_COLUMNS = ("id", "project_id", "import_job_id", "external_id", "text", "values", "image",
@@ -362,62 +577,44 @@ _INSERT_COLUMNS = ("id", "project_id", "import_job_id", "external_id", "text", "
                    "created_at")
 
 
-def samples_insert(batch: list[NewSample], *, project_id: int, job_id: int) -> None:
-    """Insert samples and set their primary keys; call inside a transaction.
+def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[int]:
+    """Insert spooled rows as samples and return their keys; call inside a transaction.
 
+    A row is (external_id, text, values, image, thumbnail, split, random_key, label).
     Django's bulk_create spends most of its time building SQL (on SQLite, 70 rows per
-    statement), so PostgreSQL gets COPY and SQLite one prepared ``executemany``; keys are
-    allocated first because neither returns them.
+    statement), so SQLite gets one prepared ``executemany``, with keys allocated first.
     """
-    now = timezone.now()
-    vendor = connection.vendor
     origin = Sample.Origin.IMPORT
     labeled, unlabeled = Sample.Status.LABELED, Sample.Status.UNLABELED
-    if vendor not in ("postgresql", "sqlite"):
+    if connection.vendor != "sqlite":
         samples = Sample.objects.bulk_create([
-            Sample(project_id=project_id, import_job_id=job_id, external_id=new.external_id,
-                   text=new.text, values=new.values, image=new.image, thumbnail=new.thumbnail,
-                   split=new.split, origin=origin, random_key=new.random_key,
-                   status=labeled if new.label else unlabeled, label_count=1 if new.label else 0)
-            for new in batch
+            Sample(project_id=project_id, import_job_id=job_id, external_id=external_id,
+                   text=text, values=values, image=image, thumbnail=thumbnail, split=split,
+                   origin=origin, random_key=key, status=labeled if label else unlabeled,
+                   label_count=1 if label else 0)
+            for external_id, text, values, image, thumbnail, split, key, label in batch
         ])
-        for new, sample in zip(batch, samples):
-            new.pk = sample.pk
-        return
+        return [sample.pk for sample in samples]
     table = Sample._meta.db_table
+    created = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [table, len(batch)],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
-        else:
-            # The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so nobody else can
-            # take these keys; AUTOINCREMENT keys must also pass the highest ever handed out.
-            cursor.execute(
-                f'SELECT MAX(COALESCE((SELECT MAX(id) FROM "{table}"), 0), '
-                f"COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0))",
-                [table],
-            )
-            first = cursor.fetchone()[0] + 1
-            ids = range(first, first + len(batch))
-        created = now if vendor == "postgresql" else connection.ops.adapt_datetimefield_value(now)
-        records = []
-        for pk, new in zip(ids, batch):
-            new.pk = pk
-            records.append((
-                pk, project_id, job_id, new.external_id, new.text,
-                None if new.values is None else json.dumps(new.values), new.image,
-                new.thumbnail, new.split, origin, labeled if new.label else unlabeled,
-                1 if new.label else 0, 0.0,
-                new.random_key, created,
-            ))
+        # The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so nobody else can
+        # take these keys; AUTOINCREMENT keys must also pass the highest ever handed out.
+        cursor.execute(
+            f'SELECT MAX(COALESCE((SELECT MAX(id) FROM "{table}"), 0), '
+            f"COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0))",
+            [table],
+        )
+        first = cursor.fetchone()[0] + 1
+        ids = list(range(first, first + len(batch)))
+        records = [
+            (pk, project_id, job_id, external_id, text,
+             None if values is None else json.dumps(values), image, thumbnail, split, origin,
+             labeled if label else unlabeled, 1 if label else 0, 0.0, key, created)
+            for pk, (external_id, text, values, image, thumbnail, split, key, label)
+            in zip(ids, batch)
+        ]
         columns = ", ".join(f'"{name}"' for name in _INSERT_COLUMNS)
-        if vendor == "postgresql":
-            with cursor.cursor.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
-                for record in records:
-                    copy.write_row(record)
-        else:
-            marks = ", ".join(["%s"] * len(_INSERT_COLUMNS))
-            cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', records)
+        marks = ", ".join(["%s"] * len(_INSERT_COLUMNS))
+        cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', records)
+    return ids

@@ -1,12 +1,14 @@
 """Import samples from CSV, JSONL and .zip files: create, run and undo import jobs.
 
-Policy: a file goes in whole or not at all. A first pass reads every row and checks it
-(nothing is written), so the report names every bad row; one bad row refuses the file. A
-second pass writes the rows in batches of ``IMPORT_BATCH_ROWS``, each batch in its own
-transaction with its samples tagged by the job, so memory stays bounded and progress is
-visible. If the second pass fails (a database error, a full disk, Ctrl-C), the job deletes
-every sample it tagged and records why; if its worker dies, the next delivery of the task
-does the same before it starts again. See ``import_passes`` for the passes themselves.
+Policy: a file goes in whole or not at all. One pass reads every row and checks it, so the
+report names every bad row; one bad row refuses the file. The good rows are staged out of
+sight while the file is read: on PostgreSQL they are COPYed into the table inside one
+transaction that commits only if the whole file was good; elsewhere they are spooled to a
+temporary file and then written in batches of ``IMPORT_BATCH_ROWS``, each in its own
+transaction with its samples tagged by the job. If writing fails (a database error, a full
+disk, Ctrl-C), the job deletes every sample it tagged and records why; if its worker dies,
+the next delivery of the task does the same before it starts again. See ``import_passes``
+for the pass and the staging.
 """
 from __future__ import annotations
 
@@ -33,9 +35,8 @@ from annotation import archives, rows
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Label, Project, Sample
 from annotation.services.import_passes import (
-    CheckPass,
+    ImportPass,
     Progress,
-    WritePass,
     columns_from_options,
     header_check,
     media_folder,
@@ -249,61 +250,56 @@ def import_job_run(*, job_id: int, path: str | None = None,
                    progress: Progress | None = None) -> ImportJob:
     """Run an import job to the end and return it, done or failed with its report.
 
-    Idempotent: a finished job is returned as it is. Deliberately not one transaction: each
-    batch commits so that progress shows and SQLite writers are not locked out for minutes;
-    a failure undoes the batches (see the module docstring).
+    Idempotent: a finished job is returned as it is. On SQLite deliberately not one
+    transaction: each batch commits so that writers are not locked out for minutes; a
+    failure undoes the batches (see the module docstring).
     """
     job = _claim(job_id)
     if job is None:
         return ImportJob.objects.get(pk=job_id)
-    current = check = CheckPass(job, progress)
+    load = ImportPass(job, progress)
     try:
-        with _source(job, path) as stream:
-            check.read(stream)
-        if check.rows_bad:
-            return check.finish(ImportJob.Status.FAILED,
-                                f"refused: {check.rows_bad} bad row(s); nothing was imported")
-        if not check.rows_ok:
-            return check.finish(ImportJob.Status.FAILED, "refused: the file has no rows")
-        current = write = WritePass(job, progress, rows_total=check.rows_ok,
-                                    features=check.features)
-        with _source(job, path) as stream:
-            write.read(stream)
-        if write.rows_bad or write.rows_ok != check.rows_ok:
-            _purge(job)
-            return write.finish(ImportJob.Status.FAILED,
-                                "stopped: the file changed during the import; nothing was imported")
-        return _complete(write)
+        with load.stage:  # left without publish(), it drops what it staged
+            with _source(job, path) as stream:
+                load.read(stream)
+            if not load.rows_bad and load.rows_ok:
+                load.publish()
+                return _complete(load)
+        _purge(job)  # the images the pass stored
+        message = (f"refused: {load.rows_bad} bad row(s); nothing was imported" if load.rows_bad
+                   else "refused: the file has no rows")
+        return load.finish(ImportJob.Status.FAILED, message)
     except (rows.FileError, archives.ArchiveError, InvalidImport) as exc:
         _purge(job)
-        return current.finish(ImportJob.Status.FAILED, f"refused: {exc}; nothing was imported")
+        return load.finish(ImportJob.Status.FAILED, f"refused: {exc}; nothing was imported")
     except BaseException as exc:
         # A database error, a full disk, Ctrl-C, a task time limit: undo, say so, re-raise.
         logger.exception("import %s stopped", job.pk)
         try:
             _purge(job)
-            current.finish(ImportJob.Status.FAILED, f"stopped by an error ({type(exc).__name__}: "
-                                                    f"{exc}); nothing was imported")
+            load.finish(ImportJob.Status.FAILED, f"stopped by an error ({type(exc).__name__}: "
+                                                 f"{exc}); nothing was imported")
         except Exception:  # the database may be gone; the next delivery takes the job over
             logger.exception("import %s: could not undo or record the failure", job.pk)
         raise
 
 
 @transaction.atomic
-def _complete(write: WritePass) -> ImportJob:
+def _complete(load: ImportPass) -> ImportJob:
     """Record the tabular columns and mark the job done; request a retrain if labels came in."""
-    job = write.job
+    job = load.job
     project = Project.objects.select_for_update().get(pk=job.project_id)
-    if write.features and not project.columns:
-        project.columns = list(write.features)
+    if load.features and not project.columns:
+        project.columns = list(load.features)
         project.save(update_fields=["columns"])
-    job = write.finish(ImportJob.Status.DONE,
-                       f"imported {write.rows_ok} sample(s), {write.labeled} with a label")
+    job = load.finish(ImportJob.Status.DONE,
+                      f"imported {load.rows_ok} sample(s), {load.labeled} with a label")
     project_sample_total_forget(project_id=project.pk)
-    if write.labeled:
+    label_count = load.stage.label_counts_add()
+    if load.labeled:
         from learning.services import model_version_request_if_due  # learning depends on us
 
-        model_version_request_if_due(project=project)
+        model_version_request_if_due(project=project, label_count=label_count)
     from learning.tasks import pool_cold_start_task  # a no-op once the project has a model
 
     project_id = project.pk

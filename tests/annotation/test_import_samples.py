@@ -5,6 +5,7 @@ import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from PIL import Image
 
 from annotation.errors import InvalidImport, NotAMember
@@ -144,16 +145,20 @@ def test_wrong_format_missing_column_and_non_member_are_refused_before_storing(t
 
 def test_failure_while_writing_undoes_every_batch_and_reports(text_project, settings, monkeypatch):
     settings.IMPORT_BATCH_ROWS = 5
+    if connection.vendor == "postgresql":  # rows are COPYed batch by batch while the file is read
+        owner, name = import_passes.CopyStage, "flush"
+    else:  # rows are spooled, then written batch by batch
+        owner, name = import_passes, "samples_insert"
+    real = getattr(owner, name)
     calls = {"n": 0}
-    real_insert = import_passes.samples_insert
 
-    def failing_insert(batch, **kwargs):
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("disk full")
-        real_insert(batch, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(import_passes, "samples_insert", failing_insert)
+    monkeypatch.setattr(owner, name, failing)
     data = "text,label\n" + "".join(f"t{i},pos\n" for i in range(20))
     with pytest.raises(RuntimeError):
         run(text_project, "t.csv", data.encode())
@@ -236,5 +241,22 @@ def test_progress_callback_sees_both_phases(text_project, settings):
                             upload=SimpleUploadedFile("t.jsonl", "".join(
                                 json.dumps({"text": f"t{i}"}) + "\n" for i in range(50)).encode()))
     import_job_run(job_id=job.pk, progress=lambda j: seen.append((j.phase, j.rows_done)))
-    assert ("checking", 50) in seen and ("writing", 50) in seen
-    assert ("writing", 20) in seen
+    assert ("checking", 20) in seen and ("checking", 50) in seen
+    assert seen[-1] == ("writing", 50)
+    if connection.vendor != "postgresql":  # PostgreSQL writes while checking
+        assert ("writing", 20) in seen
+
+
+def test_tabs_newlines_backslashes_and_quotes_survive_the_import(text_project, tabular_project):
+    text = 'a\ttab, a "quote", a back\\slash\nand a second line\r\n'
+    data = ("external_id,text,label\n" + '"id\\1","' + text.replace('"', '""') + '",pos\n'
+            + "x\x00y,nul id,\n").encode()
+    job = run(text_project, "t.csv", data)
+    assert job.status == "failed" and "NUL" in job.report["errors"][0]["error"]
+    job = run(text_project, "t.csv", data.rsplit(b"x\x00y", 1)[0])
+    assert job.status == "done"
+    sample = Sample.objects.get(project=text_project)
+    assert (sample.external_id, sample.text, sample.labels.get().value) == ("id\\1", text, "pos")
+    job = run(tabular_project, "r.jsonl", b'{"city": "a\\tb\\\\c\\n\\"d\\""}\n')
+    assert job.status == "done"
+    assert Sample.objects.get(project=tabular_project).values == {"city": 'a\tb\\c\n"d"'}
