@@ -183,6 +183,41 @@ def pool_excluded_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarr
     return np.fromiter(ids, dtype=np.int64)
 
 
+def model_input_random_subset(
+    *, project: Project, max_rows: int, pool_only: bool = False
+) -> tuple[np.ndarray, object]:
+    """Return (ids ascending, model input) of about ``max_rows`` samples drawn at random
+    (every sample when there are fewer): the project's, or its unlabeled pool's.
+
+    Drawn by ``random_key`` in the database, so a million-sample project never loads
+    more than the subset.
+    """
+    samples = Sample.objects.filter(project=project)
+    if pool_only:
+        samples = samples.in_pool().unlabeled()
+    stats = samples.aggregate(n=Count("id"), lo=Min("random_key"), hi=Max("random_key"))
+    if stats["n"] > max_rows:
+        # Keys are uniform over the set's own range (the test split took the lowest ones).
+        cut = stats["lo"] + (stats["hi"] - stats["lo"]) * max_rows / stats["n"]
+        samples = samples.filter(random_key__lt=cut)
+    samples = samples.order_by("pk")
+    directory = feature_cache_update(project=project)
+    if directory is not None:
+        ids = np.fromiter(samples.values_list("pk", flat=True), dtype=np.int64)
+        rows = feature_cache.rows_of(directory, ids)
+        if rows is not None:
+            return ids, _as_input(project, rows)
+    field = {Project.Kind.TEXT: "text", Project.Kind.IMAGE: "image"}.get(project.kind, "values")
+    pairs = list(samples.values_list("pk", field))
+    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
+    payloads = [value for _pk, value in pairs]
+    if project.kind == Project.Kind.TEXT:
+        return ids, payloads
+    if project.kind == Project.Kind.IMAGE:
+        return ids, _image_rows(project, payloads)
+    return ids, _tabular_frame(project, payloads)
+
+
 def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
     """Return (ids, model input) of the samples to score with ``lo <= id <= hi``.
 

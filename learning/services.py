@@ -25,12 +25,12 @@ from learning.pool_scores import pool_chunk_ranking_write, pool_scores_write
 from learning.selectors import (
     feature_cache_update,
     model_input_of_ids,
+    model_input_random_subset,
     pool_chunk_bounds,
     pool_model_input_between,
     pool_excluded_ids_between,
     pool_unlabeled_ids_between,
     project_samples_fingerprint,
-    project_model_input,
     sample_feature_matrix,
     take_rows,
 )
@@ -40,8 +40,10 @@ logger = logging.getLogger(__name__)
 # Samples per pool-scoring task: large enough that a task's fixed cost (loading the
 # artifact, one COPY) is small against its work, small enough to spread over workers.
 SCORE_CHUNK = 50000
-# Tabular featurizers are fitted on a random subsample of at most this many pool rows.
-TABULAR_FIT_ROWS = 100000
+# Featurizers are fitted on a random subsample of about this many of a project's samples.
+FEATURIZER_FIT_ROWS = 100000
+# The cold start clusters a random subsample of about this many unlabeled pool samples.
+COLD_START_ROWS = 20000
 # Batch-diverse strategies rank this many samples (times the batch size) at the top.
 RANKED_BATCHES = 1
 # Scored samples stored per chunk, in order (at least this many batches of the project):
@@ -185,14 +187,10 @@ def _model(project: Project, estimator, featurizer) -> object:
 
 
 def _fitted_featurizer(project: Project, pool_input) -> object | None:
-    """Fit the kind's featurizer on every sample of the project (labeled or not)."""
+    """Fit the kind's featurizer on ``pool_input``, samples of the project (labeled or not)."""
     if project.kind == Project.Kind.IMAGE:
         return None
     params = (project.model_spec or {}).get("featurizer", {})
-    if project.kind == Project.Kind.TABULAR and len(pool_input) > TABULAR_FIT_ROWS:
-        # Medians, scales and categories settle long before a million rows.
-        rows = np.random.default_rng(0).choice(len(pool_input), TABULAR_FIT_ROWS, replace=False)
-        pool_input = take_rows(pool_input, np.sort(rows))
     return features.build_featurizer(project.kind, **params).fit(pool_input)
 
 
@@ -211,7 +209,8 @@ def _project_featurizer(project: Project) -> object | None:
     )).encode()).hexdigest()[:24]
     featurizer = artifacts.featurizer_cached(project_id=project.pk, key=key)
     if featurizer is None:
-        _ids, pool_input = project_model_input(project=project)
+        # Vocabularies, medians, scales and categories settle long before a million rows.
+        _ids, pool_input = model_input_random_subset(project=project, max_rows=FEATURIZER_FIT_ROWS)
         featurizer = _fitted_featurizer(project, pool_input)
         featurizer.cache_key_ = key  # names the rows it makes in the pool's text cache
         artifacts.featurizer_store(featurizer, project_id=project.pk, key=key)
@@ -505,22 +504,18 @@ def pool_cold_start(*, project: Project) -> int:
     """Before the first model, put a k-means-diverse batch at the head of the queue.
 
     Picks ``batch_size`` unlabeled pool samples nearest k-means centres of the pool
-    (featurized as training would) and gives them scores above 0 in pick order; the rest
+    (featurized as training would; a random ``COLD_START_ROWS`` of it in large pools) and gives them scores above 0 in pick order; the rest
     keep 0 and are asked in random order. Returns how many were picked; 0 when the project
     already has a model or too few samples.
     """
     if ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY).exists():
         return 0
     n = project.batch_size
-    ids, X = project_model_input(project=project)
-    pool_ids = np.asarray(sorted(
-        Sample.objects.filter(project=project).in_pool().unlabeled().values_list("pk", flat=True)
-    ), dtype=np.int64)
-    if len(pool_ids) <= 1 or len(ids) == 0:
+    pool_ids, X_pool = model_input_random_subset(project=project, max_rows=COLD_START_ROWS,
+                                                 pool_only=True)
+    if len(pool_ids) <= 1:
         return 0
     featurizer = _project_featurizer(project)  # kept: the first retrain fits no other
-    rows = np.searchsorted(ids, pool_ids)
-    X_pool = take_rows(X, rows)
     if featurizer is not None:
         X_pool = featurizer.transform(X_pool)
     picked = strategies.select_cold_start(X_pool, n=min(n, len(pool_ids)), seed=project.pk)

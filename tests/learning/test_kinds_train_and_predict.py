@@ -254,3 +254,21 @@ def test_rescoring_a_text_pool_transforms_each_text_once(text_project, monkeypat
     pool_score(project=text_project, version=first)
     assert transformed == [1]  # only the new text
     assert Sample.objects.get(pk=new.pk).score > 0
+
+
+def test_random_subset_draws_from_the_pool_whatever_keys_the_test_split_took(project):
+    from learning.selectors import model_input_random_subset
+
+    project.kind = Project.Kind.TEXT
+    project.save()
+    rng = np.random.default_rng(1)
+    Sample.objects.bulk_create(
+        [Sample(project=project, text=f"t{i}", split=Sample.Split.TEST,
+                random_key=float(rng.uniform(0, 0.2))) for i in range(100)]
+        + [Sample(project=project, text=f"p{i}", split=Sample.Split.POOL,
+                  random_key=float(rng.uniform(0.2, 1))) for i in range(400)])
+    ids, texts = model_input_random_subset(project=project, max_rows=100, pool_only=True)
+    assert 60 <= len(ids) <= 140 and all(text.startswith("p") for text in texts)
+    assert list(ids) == sorted(ids)
+    ids, texts = model_input_random_subset(project=project, max_rows=1000)
+    assert len(ids) == 500
