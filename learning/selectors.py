@@ -207,6 +207,11 @@ def model_input_random_subset(
         rows = feature_cache.rows_of(directory, ids)
         if rows is not None:
             return ids, _as_input(project, rows)
+    return _model_input_of_rows(project, samples)
+
+
+def _model_input_of_rows(project: Project, samples: QuerySet[Sample]) -> tuple[np.ndarray, object]:
+    """Return (ids, model input) of ``samples`` (ordered by id) read from the database."""
     field = {Project.Kind.TEXT: "text", Project.Kind.IMAGE: "image"}.get(project.kind, "values")
     pairs = list(samples.values_list("pk", field))
     ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
@@ -229,19 +234,8 @@ def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.
         ids, rows = feature_cache.rows_between(directory, lo, hi)
         if rows is not None:
             return ids, _as_input(project, rows)
-    field = "text" if project.kind == Project.Kind.TEXT else (
-        "values" if project.kind == Project.Kind.TABULAR else "image")
-    pairs = list(
-        Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled()
-        .order_by("pk").values_list("pk", field)
-    )
-    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
-    payloads = [value for _pk, value in pairs]
-    if project.kind == Project.Kind.TEXT:
-        return ids, payloads
-    if project.kind == Project.Kind.IMAGE:
-        return ids, _image_rows(project, payloads)
-    return ids, _tabular_frame(project, payloads)
+    return _model_input_of_rows(project, Sample.objects.filter(
+        project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled().order_by("pk"))
 
 
 def model_input_of_ids(*, project: Project, ids: np.ndarray):
