@@ -1,6 +1,7 @@
 """The pass over an import file: check every row once, stage the good ones, publish or drop."""
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import marshal
@@ -323,7 +324,7 @@ def stage_for(job: ImportJob) -> Stage:
     return CopyStage(job) if connection.vendor == "postgresql" else SpoolStage(job)
 
 
-class Stage:
+class Stage(abc.ABC):
     """Hold checked rows out of sight; ``publish`` makes them samples, leaving the context
     without it drops them. Use as a context manager around the whole pass."""
 
@@ -351,15 +352,17 @@ class Stage:
         else:
             self.labeled_pool += 1
 
+    @abc.abstractmethod
     def add(self, external_id: str, text: str, values: dict | None, image: str,
             thumbnail: str, label: str) -> None:
-        raise NotImplementedError
+        """Stage one checked row."""
 
     def flush(self) -> None:
         """End a batch: called every ``IMPORT_BATCH_ROWS`` rows read, and at the end."""
 
+    @abc.abstractmethod
     def publish(self, written: Callable[[int], None]) -> None:
-        raise NotImplementedError
+        """Make every staged row a sample; ``written(n)`` reports progress."""
 
     def label_counts_add(self) -> int | None:
         """Add the labels not yet counted to the project's counts; the new count, if any."""
