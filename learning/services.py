@@ -350,7 +350,10 @@ def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int):
     found, cached = sparse_cache.get(directory, ids)
     missing = np.flatnonzero(~found)
     fresh = featurizer.transform([texts[i] for i in missing])
-    sparse_cache.put(directory, ids[missing], fresh)
+    try:
+        sparse_cache.put(directory, ids[missing], fresh)
+    except OSError:  # an import refitted the featurizer and removed this one's rows meanwhile
+        logger.warning("could not keep featurized texts of %s in %s", project, directory)
     if cached is None:
         return ids, fresh
     order = np.concatenate([np.flatnonzero(found), missing])

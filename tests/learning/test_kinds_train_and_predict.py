@@ -272,3 +272,21 @@ def test_random_subset_draws_from_the_pool_whatever_keys_the_test_split_took(pro
     assert list(ids) == sorted(ids)
     ids, texts = model_input_random_subset(project=project, max_rows=1000)
     assert len(ids) == 500
+
+
+def test_text_rescoring_still_scores_when_its_rows_cannot_be_kept(text_project, monkeypatch):
+    from learning import sparse_cache
+    from learning.services import pool_score
+
+    text_project.query_strategy = "margin"
+    text_project.save()
+    first = _train(text_project)
+    Sample.objects.filter(project=text_project, status="unlabeled").update(score=0)
+
+    def gone(*args, **kwargs):
+        raise FileNotFoundError("the featurizer's rows were removed by a newer import")
+
+    monkeypatch.setattr(sparse_cache, "put", gone)
+    new = Sample.objects.create(project=text_project, text="free cash prize")
+    assert pool_score(project=text_project, version=first) == 21
+    assert Sample.objects.get(pk=new.pk).score > 0
