@@ -68,7 +68,7 @@ class NextSampleOutputSerializer(serializers.Serializer):
 _datetime = serializers.DateTimeField()
 
 
-def _sample_output(sample: Sample, lease_expires) -> dict:
+def sample_output(sample: Sample, lease_expires) -> dict:
     """What ``SampleOutputSerializer`` gives, built directly: this answers every hand-out,
     and a ModelSerializer rebuilds its fields from the model on each instantiation."""
     project = sample.project
@@ -83,6 +83,15 @@ def _sample_output(sample: Sample, lease_expires) -> dict:
                       if sample.image else None),
         "lease_expires": _datetime.to_representation(lease_expires) if lease_expires else None,
         "labels": [str(label) for label in project.labels],
+    }
+
+
+def label_output(label: Label) -> dict:
+    """``LabelSubmitApi.OutputSerializer``'s shape, built directly (it documents the schema)."""
+    return {
+        "id": label.pk, "sample": label.sample_id, "value": label.value,
+        "annotator": label.annotator.username, "duration_ms": label.duration_ms,
+        "created_at": _datetime.to_representation(label.created_at),
     }
 
 
@@ -130,7 +139,7 @@ class NextSampleApi(_LabelingApi):
         if sample is None:
             return Response({"sample": None})
         sample.project = self.project
-        return Response({"sample": _sample_output(sample, sample.lease_expires)})
+        return Response({"sample": sample_output(sample, sample.lease_expires)})
 
 
 class LabelSubmitApi(_LabelingApi):
@@ -185,12 +194,7 @@ class LabelSubmitApi(_LabelingApi):
         label = label_submit(sample=sample, annotator=self.annotator, value=data["value"],
                              duration_ms=data.get("duration_ms"), membership=self.membership)
         code = status.HTTP_201_CREATED if label.is_new else status.HTTP_200_OK
-        # OutputSerializer's shape, built directly (it documents the schema): on every submit.
-        return Response({
-            "id": label.pk, "sample": label.sample_id, "value": label.value,
-            "annotator": label.annotator.username, "duration_ms": label.duration_ms,
-            "created_at": _datetime.to_representation(label.created_at),
-        }, status=code)
+        return Response(label_output(label), status=code)
 
 
 class SampleImageApi(APIView):

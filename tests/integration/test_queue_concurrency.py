@@ -39,16 +39,22 @@ def _shown(html: str) -> int | None:
     return int(match.group(1)) if match and match.group(1) else None
 
 
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
-def test_parallel_annotators_never_share_a_sample_and_lose_no_label(live_server):
-    clients = 50 if connection.vendor == "postgresql" else 8
+def _contested_project(clients: int):
+    """A project with fewer samples than clients x labels, so the queue runs dry while
+    clients compete. Returns it and its sample count."""
     project = ProjectFactory(batch_size=100_000, test_fraction=0.2)
-    # Fewer samples than clients x labels, so the queue runs dry while clients compete.
     total = clients * LABELS_PER_CLIENT - clients // 2
     for i in range(total):
         ImageSampleFactory(project=project, split="test" if i % 5 == 0 else "pool",
                            true_label=project.labels[i % 3])
+    return project, total
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_parallel_annotators_never_share_a_sample_and_lose_no_label(live_server):
+    clients = 50 if connection.vendor == "postgresql" else 8
+    project, total = _contested_project(clients)
     users = []
     for i in range(clients):
         user = UserFactory(username=f"annotator-{i}")
@@ -103,3 +109,73 @@ def test_parallel_annotators_never_share_a_sample_and_lose_no_label(live_server)
     assert len(labels) >= total - clients
     labeled = Sample.objects.filter(project=project, status="labeled").count()
     assert labeled == len(labels)
+
+
+class _CountingApp:
+    def __init__(self, app) -> None:
+        self.app, self.calls = app, 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_parallel_api_clients_on_the_fast_path_never_share_a_sample(live_server):
+    """The same guarantees through the labeling API as served in production (config.wsgi's
+    fast path in front of Django), with personal tokens."""
+    from annotation.labeling_fast_path import LabelingFastPath
+    from annotation.services import personal_token_create
+
+    clients = 50 if connection.vendor == "postgresql" else 8
+    project, total = _contested_project(clients)
+    keys = {}
+    for i in range(clients):
+        user = UserFactory(username=f"api-annotator-{i}")
+        Membership.objects.create(project=project, user=user, role="annotator")
+        keys[user.username] = personal_token_create(project=project, user=user)[1]
+
+    httpd = live_server.thread.httpd
+    django_app = _CountingApp(httpd.get_app())
+    httpd.set_app(LabelingFastPath(django_app))
+    base = f"{live_server.url}/api/v1/projects/{project.slug}"
+    handed_to: dict[int, set[str]] = defaultdict(set)
+    accepted: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def annotate(username: str) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {keys[username]}"
+        start.wait(timeout=60)
+        for _ in range(LABELS_PER_CLIENT):
+            answer = session.get(f"{base}/next", timeout=60)
+            assert answer.status_code == 200, answer.text[:300]
+            sample = answer.json()["sample"]
+            if sample is None:
+                return
+            with lock:
+                handed_to[sample["id"]].add(username)
+            value = project.labels[sample["id"] % 3]
+            response = session.post(f"{base}/labels", json={"sample": sample["id"], "value": value},
+                                    timeout=60)
+            assert response.status_code == 201, response.text[:300]
+            with lock:
+                accepted.append((username, sample["id"]))
+
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            for future in [pool.submit(annotate, name) for name in keys]:
+                future.result()
+    finally:
+        httpd.set_app(django_app.app)
+
+    assert django_app.calls == 0, "requests went through Django instead of the fast path"
+    shared = {sid: who for sid, who in handed_to.items() if len(who) > 1}
+    assert not shared, f"{len(shared)} samples handed to several annotators"
+    labels = list(Label.objects.filter(sample__project=project).values_list(
+        "annotator__username", "sample_id"))
+    assert sorted(labels) == sorted(accepted)
+    assert len(labels) >= total - clients
+    assert Sample.objects.filter(project=project, status="labeled").count() == len(labels)

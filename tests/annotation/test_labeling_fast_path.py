@@ -1,0 +1,233 @@
+"""The WSGI fast path for next/labels answers like the DRF views, and hands Django the rest."""
+import io
+import json
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections
+from django.utils import timezone
+
+from annotation import labeling_fast_path
+from annotation.labeling_fast_path import LabelingFastPath
+from annotation.models import Label
+from annotation.services import personal_token_create
+from serving.apis import token_cache
+from serving.models import ApiToken
+from tests.factories import ImageSampleFactory, MembershipFactory, ProjectFactory, UserFactory
+
+
+class _CountingDjango:
+    """Django's WSGI app, counting the requests the fast path handed to it."""
+
+    def __init__(self) -> None:
+        self.app, self.calls = WSGIHandler(), 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def django_app():
+    return _CountingDjango()
+
+
+@pytest.fixture
+def fast(django_app):
+    # As Django's test client does: a request's end must not close the test's connection.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    labeling_fast_path.forget()
+    token_cache.forget()
+    yield LabelingFastPath(django_app)
+    labeling_fast_path.forget()
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def call(app, method, path, *, key=None, body=None, content_type="application/json", extra=None):
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "testserver",
+               "HTTP_HOST": "testserver", **(extra or {})}
+    if key is not None:
+        environ["HTTP_AUTHORIZATION"] = f"Token {key}"
+    raw = b""
+    if body is not None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        environ["CONTENT_TYPE"] = content_type
+    environ["CONTENT_LENGTH"] = str(len(raw))
+    environ["wsgi.input"] = io.BytesIO(raw)
+    setup_testing_defaults(environ)
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = int(status.split()[0]), dict(headers)
+
+    content = b"".join(app(environ, start_response))
+    is_json = captured["headers"].get("Content-Type", "").startswith("application/json")
+    return captured["status"], captured["headers"], (json.loads(content) if is_json else content)
+
+
+def _key(project, user) -> str:
+    return personal_token_create(project=project, user=user)[1]
+
+
+@pytest.fixture
+def labeler(project, annotator, make_samples):
+    make_samples(3)
+    return _key(project, annotator)
+
+
+def test_next_and_label_are_answered_without_django_and_match_its_answers(
+        fast, django_app, project, annotator, labeler):
+    next_url, labels_url = (f"/api/v1/projects/{project.slug}/{a}" for a in ("next", "labels"))
+    status, headers, fast_next = call(fast, "GET", next_url, key=labeler)
+    assert status == 200 and django_app.calls == 0
+    # Django's view gives the held lease back: the very same answer, field for field.
+    dj_status, dj_headers, django_next = call(django_app, "GET", next_url, key=labeler)
+    assert dj_status == 200 and fast_next == django_next
+    assert fast_next["sample"]["lease_expires"] and fast_next["sample"]["labels"] == project.labels
+    assert {k: v for k, v in headers.items() if k != "Content-Length"} \
+        == {k: v for k, v in dj_headers.items() if k != "Content-Length"}
+
+    sample_id = fast_next["sample"]["id"]
+    django_app.calls = 0
+    status, _, created = call(fast, "POST", labels_url, key=labeler,
+                              body={"sample": sample_id, "value": "1", "duration_ms": 900})
+    assert status == 201 and django_app.calls == 0
+    assert created["annotator"] == annotator.username and created["duration_ms"] == 900
+    label = Label.objects.get()
+    assert (label.sample_id, label.value, label.annotator_id) == (sample_id, "1", annotator.pk)
+    # A repeat is idempotent on both paths, with the same body.
+    assert call(fast, "POST", labels_url, key=labeler, body={"sample": sample_id, "value": "1"})[::2] \
+        == (200, created)
+    assert call(django_app, "POST", labels_url, key=labeler,
+                body={"sample": sample_id, "value": "1"})[::2] == (200, created)
+    assert Label.objects.count() == 1
+
+
+def test_refusals_of_the_services_get_the_apis_error_bodies(
+        fast, django_app, project, annotator, labeler):
+    labels_url = f"/api/v1/projects/{project.slug}/labels"
+    leased = call(fast, "GET", f"/api/v1/projects/{project.slug}/next", key=labeler)[2]["sample"]["id"]
+    foreign = ImageSampleFactory(project=ProjectFactory())
+    rival = UserFactory()
+    MembershipFactory(project=project, user=rival, role="annotator")
+    rival_key = _key(project, rival)
+    cases = [
+        (labeler, {"sample": leased, "value": "cat"}, 400),
+        (labeler, {"sample": foreign.pk, "value": "1"}, 404),
+        (rival_key, {"sample": leased, "value": "1"}, 409),
+    ]
+    for key, body, expected in cases:
+        django_app.calls = 0
+        fast_answer = call(fast, "POST", labels_url, key=key, body=body)
+        assert django_app.calls == 0
+        assert fast_answer[0] == expected and set(fast_answer[2]) == {"error", "detail"}
+        assert fast_answer[::2] == call(django_app, "POST", labels_url, key=key, body=body)[::2]
+    assert not Label.objects.exists()
+
+
+@pytest.mark.parametrize("body", [
+    {"sample": "1", "value": "1"},          # DRF coerces the string: Django decides
+    {"sample": 1, "value": " 1 "},          # DRF trims
+    {"sample": 1},                          # missing value: DRF's 400 wording
+    {"sample": 1, "value": "1", "extra": True},
+    {"sample": 1, "value": "1", "duration_ms": None},
+    b"{not json",
+])
+def test_bodies_drf_might_read_differently_go_to_django_intact(
+        fast, django_app, project, labeler, body):
+    sample_id = call(fast, "GET", f"/api/v1/projects/{project.slug}/next", key=labeler)[2]["sample"]["id"]
+    if isinstance(body, dict) and body.get("sample") in ("1", 1):
+        body = {**body, "sample": str(sample_id) if body["sample"] == "1" else sample_id}
+    django_app.calls = 0
+    fast_answer = call(fast, "POST", f"/api/v1/projects/{project.slug}/labels", key=labeler, body=body)
+    assert django_app.calls == 1
+    # Django read the same body: a coerced or trimmed label is recorded, the rest refused.
+    if isinstance(body, dict) and "value" in body and "extra" not in body and "duration_ms" not in body:
+        assert fast_answer[0] == 201
+    elif isinstance(body, dict) and "extra" in body:
+        assert fast_answer[0] == 201  # unknown keys are ignored by DRF
+    else:
+        assert fast_answer[0] == 400 and "error" in fast_answer[2]
+
+
+def test_callers_it_cannot_vouch_for_are_answered_by_django(
+        fast, django_app, project, labeler, settings):
+    next_url = f"/api/v1/projects/{project.slug}/next"
+    outsider = UserFactory()
+    elsewhere = ProjectFactory()
+    MembershipFactory(project=elsewhere, user=outsider, role="annotator")
+    other_key = _key(elsewhere, outsider)
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "read": "1/min"}
+    throttled = [call(fast, "GET", next_url, key=labeler) for _ in range(2)]
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "read": "100000/min"}
+    django_app.calls = 0
+    answers = {
+        "no token": call(fast, "GET", next_url),
+        "unknown key": call(fast, "GET", next_url, key="nope"),
+        "token of another project": call(fast, "GET", next_url, key=other_key),
+        "unknown project": call(fast, "GET", "/api/v1/projects/nope/next", key=labeler),
+        "HEAD": call(fast, "HEAD", next_url, key=labeler),
+        "host not allowed": call(fast, "GET", next_url, key=labeler,
+                                 extra={"HTTP_HOST": "evil.example"}),
+    }
+    assert django_app.calls == len(answers)
+    assert answers["no token"][0] == 401 and answers["unknown key"][0] == 401
+    assert answers["token of another project"][0] == 403
+    assert answers["unknown project"][0] in (403, 404)
+    assert answers["host not allowed"][0] == 400
+    assert [t[0] for t in throttled] == [200, 429] and throttled[1][1]["Retry-After"]
+
+
+def test_a_revoked_token_or_role_stops_working_within_the_cache_window(
+        fast, django_app, project, annotator, labeler, settings):
+    next_url = f"/api/v1/projects/{project.slug}/next"
+    settings.API_TOKEN_CACHE_SECONDS = 0.0
+    assert call(fast, "GET", next_url, key=labeler)[0] == 200
+    ApiToken.objects.update(revoked_at=timezone.now())
+    assert call(fast, "GET", next_url, key=labeler)[0] == 401
+
+    ApiToken.objects.update(revoked_at=None)
+    settings.API_TOKEN_CACHE_SECONDS = 60.0
+    assert call(fast, "GET", next_url, key=labeler)[0] == 200
+    project.memberships.filter(user=annotator).delete()
+    django_app.calls = 0
+    assert call(fast, "GET", next_url, key=labeler)[0] == 200  # remembered for the window
+    assert django_app.calls == 0
+    labeling_fast_path.forget()
+    token_cache.forget()
+    assert call(fast, "GET", next_url, key=labeler)[0] == 403
+
+
+def test_an_unexpected_failure_is_logged_and_django_answers(
+        fast, django_app, project, labeler, monkeypatch, caplog):
+    def broken(**_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(labeling_fast_path, "sample_lease_next", broken)
+    status, _, body = call(fast, "GET", f"/api/v1/projects/{project.slug}/next", key=labeler)
+    assert status == 200 and body["sample"]["id"] and django_app.calls == 1
+    assert "labeling fast path failed" in caplog.text
+
+
+def test_https_responses_carry_hsts_as_djangos_do(fast, project, labeler, settings):
+    settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = 3600, True
+    django_app = _CountingDjango()  # its middleware reads the settings when it is built
+    fast.app = django_app
+    next_url = f"/api/v1/projects/{project.slug}/next"
+    https = {"wsgi.url_scheme": "https", "HTTPS": "on"}
+    fast_headers = call(fast, "GET", next_url, key=labeler, extra=https)[1]
+    assert django_app.calls == 0
+    django_headers = call(django_app, "GET", next_url, key=labeler, extra=https)[1]
+    assert fast_headers["Strict-Transport-Security"] == django_headers["Strict-Transport-Security"] \
+        == "max-age=3600; includeSubDomains"
+
+
+def test_other_paths_and_methods_pass_through(fast, django_app, project, labeler):
+    call(fast, "GET", f"/api/v1/projects/{project.slug}/labels", key=labeler)
+    call(fast, "POST", f"/api/v1/projects/{project.slug}/next", key=labeler, body={})
+    call(fast, "GET", "/api/v1/projects/", key=labeler)
+    assert django_app.calls == 3
