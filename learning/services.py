@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from sklearn.pipeline import Pipeline
 
 from annotation.models import Project, Sample
-from annotation.selectors import label_count_current, labeled_samples
+from annotation.selectors import label_count_running, labeled_samples
 from learning import artifacts, features, sparse_cache, strategies
 from learning.estimators import DEFAULT_ESTIMATOR, build_estimator
 from learning.models import ModelVersion
@@ -57,7 +57,9 @@ class TrainingError(Exception):
 
 
 def _lock_project(project_id: int) -> Project:
-    return Project.objects.select_for_update().get(pk=project_id)
+    # NO KEY UPDATE: serializes a project's retrain requests and claims without making
+    # label and lease inserts, whose foreign-key checks share-lock the project row, wait.
+    return Project.objects.select_for_update(no_key=True).get(pk=project_id)
 
 
 @transaction.atomic
@@ -70,7 +72,7 @@ def model_version_request(
     worker always finds the row.
     """
     _lock_project(project.pk)
-    label_count = label_count_current(project=project)
+    label_count = label_count_running(project=project)
     queued = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.QUEUED).first()
     if queued is not None:
         ModelVersion.objects.filter(pk=queued.pk).update(requested_at_label_count=label_count)
@@ -100,26 +102,47 @@ def model_version_request_by(*, project: Project, user) -> ModelVersion:
     return model_version_request(project=project, trigger=ModelVersion.Trigger.MANUAL)
 
 
+def _counted_from(project: Project) -> int:
+    """The newest version's ``requested_at_label_count``: where the current batch began."""
+    return (
+        ModelVersion.objects.filter(project=project).order_by("-number")
+        .values_list("requested_at_label_count", flat=True).first()
+    ) or 0
+
+
 def model_version_request_if_due(
-    *, project: Project, label_count: int | None = None
+    *, project: Project, label_count: int | None = None, counted_from: int | None = None
 ) -> ModelVersion | None:
     """Queue a retrain when ``batch_size`` labels arrived since the newest version's request.
 
     Runs on every label write, so it reads the running counter (maintained in the same
     transaction by every label writer) instead of counting the project's labels; a writer
     that already has the new count (``label_counts_add`` returns it) passes ``label_count``.
-    """
-    from annotation.selectors import label_count_running
 
-    counted_from = (
-        ModelVersion.objects.filter(project=project).order_by("-number")
-        .values_list("requested_at_label_count", flat=True).first()
-    ) or 0
+    A writer that read the newest version's ``requested_at_label_count`` with its label
+    passes it as ``counted_from`` and saves that query. The label's transaction may have
+    committed since, so that value may be stale: a retrain it finds due is confirmed by a
+    fresh read under the project's lock, which ``model_version_request`` holds while it
+    queues one, so two labels that both filled one batch never queue two retrains for it.
+    """
+    confirm = counted_from is not None
+    if counted_from is None:
+        counted_from = _counted_from(project)
     if label_count is None:
         label_count = label_count_running(project=project)
     if label_count - counted_from < project.batch_size:
         return None
-    return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
+    if not confirm:
+        return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
+    # Labels that filled the batch together all get here: a fresh read without the lock
+    # sends away those that arrive after the first one's request committed.
+    if label_count - _counted_from(project) < project.batch_size:
+        return None
+    with transaction.atomic():
+        _lock_project(project.pk)
+        if label_count - _counted_from(project) < project.batch_size:
+            return None
+        return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
 
 
 def _claim(version_id: int) -> ModelVersion | None:

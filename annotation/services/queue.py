@@ -6,13 +6,17 @@ wait on each other (PostgreSQL skips rows another annotator is leasing right now
 
 The small statements run on every hand-out and submit are written in SQL (PostgreSQL and
 SQLite alike): building one through the ORM costs several times the CPU of running it,
-and the API spends most of its time on them.
+and the API spends most of its time on them. On PostgreSQL the hand-out (overlap 1) and
+the submit are one round trip each: PL/pgSQL functions (``annotation.queue_functions_sql``)
+that mirror the Python path here, which stays the specification and SQLite's path.
 """
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Sequence
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
@@ -109,7 +113,7 @@ def label_counts_add(
         return current
     # No counter row yet: count once, with the project locked so concurrent first writers
     # queue here; the count already includes this transaction's own writes.
-    Project.objects.select_for_update().filter(pk=project_id).first()
+    Project.objects.select_for_update(no_key=True).filter(pk=project_id).first()
     current = _label_counts_update(project_id, changes)
     if current is not None:
         return current
@@ -293,7 +297,6 @@ def sample_held(*, project: Project, annotator: AbstractBaseUser, now: dt.dateti
     return lease.sample
 
 
-@transaction.atomic
 def sample_lease_next(
     *, project: Project, annotator: AbstractBaseUser, membership: Membership | None = None
 ) -> Sample | None:
@@ -305,8 +308,78 @@ def sample_lease_next(
     called here. With overlap k, up to k different annotators hold or label one sample.
     The sample carries its lease's end as ``sample.lease_expires``. ``membership``, the
     annotator's already loaded for this request, saves the role check's query.
+
+    On PostgreSQL with overlap 1 this is one call of ``annotation_lease_next``; the sample
+    then has only the fields the labeling page and API show loaded (others load on access).
     """
     member_require(project=project, user=annotator, roles=LABELING_ROLES, membership=membership)
+    if _has_queue_functions() and project.overlap == 1:
+        return _lease_next_in_database(project=project, annotator=annotator)
+    return _lease_next(project=project, annotator=annotator)
+
+
+def _has_queue_functions() -> bool:
+    """Whether migration 0005 created the PL/pgSQL queue functions on this database."""
+    return connection.vendor == "postgresql"
+
+
+def _lease_next_in_database(*, project: Project, annotator: AbstractBaseUser) -> Sample | None:
+    """``_lease_next`` for overlap 1 in one statement, atomic on its own.
+
+    Outside a transaction its commit is asynchronous (a lease is not a label); never inside
+    one, whose own writes it would make asynchronous too.
+    """
+    now = timezone.now()
+    asynchronous = connection.get_autocommit() and not connection.in_atomic_block
+    row = _call_queue_function(
+        "SELECT * FROM annotation_lease_next(%s::bigint, %s::integer, %s::double precision,"
+        " %s::timestamptz, %s::timestamptz, %s::boolean)",
+        [project.pk, annotator.pk, project.test_fraction, now, now + _lease_duration(),
+         asynchronous],
+    )
+    if row is None:
+        return None
+    *columns, lease_expires = row
+    loaded = dict(zip(_LEASED_COLUMNS, columns))
+    loaded["values"] = _VALUES_FIELD.from_db_value(loaded["values"], None, connection)
+    sample = Sample.from_db(connection.alias, _LEASED_FIELDS,
+                            [loaded[name] for name in _LEASED_FIELDS])
+    sample.lease_expires = lease_expires
+    return sample
+
+
+# What annotation_lease_next returns of the sample, and the same in the model's field
+# order, which Model.from_db wants.
+_LEASED_COLUMNS = ("id", "project_id", "external_id", "text", "values", "image", "split")
+_LEASED_FIELDS = [f.attname for f in Sample._meta.concrete_fields if f.attname in _LEASED_COLUMNS]
+_VALUES_FIELD = Sample._meta.get_field("values")
+
+
+def _call_queue_function(sql: str, params: Sequence) -> tuple | None:
+    """Run one of the queue functions on Django's connection and return its row.
+
+    Straight on the psycopg connection with server-side binding: Django's cursor quotes
+    every parameter into the SQL text on the client and wraps each call, which cost more
+    CPU than the call itself on every hand-out and submit. Django's transaction state
+    holds (same connection), database errors become Django's, and the call is logged
+    wherever Django logs queries (DEBUG, tests).
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if connection.queries_logged:
+        shown = psycopg.ClientCursor(connection.connection).mogrify(sql, params)
+        connection.queries_log.append(
+            {"sql": shown, "time": f"{time.monotonic() - started:.3f}"})
+    return row
+
+
+@transaction.atomic
+def _lease_next(*, project: Project, annotator: AbstractBaseUser) -> Sample | None:
+    """``sample_lease_next`` after the role check, in the ORM and SQL that every database runs."""
     now = timezone.now()
     held = sample_held(project=project, annotator=annotator, now=now)
     if held is not None:
@@ -346,7 +419,6 @@ def _locked(sample: Sample) -> Sample:
     return Sample.objects.select_for_update().get(pk=sample.pk)
 
 
-@transaction.atomic
 def label_submit(
     *,
     sample: Sample,
@@ -365,6 +437,9 @@ def label_submit(
     are read from ``sample``: the row is loaded here, locked, and must belong to that
     project (else SampleNotFound), so callers need not load it first. ``membership``, the
     annotator's already loaded for this request, saves the role check's query.
+
+    On PostgreSQL the label is written by one call of ``annotation_label_submit``; outside
+    a transaction the retrain-due check then runs after its commit.
     """
     project = sample.project
     member_require(project=project, user=annotator, roles=LABELING_ROLES, membership=membership)
@@ -372,14 +447,94 @@ def label_submit(
         raise InvalidLabel(
             f"{value!r} is not a label of project {project.slug!r}", detail=project.labels
         )
+    if _has_queue_functions() and _is_bigint(sample.pk):
+        label = _label_submit_in_database(project=project, sample_id=sample.pk,
+                                          annotator=annotator, value=value,
+                                          duration_ms=duration_ms)
+        if label is not None:
+            return label
+    return _label_submit(project=project, sample_id=sample.pk, annotator=annotator,
+                         value=value, duration_ms=duration_ms)
+
+
+def _is_bigint(value: object) -> bool:
+    """Whether the function's bigint parameter takes ``value``; the Python path answers
+    other ids (a 404, as the column compares with any number)."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
+def _label_submit_in_database(
+    *, project: Project, sample_id: int, annotator: AbstractBaseUser, value: str,
+    duration_ms: int | None,
+) -> Label | None:
+    """``_label_submit`` in one statement; None when it wrote nothing because the project
+    has no counter row yet (the Python path makes one)."""
+    outcome, label_id, label_value, label_duration_ms, created_at, is_correction, current, \
+        counted_from = _call_queue_function(
+            "SELECT * FROM annotation_label_submit(%s::bigint, %s::bigint, %s::integer,"
+            " %s::varchar, %s::integer, %s::integer, %s::timestamptz)",
+            [project.pk, sample_id, annotator.pk, value, duration_ms, project.overlap,
+             timezone.now()],
+        )
+    if outcome == "no_counts":
+        return None
+    if outcome == "not_found":
+        raise _sample_not_found(sample_id)
+    if outcome == "already_labeled":
+        raise _sample_labeled(sample_id)
+    if outcome == "leased":
+        raise _sample_leased(sample_id)
+    if outcome == "existing" and label_value != value:
+        raise _labeled_otherwise(sample_id, label_value)
+    label = Label(id=label_id, sample_id=sample_id, annotator=annotator, value=label_value,
+                  duration_ms=label_duration_ms, created_at=created_at, superseded_at=None,
+                  is_correction=is_correction)
+    label._state.adding, label._state.db = False, connection.alias
+    label.is_new = outcome == "created"
+    if label.is_new:
+        from learning.services import model_version_request_if_due  # learning depends on us
+
+        model_version_request_if_due(project=project, label_count=current,
+                                     counted_from=counted_from)
+    return label
+
+
+def _sample_not_found(sample_id: int) -> SampleNotFound:
+    return SampleNotFound("that sample is not part of this project", detail={"sample": sample_id})
+
+
+def _sample_labeled(sample_id: int) -> SampleNotAvailable:
+    return SampleNotAvailable("this sample is already labeled", detail={"sample": sample_id})
+
+
+def _sample_leased(sample_id: int) -> SampleNotAvailable:
+    return SampleNotAvailable(
+        "this sample is leased by another annotator", detail={"sample": sample_id}
+    )
+
+
+def _labeled_otherwise(sample_id: int, value: str) -> SampleNotAvailable:
+    return SampleNotAvailable(
+        "you already labeled this sample with another value; undo it first",
+        detail={"sample": sample_id, "value": value},
+    )
+
+
+@transaction.atomic
+def _label_submit(
+    *, project: Project, sample_id: int, annotator: AbstractBaseUser, value: str,
+    duration_ms: int | None,
+) -> Label:
+    """``label_submit`` after the role and value checks, in the ORM and SQL that every
+    database runs."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     row = _fetch_one(
         f"SELECT split, status, label_count FROM {_table(Sample)}"
         f" WHERE id = %s AND project_id = %s{lock}",
-        [sample.pk, project.pk],
+        [sample_id, project.pk],
     )
     if row is None:
-        raise SampleNotFound("that sample is not part of this project", detail={"sample": sample.pk})
+        raise _sample_not_found(sample_id)
     split, sample_status, label_count = row
     now = timezone.now()
     # A statement after the lock: it sees labels and leases committed while we waited.
@@ -390,7 +545,7 @@ def label_submit(
         " AND NOT skipped),"
         f" (SELECT COUNT(*) FROM {_table(Lease)} WHERE sample_id = %s AND annotator_id = %s"
         " AND expires_at > %s AND NOT skipped)",
-        [sample.pk, annotator.pk, sample.pk, _db_datetime(now), sample.pk, annotator.pk,
+        [sample_id, annotator.pk, sample_id, _db_datetime(now), sample_id, annotator.pk,
          _db_datetime(now)],
     )
     if my_label_id is not None:
@@ -398,28 +553,23 @@ def label_submit(
         if existing.value == value:
             existing.is_new = False
             return existing
-        raise SampleNotAvailable(
-            "you already labeled this sample with another value; undo it first",
-            detail={"sample": sample.pk, "value": existing.value},
-        )
+        raise _labeled_otherwise(sample_id, existing.value)
     if sample_status == Sample.Status.LABELED:
-        raise SampleNotAvailable("this sample is already labeled", detail={"sample": sample.pk})
+        raise _sample_labeled(sample_id)
     if not my_live_leases and label_count + live_leases >= project.overlap:
-        raise SampleNotAvailable(
-            "this sample is leased by another annotator", detail={"sample": sample.pk}
-        )
+        raise _sample_leased(sample_id)
     label = Label.objects.create(
-        sample_id=sample.pk, annotator=annotator, value=value, duration_ms=duration_ms
+        sample_id=sample_id, annotator=annotator, value=value, duration_ms=duration_ms
     )
     label.is_new = True
     count = label_count + 1
     done = count >= project.overlap
     _execute(
         f"UPDATE {_table(Sample)} SET label_count = %s, status = %s WHERE id = %s",
-        [count, Sample.Status.LABELED if done else Sample.Status.UNLABELED, sample.pk],
+        [count, Sample.Status.LABELED if done else Sample.Status.UNLABELED, sample_id],
     )
     _execute(f"DELETE FROM {_table(Lease)} WHERE sample_id = %s AND annotator_id = %s",
-             [sample.pk, annotator.pk])
+             [sample_id, annotator.pk])
     current_labels = label_counts_add(project_id=project.pk, current_labels=1,
                                       **(_labeled_delta(split, 1) if done else {}))
     from learning.services import model_version_request_if_due  # learning depends on us
