@@ -26,7 +26,14 @@ class _CountingDjango:
 
     def __call__(self, environ, start_response):
         self.calls += 1
-        return self.app(environ, start_response)
+        # As Django's test client does: a request's end must not close the test's connection.
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
+        try:
+            return self.app(environ, start_response)
+        finally:
+            signals.request_started.connect(close_old_connections)
+            signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
@@ -36,15 +43,10 @@ def django_app():
 
 @pytest.fixture
 def fast(django_app):
-    # As Django's test client does: a request's end must not close the test's connection.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
     labeling_fast_path.forget()
     token_cache.forget()
     yield LabelingFastPath(django_app)
     labeling_fast_path.forget()
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 def call(app, method, path, *, key=None, body=None, content_type="application/json", extra=None):
