@@ -21,6 +21,11 @@ concurrency, throughput, and the server's CPU per label (utime+stime of its proc
 The clients share the machine's cores with the server and PostgreSQL, so at high
 concurrency part of each latency is waiting for a core.
 
+Then (unless ``--no-floor``) the same clients run against two servers that do no work
+(``bench/queue_floor.py``: a bare WSGI app, and Django with the production middleware and
+a DRF view answering constants), with the same server settings: the latency this machine
+gives a request before any work is done.
+
 Checks while benchmarking (overlap 1): no sample is handed to two annotators, and the
 project's label rows equal the submits the server accepted. Results go to
 bench/results/queue.json.
@@ -270,11 +275,12 @@ def run_load(*, port: int, slug: str, tokens: list[str], duration: float,
 # --- server ------------------------------------------------------------------------------------
 
 
-def server_start(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
+def server_start(env: dict[str, str], port: int, workers: int, threads: int,
+                 app: str = "config.wsgi:application") -> subprocess.Popen:
     bindir = Path(sys.executable).parent
     command = [str(bindir / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
-               "--no-ws", "--log-level", "warning", "config.wsgi:application"]
+               "--no-ws", "--log-level", "warning", app]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -297,6 +303,35 @@ def server_stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def floor_runs(env: dict[str, str], *, concurrency: list[int], duration: float, workers: int,
+               threads: int) -> dict:
+    """The same clients against servers that do no work (``bench/queue_floor.py``): a bare
+    WSGI app, and Django with the production middleware and a DRF view. What is left of a
+    latency above these is the work itself."""
+    floors = {}
+    for name, app in (("raw_wsgi", "bench.queue_floor:raw_application"),
+                      ("django_drf", "bench.queue_floor:django_application")):
+        port = free_port()
+        server = server_start(env, port, workers, threads, app=app)
+        try:
+            run_load(port=port, slug="floor", tokens=["floor"] * 4, duration=1.5,
+                     server_pid=server.pid)
+            floors[name] = {}
+            for clients in concurrency:
+                result = run_load(port=port, slug="floor", tokens=["floor"] * clients,
+                                  duration=duration, server_pid=server.pid)
+                row = {key: result[key] for key in ("next_ms", "submit_ms", "requests_per_s")}
+                row["pairs_per_s"] = round(result["requests_per_s"] / 2, 1)
+                floors[name][clients] = row
+                n = row["next_ms"]
+                print(f"floor {name:>10} {clients:>3} clients: next p50/p95/p99 {n['p50']:7.2f} "
+                      f"{n['p95']:7.2f} {n['p99']:7.2f} ms | {row['pairs_per_s']:8.1f} "
+                      f"next+submit pairs/s", flush=True)
+        finally:
+            server_stop(server)
+    return floors
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -315,10 +350,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="sizes 2000,20000, clients 1,8, 3 s runs")
     parser.add_argument("--keep-db", action="store_true", help="leave the scratch database")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the runs against do-nothing servers (bench/queue_floor.py)")
     parser.add_argument("--out", default=str(RESULTS / "queue.json"))
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.clients, args.duration = "2000,20000", "1,8", 3.0
+        args.no_floor = True
     sizes = [int(s) for s in args.sizes.split(",")]
     concurrency = [int(c) for c in args.clients.split(",")]
 
@@ -395,6 +433,9 @@ def main() -> None:
         if not args.keep_db:
             db_drop()
 
+    floors = {} if args.no_floor else floor_runs(
+        env, concurrency=concurrency, duration=args.duration, workers=args.workers,
+        threads=args.threads)
     figures = _targets(runs, pools, sizes)
     print(json.dumps(figures, indent=2))
     report = {
@@ -406,6 +447,7 @@ def main() -> None:
         "imports": {size: pools[size]["import"] for size in sizes},
         "checks": {size: pools[size].get("checks") for size in sizes},
         "runs": runs,
+        "floor": floors,
         "targets": figures,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
