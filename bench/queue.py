@@ -222,6 +222,8 @@ def client_loop(port: int, slug: str, token: str, start_at: float, stop_at: floa
     clock = time.perf_counter
     while time.time() < start_at:
         time.sleep(0.001)
+    if think:
+        time.sleep(rng.uniform(0, think))  # annotators do not all start at the same instant
     try:
         while time.time() < stop_at:
             t0 = clock()
@@ -238,7 +240,9 @@ def client_loop(port: int, slug: str, token: str, start_at: float, stop_at: floa
                 break
             handed.append(sample["id"])
             if think:
-                time.sleep(think)
+                # Half to one and a half times the mean: annotators who all paused exactly
+                # as long would arrive in lockstep, every one at the same instant.
+                time.sleep(think * rng.uniform(0.5, 1.5))
             payload = json.dumps({"sample": sample["id"], "value": rng.choice(LABELS)})
             t0 = clock()
             conn.request("POST", label_path, body=payload, headers=headers)
@@ -374,8 +378,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per size and concurrency; the figures are their medians")
     parser.add_argument("--think-ms", type=float, default=0.0,
-                        help="an annotator's pause between receiving a sample and submitting "
-                             "its label; 0 (default) drives the server flat out")
+                        help="an annotator's mean pause between receiving a sample and "
+                             "submitting its label (uniform, 0.5x-1.5x); 0 (default) drives "
+                             "the server flat out")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true",
