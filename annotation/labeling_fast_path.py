@@ -28,8 +28,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
-import time
 from types import SimpleNamespace
 
 import orjson
@@ -44,6 +42,7 @@ from annotation.labeling_apis import LabelSubmitApi, NextSampleApi, label_output
 from annotation.models import Membership, Sample
 from annotation.selectors import membership_get
 from annotation.services import LABELING_ROLES, label_submit, member_require, sample_lease_next
+from serving.apis.token_cache import RememberedChecks
 from serving.authentication import ProjectTokenAuthentication
 from serving.models import ApiToken
 from serving.throttling import TokenScopedRateThrottle
@@ -54,7 +53,6 @@ _PATH = re.compile(r"^/api/v1/projects/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>next|
 _LABEL_KEYS = frozenset({"sample", "value", "duration_ms"})
 _MAX_DURATION_MS = 86_400_000
 _MAX_VALUE_LENGTH = 200
-_MAX_ENTRIES = 10_000
 _STATUS_LINES = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request",
                  404: "404 Not Found", 409: "409 Conflict"}
 
@@ -63,14 +61,7 @@ class _Caller(SimpleNamespace):
     """What a remembered token check yields: the person, their token and membership."""
 
 
-_remembered: dict[str, tuple[float, _Caller]] = {}
-_lock = threading.Lock()
-
-
-def forget() -> None:
-    """Drop every remembered caller (tests)."""
-    with _lock:
-        _remembered.clear()
+_callers = RememberedChecks()
 
 
 def _security_headers() -> list[tuple[str, str]]:
@@ -233,11 +224,9 @@ def _caller(environ, slug: str) -> _Caller | None:
     """The person behind a personal token of project ``slug``, with their labeling role,
     remembered for ``API_TOKEN_CACHE_SECONDS``; None when any of it does not hold."""
     header = environ["HTTP_AUTHORIZATION"]
-    ttl = float(getattr(settings, "API_TOKEN_CACHE_SECONDS", 1.0))
-    now = time.monotonic()
-    hit = _remembered.get(header) if ttl > 0 else None
-    if hit is not None and now - hit[0] < ttl and hit[1].membership.project.slug == slug:
-        return hit[1]
+    hit = _callers.get(header)
+    if hit is not None and hit.membership.project.slug == slug:
+        return hit
     try:
         found = ProjectTokenAuthentication().authenticate(SimpleNamespace(headers={"authorization": header}))
     except exceptions.AuthenticationFailed:
@@ -256,11 +245,7 @@ def _caller(environ, slug: str) -> _Caller | None:
     except NotAMember:
         return None
     caller = _Caller(user=user, token=token, membership=membership)
-    if ttl > 0:
-        with _lock:
-            if len(_remembered) >= _MAX_ENTRIES:
-                _remembered.clear()
-            _remembered[header] = (now, caller)
+    _callers.put(header, caller)
     return caller
 
 

@@ -5,7 +5,8 @@ query, plus a throttled ``last_used_at`` update); a view with :class:`Remembered
 reuses a successful result for ``API_TOKEN_CACHE_SECONDS`` (default 1 s), keyed by the
 Authorization header. So a revoked or changed token stops working everywhere within that
 time, and a failed check is never remembered (a bad key always costs its query and gets
-its 401).
+its 401). The labeling fast path keeps its checks (token and role) in a
+:class:`RememberedChecks` of its own, under the same window.
 """
 from __future__ import annotations
 
@@ -15,33 +16,63 @@ import time
 from django.conf import settings
 from rest_framework.authentication import get_authorization_header
 
-from serving.models import ApiToken
-
 MAX_ENTRIES = 10_000
 
-_remembered: dict[bytes, tuple[float, object, ApiToken]] = {}
-_lock = threading.Lock()
+
+class RememberedChecks:
+    """Successful checks keyed by Authorization header, trusted for ``API_TOKEN_CACHE_SECONDS``
+    (0 remembers nothing), at most ``MAX_ENTRIES`` per process."""
+
+    def __init__(self) -> None:
+        self._entries: dict[object, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+        _all.append(self)
+
+    @staticmethod
+    def _ttl() -> float:
+        return float(getattr(settings, "API_TOKEN_CACHE_SECONDS", 1.0))
+
+    def get(self, header):
+        """The value remembered for ``header`` within the window, else None."""
+        ttl = self._ttl()
+        hit = self._entries.get(header) if ttl > 0 and header else None
+        if hit is None or time.monotonic() - hit[0] >= ttl:
+            return None
+        return hit[1]
+
+    def put(self, header, value) -> None:
+        if self._ttl() <= 0 or not header:
+            return
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[header] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_all: list[RememberedChecks] = []
+_tokens = RememberedChecks()
 
 
 class RememberedTokenMixin:
     def perform_authentication(self, request) -> None:
-        ttl = float(getattr(settings, "API_TOKEN_CACHE_SECONDS", 1.0))
-        header = get_authorization_header(request) if ttl > 0 else b""
-        hit = _remembered.get(header) if header else None
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < ttl:
+        header = get_authorization_header(request)
+        hit = _tokens.get(header)
+        if hit is not None:
             request._authenticator = request.authenticators[0]
-            request.user, request.auth = hit[1], hit[2]
+            request.user, request.auth = hit
             return
         super().perform_authentication(request)
-        if header and isinstance(request.auth, ApiToken):
-            with _lock:
-                if len(_remembered) >= MAX_ENTRIES:
-                    _remembered.clear()
-                _remembered[header] = (now, request.user, request.auth)
+        from serving.models import ApiToken
+
+        if isinstance(request.auth, ApiToken):
+            _tokens.put(header, (request.user, request.auth))
 
 
 def forget() -> None:
-    """Drop every remembered token (tests)."""
-    with _lock:
-        _remembered.clear()
+    """Drop every remembered check, of every kind (tests)."""
+    for checks in _all:
+        checks.clear()

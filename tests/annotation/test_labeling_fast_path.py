@@ -43,10 +43,9 @@ def django_app():
 
 @pytest.fixture
 def fast(django_app):
-    labeling_fast_path.forget()
     token_cache.forget()
     yield LabelingFastPath(django_app)
-    labeling_fast_path.forget()
+    token_cache.forget()
 
 
 def call(app, method, path, *, key=None, body=None, content_type="application/json", extra=None):
@@ -199,7 +198,6 @@ def test_a_revoked_token_or_role_stops_working_within_the_cache_window(
     django_app.calls = 0
     assert call(fast, "GET", next_url, key=labeler)[0] == 200  # remembered for the window
     assert django_app.calls == 0
-    labeling_fast_path.forget()
     token_cache.forget()
     assert call(fast, "GET", next_url, key=labeler)[0] == 403
 
