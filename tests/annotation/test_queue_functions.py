@@ -25,13 +25,24 @@ from annotation.services import queue
 from annotation.services.queue import label_counts_rebuild
 from learning.models import ModelVersion
 from learning.services import model_version_request_if_due
+from tests.conftest import require_service
 from tests.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-on_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the queue functions exist on PostgreSQL only"
-)
+def _require_postgresql() -> None:
+    """The functions exist on PostgreSQL only: skip on a local SQLite run, fail under CI."""
+    if connection.vendor != "postgresql":
+        require_service("PostgreSQL", "the queue functions exist on PostgreSQL only; "
+                                      "set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture
+def postgresql() -> None:
+    _require_postgresql()
+
+
+on_postgresql = pytest.mark.usefixtures("postgresql")
 
 
 def test_the_sql_names_the_models_tables_and_values():
@@ -50,8 +61,8 @@ def test_the_sql_names_the_models_tables_and_values():
 @pytest.fixture(params=["python", "database"])
 def path(request, monkeypatch):
     """Which path the queue services take; ``python`` switches the functions off."""
-    if request.param == "database" and connection.vendor != "postgresql":
-        pytest.skip("the queue functions exist on PostgreSQL only")
+    if request.param == "database":
+        _require_postgresql()
     if request.param == "python":
         monkeypatch.setattr(queue, "_has_queue_functions", lambda: False)
     return request.param
