@@ -1,7 +1,7 @@
-"""Admin registrations for inspecting projects, samples and labels."""
+"""Admin registrations for inspecting projects, samples, labels and tokens."""
 from django.contrib import admin
 
-from annotation.models import ImportJob, Label, Lease, Membership, Project, Sample
+from annotation.models import ApiToken, ImportJob, Label, Lease, Membership, Project, Sample
 
 
 @admin.register(Project)
@@ -38,3 +38,9 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "user", "format", "status", "rows_ok", "rows_bad", "created_at"]
     list_filter = ["status", "format"]
     readonly_fields = ["report"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["project", "name", "key_prefix", "scopes", "last_used_at", "revoked_at"]
+    exclude = ["key_hash"]

@@ -17,9 +17,9 @@ from annotation.permissions import CanManageProjectData
 from annotation.selectors import import_job_get
 from annotation.services import import_job_create, import_job_start
 from annotation.views import export_response
-from serving.apis.examples import error_examples, error_responses
-from serving.authentication import ProjectTokenAuthentication
-from serving.throttling import TokenScopedRateThrottle
+from core.api_docs import error_examples, error_responses
+from annotation.authentication import ProjectTokenAuthentication
+from core.throttling import TokenScopedRateThrottle
 
 AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 # The schema documents the token; a signed-in owner or scientist's session works as well.

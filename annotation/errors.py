@@ -1,16 +1,5 @@
-"""Domain errors raised by services; views and APIs map them to HTTP responses."""
-
-
-class DomainError(Exception):
-    """A request the domain refuses; ``code`` names the kind for API clients."""
-
-    code = "invalid"
-    status = 400
-
-    def __init__(self, message: str, *, detail: object = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
+"""Errors of the annotation domain: membership, labels, samples, imports."""
+from core.errors import DomainError
 
 
 class NotAMember(DomainError):

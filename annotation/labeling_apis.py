@@ -19,16 +19,16 @@ from rest_framework.views import APIView
 from annotation.models import Label, Sample
 from annotation.permissions import CanLabelProject
 from annotation.services import label_submit, sample_lease_next
-from serving.apis.examples import error_examples, error_responses
-from serving.apis.fast_json import (
+from core.api_docs import error_examples, error_responses
+from core.fast_json import (
     FirstRendererNegotiation,
     OrjsonParser,
     OrjsonRenderer,
     ReusedPartsMixin,
 )
-from serving.apis.token_cache import RememberedTokenMixin
-from serving.authentication import ProjectTokenAuthentication
-from serving.throttling import TokenScopedRateThrottle
+from core.remembered import RememberedTokenMixin
+from annotation.authentication import ProjectTokenAuthentication
+from core.throttling import TokenScopedRateThrottle
 
 AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 SCHEMA_AUTH = [{"ProjectToken": []}]

@@ -37,15 +37,16 @@ from django.db import connections
 from django.http import HttpRequest
 from rest_framework import exceptions
 
-from annotation.errors import DomainError, NotAMember
+from core.errors import DomainError
+from annotation.errors import NotAMember
 from annotation.labeling_apis import LabelSubmitApi, NextSampleApi, label_output, sample_output
 from annotation.models import Membership, Sample
 from annotation.selectors import membership_get
 from annotation.services import LABELING_ROLES, label_submit, member_require, sample_lease_next
-from serving.apis.token_cache import RememberedChecks
-from serving.authentication import ProjectTokenAuthentication
-from serving.models import ApiToken
-from serving.throttling import TokenScopedRateThrottle
+from core.remembered import RememberedChecks
+from annotation.authentication import ProjectTokenAuthentication
+from annotation.models import ApiToken
+from core.throttling import TokenScopedRateThrottle
 
 logger = logging.getLogger(__name__)
 

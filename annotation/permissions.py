@@ -12,7 +12,7 @@ from annotation.errors import NotAMember
 from annotation.models import Membership, Project
 from annotation.selectors import membership_get
 from annotation.services import LABELING_ROLES, SCIENCE_ROLES, member_require
-from serving.models import ApiToken
+from annotation.models import ApiToken
 
 
 def _project_or_404(view) -> Project:

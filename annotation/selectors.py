@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from annotation import hooks
 from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
 
 EXPORT_CHUNK = 2000
@@ -180,7 +181,7 @@ class ReviewRow:
     value: str
     labels: list[ReviewLabel]
     annotators_disagree: bool
-    suggestion: object | None  # annotation.suggestions.Suggestion
+    suggestion: object | None  # from the ``suggestions`` hook (serving's Suggestion)
     model_disagrees: bool
 
 
@@ -210,15 +211,13 @@ def _review_queryset(*, project: Project, label: str, annotator_id: int | None,
 
 
 def review_rows_for(*, project: Project, samples: list[Sample]) -> list[ReviewRow]:
-    from annotation.suggestions import suggestions_for
-
     labels: dict[int, list[Label]] = {sample.pk: [] for sample in samples}
     for label in (
         Label.objects.current().filter(sample_id__in=list(labels))
         .select_related("annotator").order_by("created_at", "id")
     ):
         labels[label.sample_id].append(label)
-    suggestions = suggestions_for(project=project, samples=samples)
+    suggestions = hooks.suggestions(project=project, samples=samples)
     rows = []
     for sample in samples:
         current = labels[sample.pk]

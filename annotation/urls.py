@@ -1,4 +1,4 @@
-"""Page routes of projects and labeling."""
+"""Page routes of projects, imports, labeling and review."""
 from django.urls import path, re_path
 
 from annotation import views
@@ -10,8 +10,6 @@ urlpatterns = [
     path("projects/<slug:slug>/imports/<int:job_id>/", views.import_job, name="import-job"),
     re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export\.(?P<fmt>csv|jsonl)$",
             views.label_export, name="label-export"),
-    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
-    path("projects/<slug:slug>/retrain", views.project_retrain, name="project-retrain"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
     path("projects/<slug:slug>/label/skip", views.label_skip, name="label-skip"),
     path("projects/<slug:slug>/label/undo", views.label_undo, name="label-undo"),

@@ -1,4 +1,4 @@
-"""Pages for projects and labeling; htmx requests get only the swapped partial."""
+"""Pages for projects, imports, labeling and review; htmx requests get only the swapped partial."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -8,7 +8,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from annotation.errors import DomainError, NotAMember, SampleNotFound
+from annotation import hooks
+from annotation.errors import SampleNotFound
 from annotation.exports import CONTENT_TYPES
 from annotation.forms import (
     ImportForm,
@@ -18,9 +19,9 @@ from annotation.forms import (
     ReviewFilterForm,
 )
 from annotation.models import Project, Sample
-from annotation.page_access import forbidden, project_or_404, science_project_or_404
+from annotation.page_access import SCIENCE_ROLES, project_page
 from annotation.selectors import (
-    review_rows_for,
+    Progress,
     import_job_get,
     import_job_list,
     label_export_chunks,
@@ -29,9 +30,9 @@ from annotation.selectors import (
     project_role,
     project_roles_for_user,
     review_page,
+    review_rows_for,
 )
 from annotation.services import (
-    SCIENCE_ROLES,
     import_job_create,
     import_job_start,
     label_correct,
@@ -43,22 +44,13 @@ from annotation.services import (
     sample_skip,
 )
 from annotation.services.queue import sample_peek_next
-from annotation.suggestions import suggestions_for
-from learning.selectors import (
-    learning_curve,
-    model_version_latest,
-    model_version_list,
-    model_version_served,
-    ranking_staleness,
-)
-from learning.services import model_version_request_by
+from core.errors import DomainError
 
 
-def _progress(project: Project):
-    latest = model_version_latest(project=project)
-    return project_progress(
-        project=project, requested_at_label_count=latest.requested_at_label_count if latest else 0
-    )
+def progress_of(project: Project) -> Progress:
+    """Labeling progress, with the labels left until the retrain that the batch makes due."""
+    return project_progress(project=project,
+                            requested_at_label_count=hooks.batch_start(project=project))
 
 
 @login_required
@@ -88,13 +80,8 @@ def project_new(request: HttpRequest) -> HttpResponse:
     return render(request, "annotation/project_new.html", {"form": form}, status=status)
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def project_import(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        project = science_project_or_404(request, slug)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+@project_page(methods=("GET", "POST"), roles=SCIENCE_ROLES)
+def project_import(request: HttpRequest, project: Project) -> HttpResponse:
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         files = form.cleaned_data["files"]
@@ -115,13 +102,8 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "annotation/project_import.html", context, status=status)
 
 
-@login_required
-@require_http_methods(["GET"])
-def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    try:
-        project = science_project_or_404(request, slug)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+@project_page(methods=("GET",), roles=SCIENCE_ROLES)
+def import_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     job = import_job_get(project=project, job_id=job_id)
     if job is None:
         raise Http404("no such import")
@@ -143,75 +125,27 @@ def export_response(*, project: Project, history: bool, fmt: str) -> StreamingHt
     return response
 
 
-@login_required
-@require_http_methods(["GET"])
-def label_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
-    try:
-        project = science_project_or_404(request, slug)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+@project_page(methods=("GET",), roles=SCIENCE_ROLES)
+def label_export(request: HttpRequest, project: Project, fmt: str) -> HttpResponse:
     history = request.GET.get("history", "").lower() in ("1", "true", "yes")
     return export_response(project=project, history=history, fmt=fmt)
-
-
-@login_required
-@require_http_methods(["GET"])
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_or_404(request, slug)
-    role = project_role(project=project, user=request.user)
-    if role not in SCIENCE_ROLES:
-        return redirect("label", project.slug)  # annotators only ever see the labeling page
-    template = "annotation/project_detail.html"
-    if request.htmx:
-        template += "#iterations"
-    return render(request, template, _detail_context(project))
-
-
-def _detail_context(project: Project, **extra) -> dict:
-    return {
-        "project": project,
-        "versions": model_version_list(project=project),
-        "served": model_version_served(project=project),
-        "progress": _progress(project),
-        "staleness": ranking_staleness(project=project),
-        "curve": learning_curve(project=project),
-        **extra,
-    }
-
-
-@login_required
-@require_http_methods(["POST"])
-def project_retrain(request: HttpRequest, slug: str) -> HttpResponse:
-    """Queue a retrain now (owners and scientists); htmx gets the iterations partial back."""
-    project = project_or_404(request, slug)
-    try:
-        version = model_version_request_by(project=project, user=request.user)
-    except NotAMember as exc:
-        return forbidden(request, exc)
-    if not request.htmx:
-        return redirect("project-detail", project.slug)
-    return render(request, "annotation/project_detail.html#iterations",
-                  _detail_context(project, retrain_queued=version.number))
 
 
 def _card(request: HttpRequest, project: Project, *, error: str | None = None,
           status: int = 200) -> HttpResponse:
     """Lease the annotator's next sample and render the card (the whole page without htmx)."""
-    try:
-        sample = sample_lease_next(project=project, annotator=request.user)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+    sample = sample_lease_next(project=project, annotator=request.user)
     following = None
     if sample is not None and sample.image:
         following = sample_peek_next(project=project, annotator=request.user)
-    served = model_version_served(project=project)
+    served = hooks.served_model(project=project)
     context = {
         "project": project,
         "sample": sample,
         "following": following if following is not None and following.image else None,
         "error": error,
         "label_keys": project.label_keys(),
-        "progress": _progress(project),
+        "progress": progress_of(project),
         "served": served,
         "hint": _hint(project, sample, served),
         "is_scientist": project_role(project=project, user=request.user) in SCIENCE_ROLES,
@@ -236,10 +170,8 @@ def _sample_in(project: Project, sample_id: object) -> Sample:
     return sample
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def label(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("GET", "POST"))
+def label(request: HttpRequest, project: Project) -> HttpResponse:
     error = None
     if request.method == "POST":
         form = LabelForm(request.POST, project=project)
@@ -251,8 +183,6 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
                     value=form.cleaned_data["value"],
                     duration_ms=form.cleaned_data["duration_ms"],
                 )
-            except NotAMember as exc:
-                return forbidden(request, exc)
             except DomainError as exc:
                 error = exc.message
         else:
@@ -260,45 +190,35 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
     return _card(request, project, error=error)
 
 
-@login_required
-@require_http_methods(["POST"])
-def label_skip(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("POST",))
+def label_skip(request: HttpRequest, project: Project) -> HttpResponse:
     error = None
     try:
         sample_skip(sample=_sample_in(project, request.POST.get("sample")), annotator=request.user)
-    except NotAMember as exc:
-        return forbidden(request, exc)
     except (DomainError, ValueError) as exc:
         error = getattr(exc, "message", "that sample is not part of this project")
     return _card(request, project, error=error)
 
 
-@login_required
-@require_http_methods(["POST"])
-def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("POST",))
+def label_undo(request: HttpRequest, project: Project) -> HttpResponse:
     error = None
     try:
         label_undo_last(project=project, annotator=request.user)
-    except NotAMember as exc:
-        return forbidden(request, exc)
     except DomainError as exc:
         error = exc.message
     return _card(request, project, error=error)
 
 
-@login_required
-@require_http_methods(["GET"])
-def sample_suggestion(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
+@project_page(methods=("GET",))
+def sample_suggestion(request: HttpRequest, project: Project, sample_id: int) -> HttpResponse:
     """The served model's guess for one sample, loaded by the card after it is shown."""
-    project = project_or_404(request, slug)
     sample = Sample.objects.filter(pk=sample_id, project=project).first()
     if sample is None:
         raise Http404("no such sample")
     suggestion = None
     if _hint(project, sample, True) == "load":
-        suggestion = suggestions_for(project=project, samples=[sample]).get(sample.pk)
+        suggestion = hooks.suggestions(project=project, samples=[sample]).get(sample.pk)
     return render(request, "annotation/label.html#suggestion",
                   {"project": project, "sample": sample, "suggestion": suggestion})
 
@@ -310,35 +230,26 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@login_required
-@require_http_methods(["GET"])
-def review(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("GET",), roles=SCIENCE_ROLES)
+def review(request: HttpRequest, project: Project) -> HttpResponse:
     form = ReviewFilterForm(request.GET or None, project=project)
     filters = form.filters() if form.is_valid() else {}
-    try:
-        page = review_page(project=project, user=request.user,
-                           before=_int_or_none(request.GET.get("before")), **filters)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+    page = review_page(project=project, user=request.user,
+                       before=_int_or_none(request.GET.get("before")), **filters)
     query = request.GET.copy()
     query.pop("before", None)
     context = {"project": project, "form": form, "page": page, "query": query.urlencode(),
-               "label_values": project.labels, "served": model_version_served(project=project)}
+               "label_values": project.labels, "served": hooks.served_model(project=project)}
     template = "annotation/review.html#review-rows" if request.htmx else "annotation/review.html"
     return render(request, template, context)
 
 
-@login_required
-@require_http_methods(["POST"])
-def review_correct(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("POST",), roles=SCIENCE_ROLES)
+def review_correct(request: HttpRequest, project: Project, sample_id: int) -> HttpResponse:
     error = None
     try:
         sample = _sample_in(project, sample_id)
         label_correct(sample=sample, scientist=request.user, value=request.POST.get("value", ""))
-    except NotAMember as exc:
-        return forbidden(request, exc)
     except SampleNotFound:
         raise Http404("no such sample")
     except DomainError as exc:
@@ -349,13 +260,8 @@ def review_correct(request: HttpRequest, slug: str, sample_id: int) -> HttpRespo
                    "label_values": project.labels}, status=400 if error else 200)
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        project = science_project_or_404(request, slug)
-    except NotAMember as exc:
-        return forbidden(request, exc)
+@project_page(methods=("GET", "POST"), roles=SCIENCE_ROLES)
+def project_settings(request: HttpRequest, project: Project) -> HttpResponse:
     form = ProjectSettingsForm(request.POST or None, project=project)
     saved = False
     if request.method == "POST" and form.is_valid():
@@ -370,10 +276,8 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
                   {"project": project, "form": form, "saved": saved}, status=status)
 
 
-@login_required
-@require_http_methods(["GET"])
-def sample_image(request: HttpRequest, slug: str, sample_id: int) -> FileResponse:
-    project = project_or_404(request, slug)
+@project_page(methods=("GET",))
+def sample_image(request: HttpRequest, project: Project, sample_id: int) -> FileResponse:
     sample = Sample.objects.filter(pk=sample_id, project=project).exclude(image="").first()
     if sample is None:
         raise Http404("no such image")

@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/v1/", include("serving.urls")),
     path("", include("serving.page_urls")),
     path("", include("annotation.urls")),
+    path("", include("learning.urls")),
 ]

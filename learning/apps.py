@@ -5,3 +5,14 @@ from django.apps import AppConfig
 class LearningConfig(AppConfig):
     name = "learning"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from annotation import hooks
+        from learning import selectors, services, tasks
+
+        hooks.register(
+            labels_added=services.model_version_request_if_due,
+            samples_added=tasks.pool_cold_start_after_commit,
+            served_model=selectors.model_version_served,
+            batch_start=selectors.retrain_batch_start,
+        )

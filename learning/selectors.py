@@ -277,8 +277,12 @@ def model_version_served(*, project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, is_served=True).first()
 
 
-def model_version_latest(*, project: Project) -> ModelVersion | None:
-    return ModelVersion.objects.filter(project=project).order_by("-number").first()
+def retrain_batch_start(*, project: Project) -> int:
+    """The newest version's ``requested_at_label_count``: where the current batch began."""
+    return (
+        ModelVersion.objects.filter(project=project).order_by("-number")
+        .values_list("requested_at_label_count", flat=True).first()
+    ) or 0
 
 
 @dataclass(frozen=True)

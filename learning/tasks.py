@@ -1,5 +1,6 @@
 """Celery tasks of the learning app: take ids, call one service."""
 from celery import shared_task
+from django.db import transaction
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -31,3 +32,9 @@ def pool_cold_start_task(project_id: int) -> None:
     project = Project.objects.filter(pk=project_id).first()
     if project is not None:
         pool_cold_start(project=project)
+
+
+def pool_cold_start_after_commit(*, project_id: int) -> None:
+    """Queue the cold start once the surrounding transaction commits (annotation's
+    ``samples_added`` hook): a worker must find the samples."""
+    transaction.on_commit(lambda: pool_cold_start_task.delay(project_id))

@@ -1,13 +1,7 @@
-"""Admin registrations for tokens and prediction logs."""
+"""Admin registration for prediction logs."""
 from django.contrib import admin
 
-from serving.models import ApiToken, PredictionLog
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["project", "name", "key_prefix", "scopes", "last_used_at", "revoked_at"]
-    exclude = ["key_hash"]
+from serving.models import PredictionLog
 
 
 @admin.register(PredictionLog)

@@ -1,4 +1,4 @@
-"""App config for API tokens, the prediction API and prediction logs."""
+"""App config for the prediction API, prediction logs and the served model's suggestions."""
 from django.apps import AppConfig
 
 
@@ -7,4 +7,8 @@ class ServingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from annotation import hooks
         from serving import schema  # noqa: F401  registers the OpenAPI auth extension
+        from serving.suggestions import suggestions_for
+
+        hooks.register(suggestions=suggestions_for)

@@ -1,7 +1,7 @@
 """Forms of the serving pages."""
 from django import forms
 
-from serving.models import ApiToken
+from annotation.models import ApiToken
 
 CLIENT_SCOPES = [
     (ApiToken.Scope.PREDICT, "predict"),

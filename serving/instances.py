@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.files import File
 from PIL import Image
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 from annotation.models import Project
 from annotation.services.production import ProductionPayload
 from learning import features

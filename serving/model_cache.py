@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 from learning import artifacts
 from learning.models import ModelVersion
 

@@ -1,41 +1,11 @@
-"""API tokens and the log of every prediction served."""
+"""The log of every prediction served, with the feedback clients send on it."""
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-from annotation.models import Project, Sample
+from annotation.models import ApiToken, Project, Sample
 from learning.models import ModelVersion
-
-
-class ApiToken(models.Model):
-    class Scope(models.TextChoices):
-        PREDICT = "predict"
-        FEEDBACK = "feedback"
-        ADMIN = "admin"
-        LABEL = "label"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_tokens")
-    # Set on personal tokens: the request acts as this user, with their role in ``project``.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-        related_name="api_tokens",
-    )
-    name = models.CharField(max_length=100, blank=True, default="")
-    # Only a sha256 of the key is stored; the key itself is shown once, at creation.
-    key_hash = models.CharField(max_length=64, unique=True)
-    key_prefix = models.CharField(max_length=12)
-    scopes = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"{self.project_id}:{self.key_prefix}…"
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
 
 
 class PredictionLog(models.Model):

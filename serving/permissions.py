@@ -6,7 +6,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from annotation.models import Project
-from serving.models import ApiToken
+from annotation.models import ApiToken
 
 
 class TokenHasProjectScope(BasePermission):

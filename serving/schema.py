@@ -3,7 +3,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ProjectTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "serving.authentication.ProjectTokenAuthentication"
+    target_class = "annotation.authentication.ProjectTokenAuthentication"
     name = "ProjectToken"
 
     def get_security_definition(self, auto_schema):

@@ -10,7 +10,8 @@ from django.db.models import Count, F, Q, QuerySet
 from annotation.models import Project
 from learning.models import ModelVersion
 from serving.model_cache import MAX_VERSION_NUMBER
-from serving.models import ApiToken, PredictionLog
+from annotation.models import ApiToken
+from serving.models import PredictionLog
 
 MODEL_VERSION_LIST_FIELDS = (
     "id", "number", "status", "accuracy", "macro_f1", "trained_on_label_count", "is_served",

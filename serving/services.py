@@ -13,15 +13,17 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.errors import DomainError, InvalidLabel
+from core.errors import DomainError
+from annotation.errors import InvalidLabel
 from annotation.models import Label, Project
 from annotation.services import production_label_correct, production_sample_create
 from learning.models import ModelVersion
 from learning.services import TrainingError, model_version_promote
 from serving import model_cache
-from serving.authentication import key_hash
+from annotation.authentication import key_hash
 from serving.instances import InvalidInstance, instance_payload, instances_featurize
-from serving.models import ApiToken, PredictionLog
+from annotation.models import ApiToken
+from serving.models import PredictionLog
 from serving.prediction_log import prediction_log_flush
 from serving.selectors import model_version_get, model_version_served, prediction_log_get
 

@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from annotation import hooks
 from annotation import archives, rows
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Label, Project, Sample
@@ -297,13 +298,8 @@ def _complete(load: ImportPass) -> ImportJob:
     project_sample_total_forget(project_id=project.pk)
     label_count = load.stage.label_counts_add()
     if load.labeled:
-        from learning.services import model_version_request_if_due  # learning depends on us
-
-        model_version_request_if_due(project=project, label_count=label_count)
-    from learning.tasks import pool_cold_start_task  # a no-op once the project has a model
-
-    project_id = project.pk
-    transaction.on_commit(lambda: pool_cold_start_task.delay(project_id))
+        hooks.labels_added(project=project, label_count=label_count)
+    hooks.samples_added(project_id=project.pk)  # the cold start; a no-op once a model exists
     return job
 
 

@@ -12,8 +12,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from annotation import hooks
 from annotation import images
-from annotation.errors import DomainError, InvalidLabel
+from core.errors import DomainError
+from annotation.errors import InvalidLabel
 from annotation.models import Label, Project, Sample
 from annotation.services.queue import label_counts_add
 
@@ -102,10 +104,9 @@ def production_sample_create(
             sample.save()
             label = Label.objects.create(sample=sample, annotator=annotator, value=value)
             # Counters first: the retrain check reads them and must see this label.
-            label_counts_add(project_id=project.pk, labeled_pool=1, current_labels=1)
-            from learning.services import model_version_request_if_due  # learning depends on us
-
-            model_version_request_if_due(project=project)
+            label_count = label_counts_add(project_id=project.pk, labeled_pool=1,
+                                           current_labels=1)
+            hooks.labels_added(project=project, label_count=label_count)
     except BaseException:
         for name in (sample.image.name, sample.thumbnail.name):
             if name:

@@ -1,14 +1,17 @@
 """Writes for projects and their members."""
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count
 
-from annotation.errors import DomainError, InvalidLabel, NotAMember
-from annotation.models import COMMAND_KEYS, LabelCounts, Membership, Project
+from annotation.authentication import key_hash
+from annotation.errors import InvalidLabel, NotAMember
+from annotation.models import COMMAND_KEYS, ApiToken, LabelCounts, Membership, Project
+from core.errors import DomainError
 
 LABELING_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST, Membership.Role.ANNOTATOR)
 SCIENCE_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST)
@@ -139,11 +142,6 @@ def personal_token_create(*, project: Project, user: AbstractBaseUser) -> tuple[
     Only the key's hash is stored. The token may label (``next``, ``labels``) with the
     user's role; it carries none of the project token scopes (predict, feedback, admin).
     """
-    import secrets
-
-    from serving.authentication import key_hash
-    from serving.models import ApiToken
-
     member_require(project=project, user=user, roles=LABELING_ROLES)
     key = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(

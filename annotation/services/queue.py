@@ -25,6 +25,7 @@ from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation import hooks
 from annotation.errors import InvalidLabel, NothingToUndo, SampleNotAvailable, SampleNotFound
 from annotation.models import Label, LabelCounts, Lease, Membership, Project, Sample
 from annotation.selectors import project_sample_total_forget
@@ -492,10 +493,7 @@ def _label_submit_in_database(
     label._state.adding, label._state.db = False, connection.alias
     label.is_new = outcome == "created"
     if label.is_new:
-        from learning.services import model_version_request_if_due  # learning depends on us
-
-        model_version_request_if_due(project=project, label_count=current,
-                                     counted_from=counted_from)
+        hooks.labels_added(project=project, label_count=current, counted_from=counted_from)
     return label
 
 
@@ -572,11 +570,9 @@ def _label_submit(
              [sample_id, annotator.pk])
     current_labels = label_counts_add(project_id=project.pk, current_labels=1,
                                       **(_labeled_delta(split, 1) if done else {}))
-    from learning.services import model_version_request_if_due  # learning depends on us
-
     # The new count comes back from the counter update: the check reads no counter row
     # while this transaction holds it locked.
-    model_version_request_if_due(project=project, label_count=current_labels)
+    hooks.labels_added(project=project, label_count=current_labels)
     return label
 
 

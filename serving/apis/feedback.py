@@ -8,22 +8,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from serving.apis.examples import error_examples, error_responses
-from serving.apis.fast_json import (
+from core.api_docs import error_examples, error_responses
+from core.fast_json import (
     FirstRendererNegotiation,
     OrjsonParser,
     OrjsonRenderer,
     ReusedPartsMixin,
 )
 from serving.apis.predict import EXAMPLE_PNG_BASE64
-from serving.apis.token_cache import RememberedTokenMixin
-from serving.authentication import ProjectTokenAuthentication
-from serving.models import ApiToken
+from core.remembered import RememberedTokenMixin
+from annotation.authentication import ProjectTokenAuthentication
+from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
-from serving.request_limits import BodySizeLimitMixin
-from serving.serializers import StrictSerializer
+from core.request_limits import BodySizeLimitMixin
+from core.serializers import StrictSerializer
 from serving.services import feedback_record
-from serving.throttling import TokenScopedRateThrottle
+from core.throttling import TokenScopedRateThrottle
 
 
 class FeedbackApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, APIView):

@@ -8,15 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from serving import model_cache
-from serving.apis.examples import error_examples, error_responses
-from serving.authentication import ProjectTokenAuthentication
-from serving.models import ApiToken
+from core.api_docs import error_examples, error_responses
+from annotation.authentication import ProjectTokenAuthentication
+from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
-from serving.request_limits import BodySizeLimitMixin
+from core.request_limits import BodySizeLimitMixin
 from serving.selectors import model_version_get, model_version_list
-from serving.serializers import StrictSerializer
+from core.serializers import StrictSerializer
 from serving.services import served_version_set
-from serving.throttling import TokenScopedRateThrottle
+from core.throttling import TokenScopedRateThrottle
 
 ANY_SCOPE = tuple(ApiToken.Scope.values)
 

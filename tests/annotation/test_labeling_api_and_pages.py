@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from annotation import hooks
 from annotation.models import Label, LabelCounts, Lease
 from annotation.services import personal_token_create
 from serving.services import api_token_create
@@ -159,9 +160,9 @@ def test_card_loads_suggestion_after_render_and_prefetches_the_next_image(client
     assert b'hx-trigger="load"' in page.content
     assert b'rel="prefetch"' in page.content and b"test acc <b>0.90</b>" in page.content
 
-    from annotation.suggestions import Suggestion
+    from serving.suggestions import Suggestion
 
-    monkeypatch.setattr("annotation.views.suggestions_for", lambda *, project, samples: {
+    monkeypatch.setitem(hooks._registry, "suggestions", lambda *, project, samples: {
         samples[0].pk: Suggestion(label="2", confidence=0.81, model_version=1)})
     hint = client.get(f"/projects/{project.slug}/samples/{shown}/suggestion", HTTP_HX_REQUEST="true")
     assert b'data-label="2"' in hint.content and b"81% sure" in hint.content and b"<html" not in hint.content
@@ -245,5 +246,5 @@ def test_next_and_label_check_the_role_once_per_request(project, annotator, make
         role_checks = [sql for sql in sqls if "annotation_membership" in sql]
         # The project comes with the role check (and the token); no look-up of its own.
         project_loads = [sql for sql in sqls if "annotation_project" in sql
-                         and "annotation_membership" not in sql and "serving_apitoken" not in sql]
+                         and "annotation_membership" not in sql and "annotation_apitoken" not in sql]
         assert len(role_checks) == 1 and project_loads == [], sqls

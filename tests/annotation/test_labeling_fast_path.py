@@ -13,8 +13,8 @@ from annotation import labeling_fast_path
 from annotation.labeling_fast_path import LabelingFastPath
 from annotation.models import Label
 from annotation.services import personal_token_create
-from serving.apis import token_cache
-from serving.models import ApiToken
+from core import remembered as token_cache
+from annotation.models import ApiToken
 from tests.factories import ImageSampleFactory, MembershipFactory, ProjectFactory, UserFactory
 
 

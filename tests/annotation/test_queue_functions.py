@@ -17,7 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation import queue_functions_sql
-from annotation.errors import DomainError, SampleNotAvailable, SampleNotFound
+from core.errors import DomainError
+from annotation.errors import SampleNotAvailable, SampleNotFound
 from annotation.models import Label, LabelCounts, Lease, Membership, Project, Sample
 from annotation.selectors import membership_get
 from annotation.services import label_submit, label_undo_last, sample_lease_next, sample_skip

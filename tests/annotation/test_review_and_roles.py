@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from annotation import hooks
 from annotation.errors import InvalidLabel, NotAMember
 from annotation.models import Label, Sample
 from annotation.selectors import label_counts_get, review_page
@@ -12,7 +13,7 @@ from annotation.services import (
     sample_lease_next,
 )
 from annotation.services.projects import InvalidSettings
-from annotation.suggestions import Suggestion
+from serving.suggestions import Suggestion
 from tests.factories import MembershipFactory, UserFactory
 
 
@@ -92,7 +93,7 @@ def test_review_model_filter_predicts_only_what_it_looks_at(project, labeled, mo
         seen.extend(s.pk for s in samples)
         return {s.pk: Suggestion(label="0", confidence=0.9, model_version=1) for s in samples}
 
-    monkeypatch.setattr("annotation.suggestions.suggestions_for", fake)
+    monkeypatch.setitem(hooks._registry, "suggestions", fake)
     page = review_page(project=project, user=project.owner, model_disagreement=True)
     assert [r.sample.pk for r in page.rows] == [samples[2].pk, samples[1].pk]  # label != "0"
     assert sorted(seen) == sorted(s.pk for s in samples)
@@ -128,7 +129,7 @@ def test_lowering_overlap_completes_samples_that_have_enough_labels(project, mak
 
 
 def test_suggestions_use_the_served_model_for_the_given_samples(project, make_samples, monkeypatch):
-    from annotation import suggestions
+    from serving import suggestions
     from serving import model_cache
 
     samples = make_samples(2)
@@ -139,7 +140,7 @@ def test_suggestions_use_the_served_model_for_the_given_samples(project, make_sa
         def predict_proba(self, X):
             return np.tile([0.1, 0.7, 0.2], (len(X), 1))
 
-    monkeypatch.setattr(model_cache, "served_model", lambda *, project_id: model_cache.LoadedModel(
+    monkeypatch.setattr(suggestions, "served_model", lambda *, project_id: model_cache.LoadedModel(
         version_id=1, number=4, estimator=Estimator()))
     got = suggestions.suggestions_for(project=project, samples=samples)
     assert got[samples[0].pk] == Suggestion(label="1", confidence=0.7, model_version=4)
@@ -147,6 +148,6 @@ def test_suggestions_use_the_served_model_for_the_given_samples(project, make_sa
 
 
 def test_suggestions_are_empty_without_a_served_model(project, make_samples):
-    from annotation.suggestions import suggestions_for
+    from serving.suggestions import suggestions_for
 
     assert suggestions_for(project=project, samples=make_samples(1)) == {}

@@ -2,6 +2,7 @@
 import pytest
 from django.urls import reverse
 
+from annotation import hooks
 from annotation.models import Label, Sample
 from tests.factories import ProjectFactory
 
@@ -178,7 +179,7 @@ def test_skip_undo_help_and_zoom_keys_work_without_reload(
 def test_suggestion_loads_after_the_card_and_next_image_is_prefetched(
     page, login, project, annotator, make_samples, label_path, monkeypatch
 ):
-    from annotation.suggestions import Suggestion
+    from serving.suggestions import Suggestion
     from learning.models import ModelVersion
 
     project.test_fraction = 0.0
@@ -186,7 +187,7 @@ def test_suggestion_loads_after_the_card_and_next_image_is_prefetched(
     make_samples(4)
     ModelVersion.objects.create(project=project, number=1, status="ready", is_served=True,
                                 accuracy=0.875)
-    monkeypatch.setattr("annotation.views.suggestions_for", lambda *, project, samples: {
+    monkeypatch.setitem(hooks._registry, "suggestions", lambda *, project, samples: {
         samples[0].pk: Suggestion(label="2", confidence=0.93, model_version=1)})
     login(annotator)
     requests = []

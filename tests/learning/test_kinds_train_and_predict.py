@@ -7,7 +7,7 @@ from PIL import Image
 
 from annotation.models import Project, Sample
 from annotation.services import label_submit
-from annotation.suggestions import suggestions_for
+from serving.suggestions import suggestions_for
 from learning import artifacts
 from learning.models import ModelVersion
 from learning.selectors import learning_curve, ranking_staleness

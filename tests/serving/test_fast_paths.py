@@ -79,7 +79,7 @@ def test_images_that_need_conversion_take_the_general_path():
 
 def test_a_revoked_token_is_refused_once_its_remembered_check_expires(
         served_project, client_with_token, settings):
-    from serving.apis import token_cache
+    from core import remembered as token_cache
     from serving.services import api_token_revoke
 
     settings.API_TOKEN_CACHE_SECONDS = 60

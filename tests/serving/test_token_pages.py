@@ -3,8 +3,8 @@ import re
 
 from rest_framework.test import APIClient
 
-from serving.authentication import key_hash
-from serving.models import ApiToken
+from annotation.authentication import key_hash
+from annotation.models import ApiToken
 from tests.factories import MembershipFactory, UserFactory
 
 

@@ -2,8 +2,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from serving.authentication import key_hash
-from serving.models import ApiToken
+from annotation.authentication import key_hash
+from annotation.models import ApiToken
 from serving.services import api_token_create, api_token_revoke
 from tests.serving.test_predict_api import _b64, _predict
 from tests.factories import png_bytes

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 from annotation.forms import ProjectCreateForm
 from annotation.models import Project
 from annotation.services import project_create

@@ -2,7 +2,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 from annotation.models import ImportJob, Project
 from annotation.services import import_job_create_from_path, import_job_run
 

@@ -1,7 +1,7 @@
 """Create an API token for a project and print its key once."""
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 from annotation.models import Project
 from serving.services import api_token_create
 

@@ -1,5 +1,7 @@
 """The served model's guesses for a few samples: the labeling page's hint, the review filter.
 
+Registered as annotation's ``suggestions`` hook, so the labeling pages never import serving.
+
 Computed on demand for the rows on screen only, in a request of their own, so the queue
 itself never waits for a model.
 """
@@ -11,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotation.errors import DomainError
 from annotation.models import Project, Sample
+from core.errors import DomainError
+from learning.selectors import sample_feature_matrix
+from serving.model_cache import served_model
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +29,6 @@ class Suggestion:
 
 
 def _features(project: Project, samples: Sequence[Sample]):
-    from learning.selectors import sample_feature_matrix
-
     if project.kind == Project.Kind.IMAGE:
         return sample_feature_matrix(project=project, samples=samples)
     if project.kind == Project.Kind.TEXT:
@@ -43,8 +45,6 @@ def suggestions_for(*, project: Project, samples: Sequence[Sample]) -> dict[int,
     """
     if not samples:
         return {}
-    from serving.model_cache import served_model
-
     try:
         model = served_model(project_id=project.pk)
         proba = model.estimator.predict_proba(_features(project, samples))

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 
-from serving.errors import RequestTooLarge
+from core.api_errors import RequestTooLarge
 
 
 class BodySizeLimitMixin:

@@ -4,8 +4,6 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import ScopedRateThrottle
 
-from serving.models import ApiToken
-
 
 class TokenScopedRateThrottle(ScopedRateThrottle):
     """``ScopedRateThrottle`` keyed by token rather than user, with rates read per request.
@@ -24,8 +22,8 @@ class TokenScopedRateThrottle(ScopedRateThrottle):
         return settings.API_THROTTLE_RATES.get(self.scope)
 
     def get_cache_key(self, request, view) -> str | None:
-        token = getattr(request, "auth", None)
-        ident = f"token-{token.pk}" if isinstance(token, ApiToken) else self.get_ident(request)
+        token = getattr(request, "auth", None)  # the API token, when one authenticated
+        ident = f"token-{token.pk}" if token is not None else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request, view) -> bool:

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler, set_rollback
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

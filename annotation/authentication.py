@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from serving.models import ApiToken
+from annotation.models import ApiToken
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 

@@ -66,9 +66,7 @@ class RememberedTokenMixin:
             request.user, request.auth = hit
             return
         super().perform_authentication(request)
-        from serving.models import ApiToken
-
-        if isinstance(request.auth, ApiToken):
+        if request.auth is not None:  # a token authenticated; sessions carry no auth
             _tokens.put(header, (request.user, request.auth))
 
 

@@ -1,4 +1,4 @@
-"""Create the demo users and the handwritten-digits image project (idempotent)."""
+"""Create the demo users and the handwritten-digits image project, its queue ordered (idempotent)."""
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -6,6 +6,7 @@ from django.db import transaction
 from annotation.demo import digit_pngs
 from annotation.models import Membership, Project
 from annotation.services import membership_set, project_create, samples_create_images
+from learning.services import pool_cold_start
 
 DEMO_SLUG = "digits"
 DEMO_USERS = [
@@ -48,8 +49,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Loaded {count} digit images into project {DEMO_SLUG!r}.")
             # Imports queue the k-means cold start after they commit; the demo writes its
             # samples directly, so it orders its first batch here.
-            from learning.services import pool_cold_start
-
             picked = pool_cold_start(project=project)
             self.stdout.write(f"Cold start: {picked} diverse digits lead the queue.")
         for username, _password, role, _is_super in DEMO_USERS:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample
 
-from serving.serializers import ErrorSerializer
+from core.serializers import ErrorSerializer
 
 
 def error_responses(*status_codes: int) -> dict[int, type[ErrorSerializer]]:
