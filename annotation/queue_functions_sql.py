@@ -4,10 +4,13 @@
 uses, is the specification: every branch here mirrors one there. Table names and the
 status and split values are written out (tests check them against the models).
 
-Migration 0005 creates these functions from this text when it runs. Once it has run, an
-edit here changes nothing in a database: change the functions with a new migration that
-runs the new text (DROP FUNCTION first when a signature or result type changes, which
-CREATE OR REPLACE refuses), and keep what older migrations need.
+Databases get these functions from migrations, each with a frozen copy of this text
+(``QUEUE_FUNCTIONS_SQL``, the CREATE statements, and ``QUEUE_FUNCTIONS_DROP``, the DROP
+statements; 0005 is the first), never from this module: an edit here changes no database.
+After an edit, ``manage.py queue_functions_migration`` writes the migration that installs
+the new text (it drops the previous functions first, so signatures and result types may
+change; its reverse restores the previous copy). tests/annotation/test_queue_functions_frozen.py
+fails while this text and the latest such migration differ.
 """
 
 # Free for the annotator (overlap 1), as ``_available_to`` in the Python path: a sample
