@@ -448,7 +448,7 @@ def test_a_retrain_request_holding_the_project_lock_keeps_no_annotator_waiting()
     serializes retrain requests must not be one that conflicts with that."""
     from django.db import connections
 
-    from learning.services import _lock_project
+    from learning.services.requests import _lock_project
 
     project = _project(n_pool=3)
     (user,) = _annotators(project, 1)

@@ -217,11 +217,11 @@ def test_staleness_and_learning_curve(text_project, annotator):
 
 
 def test_retrains_share_one_featurizer_fit_until_samples_are_added(text_project, monkeypatch):
-    from learning import services
+    from learning.services import featurizers
 
     fits = []
-    fit = services._fitted_featurizer
-    monkeypatch.setattr(services, "_fitted_featurizer",
+    fit = featurizers._fitted_featurizer
+    monkeypatch.setattr(featurizers, "_fitted_featurizer",
                         lambda project, pool_input: fits.append(len(pool_input)) or fit(project, pool_input))
     _train(text_project)
     _train(text_project)

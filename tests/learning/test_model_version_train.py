@@ -103,16 +103,16 @@ def test_tampered_artifact_is_refused(labeled_project):
 
 def test_rescoring_stores_each_chunks_top_and_resets_the_earlier_ranking(
         labeled_project, make_samples, monkeypatch, django_capture_on_commit_callbacks):
-    from learning import services
     from learning.selectors import pool_chunk_bounds
+    from learning.services import scoring
 
     labeled_project.query_strategy = "margin"
     labeled_project.batch_size = 1
     labeled_project.save()
     unlabeled = make_samples(12)
-    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
-    monkeypatch.setattr(services, "QUEUE_TOP_PER_CHUNK", 2)
-    monkeypatch.setattr(services, "QUEUE_TOP_BATCHES", 1)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK", 5)
+    monkeypatch.setattr(scoring, "QUEUE_TOP_PER_CHUNK", 2)
+    monkeypatch.setattr(scoring, "QUEUE_TOP_BATCHES", 1)
     ids = [s.pk for s in unlabeled]
     # An earlier ranking's scores, which the new one must replace, not leave behind.
     Sample.objects.filter(pk__in=ids).update(score=5.0)

@@ -1,0 +1,58 @@
+"""One retrain cycle end to end: claim, fit, evaluate, promote, rescore, start the next."""
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from learning.models import ModelVersion
+from learning.services.promotion import _promote_if_better
+from learning.services.requests import _claim, _start_next_queued
+from learning.services.scoring import pool_score_start
+from learning.services.training import _fit
+
+logger = logging.getLogger(__name__)
+
+
+def model_version_train(*, version_id: int) -> ModelVersion | None:
+    """Train a queued version end to end: fit, evaluate, save, promote, rescore the pool.
+
+    Returns None when the version was not claimed (already done, or another version of the
+    project is training or rescoring). A failure is recorded on the version and never
+    unserves a model. Rescoring runs as a Celery group; its last chunk starts the next
+    queued retrain, so one project has one retrain cycle in flight at a time.
+    """
+    version = _claim(version_id)
+    if version is None:
+        return None
+    try:
+        _fit(version)
+        version.status = ModelVersion.Status.READY
+    except Exception as exc:  # any failure must be recorded on the version, never lost
+        logger.exception("training %s failed", version)
+        version.status = ModelVersion.Status.FAILED
+        version.error = f"{type(exc).__name__}: {exc}"
+    version.finished_at = timezone.now()
+    version.save()
+    if version.status == ModelVersion.Status.READY:
+        try:
+            _promote_if_better(version)
+        except Exception as exc:  # the served model stays; say why
+            logger.exception("promoting %s failed", version)
+            ModelVersion.objects.filter(pk=version.pk).update(
+                promotion_note=f"not promoted: {type(exc).__name__}: {exc}"
+            )
+        served = ModelVersion.objects.filter(project=version.project, is_served=True).first()
+        if served is not None:
+            try:
+                pool_score_start(version=version, scorer=served)
+            except Exception as exc:  # the version stays ready; the queue keeps old scores
+                logger.exception("rescoring the pool of %s failed", version.project)
+                ModelVersion.objects.filter(pk=version.pk).update(
+                    error=f"pool rescoring failed: {type(exc).__name__}: {exc}",
+                    score_chunks_total=None,
+                )
+            else:
+                return version
+    _start_next_queued(version.project_id)
+    return version

@@ -1,0 +1,78 @@
+"""Serve a ready version: on request, or when it beats the served one on today's test labels."""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from sklearn.metrics import f1_score
+
+from annotation.models import Project, Sample
+from annotation.selectors import labeled_samples
+from learning import artifacts
+from learning.models import ModelVersion
+from learning.selectors import sample_feature_matrix
+from learning.services.requests import _lock_project
+from learning.services.training import TrainingError
+
+logger = logging.getLogger(__name__)
+
+
+def _served_macro_f1_on_current_test(project: Project, served: ModelVersion) -> float | None:
+    """Re-evaluate the served model on today's test labels, so both compete on equal data."""
+    test_rows = labeled_samples(project=project, split=Sample.Split.TEST)
+    if not test_rows:
+        return None
+    estimator = artifacts.load(path=served.artifact_path, sha256=served.artifact_sha256)
+    X_test = sample_feature_matrix(project=project, samples=[s for s, _v, _id in test_rows])
+    y_test = [value for _s, value, _id in test_rows]
+    present = sorted(set(y_test))
+    return float(
+        f1_score(y_test, estimator.predict(X_test), labels=present, average="macro", zero_division=0)
+    )
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion, note: str = "") -> ModelVersion:
+    """Serve ``version`` instead of whichever version its project serves now."""
+    if version.status != ModelVersion.Status.READY:
+        raise TrainingError(f"version {version.number} is {version.status}, not ready")
+    _lock_project(version.project_id)
+    ModelVersion.objects.filter(project_id=version.project_id, is_served=True).update(
+        is_served=False
+    )
+    version.is_served = True
+    version.promotion_note = note or version.promotion_note
+    version.save(update_fields=["is_served", "promotion_note"])
+    return version
+
+
+def _promote_if_better(version: ModelVersion) -> None:
+    project = version.project
+    served = ModelVersion.objects.filter(project=project, is_served=True).first()
+    if served is None:
+        model_version_promote(version=version, note="first ready model")
+        return
+    if project.promotion == Project.Promotion.LATEST:
+        model_version_promote(version=version, note="latest ready version (project setting)")
+        return
+    if version.macro_f1 is None:
+        version.promotion_note = "not promoted: no labeled test samples to compare on"
+        version.save(update_fields=["promotion_note"])
+        return
+    try:
+        served_f1 = _served_macro_f1_on_current_test(project, served)
+    except artifacts.ArtifactError as exc:
+        logger.error("served artifact of %s unusable: %s", served, exc)
+        served_f1 = None
+    if served_f1 is None or version.macro_f1 >= served_f1:
+        model_version_promote(
+            version=version,
+            note=f"macro-F1 {version.macro_f1:.3f} vs served v{served.number} "
+            f"{'n/a' if served_f1 is None else f'{served_f1:.3f}'} on the same test labels",
+        )
+    else:
+        version.promotion_note = (
+            f"not promoted: macro-F1 {version.macro_f1:.3f} < served v{served.number} "
+            f"{served_f1:.3f} on the same test labels"
+        )
+        version.save(update_fields=["promotion_note"])
