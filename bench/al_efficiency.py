@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from learning import simulation  # noqa: E402
 
-STRATEGIES = ("random", "least_confident", "margin", "entropy", "default")
+STRATEGIES = simulation.DEFAULT_STRATEGIES
 # (data set, featurizer params, budget at batch 1, budget at batch 10 and 50)
 DATASETS = {
     "digits": ({}, 700, None),

@@ -23,7 +23,8 @@ from learning import features, strategies
 from learning.estimators import build_estimator
 
 BUILTINS = ("digits", "breast_cancer", "wine", "iris", "mnist", "topics")
-DEFAULT_STRATEGIES = ("random", "least_confident", "margin", "entropy", "default")
+# Every strategy a project can choose, random (the baseline) first.
+DEFAULT_STRATEGIES = ("random", *(name for name in strategies.STRATEGIES if name != "random"))
 DEFAULT_BUDGET = 2000
 TEST_FRACTION = 0.3
 SEED_LABELS = 10

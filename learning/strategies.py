@@ -16,6 +16,9 @@ from sklearn.base import ClassifierMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin
 
+# The strategies a project can choose: the one list. annotation.models.Project.Strategy
+# cannot import it (annotation is the lower layer), so tests/learning/test_strategies.py
+# checks that its choices agree.
 STRATEGIES = ("least_confident", "margin", "entropy", "random", "default")
 # Batch strategies on top of the scoring ones: diversity-aware variants of margin.
 BATCH_STRATEGIES = (*STRATEGIES, "diverse_margin", "ranked_batch")

@@ -14,6 +14,15 @@ def fitted():
     return LogisticRegression(max_iter=500).fit(X[:100], y[:100]), X[100:]
 
 
+def test_projects_offer_exactly_the_strategies_learning_implements():
+    """annotation may not import learning, so its choices repeat the one list; keep them equal."""
+    from annotation.models import Project
+    from learning import simulation
+
+    assert tuple(Project.Strategy.values) == strategies.STRATEGIES
+    assert sorted(simulation.DEFAULT_STRATEGIES) == sorted(strategies.STRATEGIES)
+
+
 @pytest.mark.parametrize("strategy", strategies.STRATEGIES)
 def test_uncertainty_scores_one_finite_score_per_row(fitted, strategy):
     estimator, X = fitted
