@@ -1,15 +1,4 @@
-"""Import samples from CSV, JSONL and .zip files: create, run and undo import jobs.
-
-Policy: a file goes in whole or not at all. One pass reads every row and checks it, so the
-report names every bad row; one bad row refuses the file. The good rows are staged out of
-sight while the file is read: on PostgreSQL they are COPYed into the table inside one
-transaction that commits only if the whole file was good; elsewhere they are spooled to a
-temporary file and then written in batches of ``IMPORT_BATCH_ROWS``, each in its own
-transaction with its samples tagged by the job. If writing fails (a database error, a full
-disk, Ctrl-C), the job deletes every sample it tagged and records why; if its worker dies,
-the next delivery of the task does the same before it starts again. See ``import_passes``
-for the pass and the staging.
-"""
+"""Import jobs: create one from an upload or a path, run it, undo what a failed one wrote."""
 from __future__ import annotations
 
 import datetime as dt
@@ -35,7 +24,7 @@ from annotation import hooks
 from annotation import archives, rows
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Label, Project, Sample
-from annotation.services.import_passes import (
+from annotation.services.imports.reading import (
     ImportPass,
     Progress,
     columns_from_options,
