@@ -11,7 +11,7 @@ from PIL import Image
 from annotation.errors import InvalidImport, NotAMember
 from annotation.models import ImportJob, Label, Sample
 from annotation.services import import_job_create, import_job_run
-from annotation.services.imports import reading
+from annotation.services.imports import staging
 from tests.factories import ProjectFactory, UserFactory, png_bytes
 
 
@@ -146,9 +146,9 @@ def test_wrong_format_missing_column_and_non_member_are_refused_before_storing(t
 def test_failure_while_writing_undoes_every_batch_and_reports(text_project, settings, monkeypatch):
     settings.IMPORT_BATCH_ROWS = 5
     if connection.vendor == "postgresql":  # rows are COPYed batch by batch while the file is read
-        owner, name = reading.CopyStage, "flush"
+        owner, name = staging.CopyStage, "flush"
     else:  # rows are spooled, then written batch by batch
-        owner, name = reading, "samples_insert"
+        owner, name = staging, "samples_insert"
     real = getattr(owner, name)
     calls = {"n": 0}
 
