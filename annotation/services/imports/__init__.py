@@ -7,16 +7,15 @@ transaction that commits only if the whole file was good; elsewhere they are spo
 temporary file and then written in batches of ``IMPORT_BATCH_ROWS``, each in its own
 transaction with its samples tagged by the job. If writing fails (a database error, a full
 disk, Ctrl-C), the job deletes every sample it tagged and records why; if its worker dies,
-the next delivery of the task does the same before it starts again. ``reading`` holds the
-pass, ``staging`` where its rows wait.
+the next delivery of the task does the same before it starts again. ``creating`` and
+``running`` hold the job's lifecycle, ``reading`` the pass, ``staging`` where its rows wait.
 """
-from annotation.services.imports.running import (
+from annotation.services.imports.creating import (
     import_format_for,
     import_job_create,
     import_job_create_from_path,
-    import_job_run,
-    import_job_start,
 )
+from annotation.services.imports.running import import_job_run, import_job_start
 
 __all__ = [
     "import_format_for",
