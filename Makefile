@@ -41,8 +41,9 @@ run: demo
 	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) & \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## Set up and run the whole test suite.
+## Set up, check the layering (import-linter: apps look only down, no cycles), run the suite.
 test: setup-dev
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Production server: granian (Rust HTTP, keep-alive, TCP_NODELAY) running the WSGI app with

@@ -42,7 +42,8 @@ from annotation.errors import NotAMember
 from annotation.labeling_apis import LabelSubmitApi, NextSampleApi, label_output, sample_output
 from annotation.models import Membership, Sample
 from annotation.selectors import membership_get
-from annotation.services import LABELING_ROLES, label_submit, member_require, sample_lease_next
+from annotation.access import LABELING_ROLES, member_require
+from annotation.services import label_submit, sample_lease_next
 from core.remembered import RememberedChecks
 from annotation.authentication import ProjectTokenAuthentication
 from annotation.models import ApiToken

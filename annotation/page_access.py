@@ -12,11 +12,8 @@ from django.views.decorators.http import require_http_methods
 from annotation.errors import NotAMember
 from annotation.models import Project
 from annotation.selectors import project_get_for_user
-from annotation.services import LABELING_ROLES, SCIENCE_ROLES, member_require
+from annotation.access import LABELING_ROLES, member_require
 from core.errors import DomainError
-
-__all__ = ["LABELING_ROLES", "SCIENCE_ROLES", "forbidden", "project_page", "project_or_404"]
-
 
 def project_or_404(request: HttpRequest, slug: str) -> Project:
     """Return the project if the user is a member (a non-member gets 404, not a hint)."""

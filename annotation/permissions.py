@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from annotation.errors import NotAMember
 from annotation.models import Membership, Project
 from annotation.selectors import membership_get
-from annotation.services import LABELING_ROLES, SCIENCE_ROLES, member_require
+from annotation.access import LABELING_ROLES, SCIENCE_ROLES, member_require
 from annotation.models import ApiToken
 
 

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from annotation import hooks
+from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
 
 EXPORT_CHUNK = 2000
@@ -253,8 +254,6 @@ def review_page(
     ``REVIEW_SCAN_LIMIT`` samples were looked at (the page then offers to look further).
     Pages go by sample id (``before``), so a deep page costs no OFFSET scan.
     """
-    from annotation.services.projects import SCIENCE_ROLES, member_require
-
     member_require(project=project, user=user, roles=SCIENCE_ROLES)
     samples = _review_queryset(project=project, label=label, annotator_id=annotator_id,
                                disagreement=disagreement)

@@ -19,7 +19,8 @@ from annotation.forms import (
     ReviewFilterForm,
 )
 from annotation.models import Project, Sample
-from annotation.page_access import SCIENCE_ROLES, project_page
+from annotation.access import SCIENCE_ROLES
+from annotation.page_access import project_page
 from annotation.selectors import (
     Progress,
     import_job_get,

@@ -8,7 +8,7 @@ class LearningConfig(AppConfig):
 
     def ready(self) -> None:
         from annotation import hooks
-        from learning import selectors, services, tasks
+        from learning import selectors, services, tasks  # tasks: registers the Celery tasks
 
         hooks.register(
             labels_added=services.model_version_request_if_due,

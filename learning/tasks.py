@@ -2,12 +2,13 @@
 from celery import shared_task
 from django.db import transaction
 
+from annotation.models import Project
+from learning.services import model_version_train, pool_cold_start, pool_score_chunk
+
 
 @shared_task(acks_late=True, ignore_result=True)
 def model_version_train_task(model_version_id: int) -> None:
     """Train a queued model version; re-delivery of a claimed or finished one is a no-op."""
-    from learning.services import model_version_train
-
     model_version_train(version_id=model_version_id)
 
 
@@ -18,17 +19,12 @@ def pool_score_chunk_task(model_version_id: int, scorer_id: int, lo: int, hi: in
     Scores are idempotent to rewrite; a re-delivered chunk only counts twice, which ends
     the bookkeeping early but leaves every score written.
     """
-    from learning.services import pool_score_chunk
-
     pool_score_chunk(version_id=model_version_id, scorer_id=scorer_id, lo=lo, hi=hi)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def pool_cold_start_task(project_id: int) -> None:
     """Order a model-less project's queue by k-means diversity; a no-op once a model exists."""
-    from annotation.models import Project
-    from learning.services import pool_cold_start
-
     project = Project.objects.filter(pk=project_id).first()
     if project is not None:
         pool_cold_start(project=project)

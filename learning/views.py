@@ -5,7 +5,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from annotation.models import Project
-from annotation.page_access import SCIENCE_ROLES, project_page
+from annotation.access import SCIENCE_ROLES
+from annotation.page_access import project_page
 from annotation.selectors import project_progress, project_role
 from learning.selectors import (
     learning_curve,

@@ -1,7 +1,6 @@
 """The log of every prediction served, with the feedback clients send on it."""
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from annotation.models import ApiToken, Project, Sample

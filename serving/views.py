@@ -5,7 +5,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from annotation.models import ApiToken, Project
-from annotation.page_access import SCIENCE_ROLES, project_page
+from annotation.access import SCIENCE_ROLES
+from annotation.page_access import project_page
 from serving.forms import TokenForm
 from serving.selectors import api_token_list
 from serving.services import api_token_create, api_token_revoke

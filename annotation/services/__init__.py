@@ -14,10 +14,7 @@ from annotation.services.production import (
     production_sample_create,
 )
 from annotation.services.projects import (
-    LABELING_ROLES,
-    SCIENCE_ROLES,
     InvalidSettings,
-    member_require,
     membership_set,
     personal_token_create,
     project_create,
@@ -41,8 +38,6 @@ __all__ = [
     "feedback_annotator_get",
     "production_label_correct",
     "production_sample_create",
-    "LABELING_ROLES",
-    "SCIENCE_ROLES",
     "InvalidSettings",
     "import_format_for",
     "import_job_create",
@@ -54,7 +49,6 @@ __all__ = [
     "label_counts_rebuild",
     "label_submit",
     "label_undo_last",
-    "member_require",
     "membership_set",
     "personal_token_create",
     "project_create",

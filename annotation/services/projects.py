@@ -8,39 +8,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count
 
+from annotation.access import LABELING_ROLES, SCIENCE_ROLES, member_require
 from annotation.authentication import key_hash
-from annotation.errors import InvalidLabel, NotAMember
+from annotation.errors import InvalidLabel
 from annotation.models import COMMAND_KEYS, ApiToken, LabelCounts, Membership, Project
 from core.errors import DomainError
-
-LABELING_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST, Membership.Role.ANNOTATOR)
-SCIENCE_ROLES = (Membership.Role.OWNER, Membership.Role.SCIENTIST)
-
-
-def member_require(
-    *,
-    project: Project,
-    user: AbstractBaseUser,
-    roles: Sequence[str],
-    membership: Membership | None = None,
-) -> None:
-    """Raise NotAMember unless ``user`` holds one of ``roles`` in ``project``.
-
-    A caller that already loaded the membership for this request passes it and saves the
-    query; it counts only as ``user``'s membership of ``project``, else the check queries.
-    """
-    if getattr(user, "is_superuser", False):
-        return
-    if (membership is not None and membership.project_id == project.pk
-            and membership.user_id == user.pk):
-        allowed = membership.role in roles
-    else:
-        allowed = Membership.objects.filter(
-            project=project, user_id=user.pk, role__in=roles
-        ).exists()
-    if not allowed:
-        raise NotAMember(f"you have no {'/'.join(roles)} role in project {project.slug!r}")
-
 
 @transaction.atomic
 def project_create(

@@ -29,7 +29,7 @@ from annotation import hooks
 from annotation.errors import InvalidLabel, NothingToUndo, SampleNotAvailable, SampleNotFound
 from annotation.models import Label, LabelCounts, Lease, Membership, Project, Sample
 from annotation.selectors import project_sample_total_forget
-from annotation.services.projects import LABELING_ROLES, member_require
+from annotation.access import LABELING_ROLES, member_require
 
 
 def _table(model) -> str:

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from annotation.errors import InvalidLabel, SampleNotAvailable
 from annotation.models import Label, Lease, Sample
-from annotation.services.projects import SCIENCE_ROLES, member_require
+from annotation.access import SCIENCE_ROLES, member_require
 from annotation.services.queue import label_counts_add
 
 

@@ -8,10 +8,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import Project
 from annotation.selectors import label_count_running
+from core.jobs import task_start_after_commit
 from learning.estimators import DEFAULT_ESTIMATOR
 from learning.models import ModelVersion
+
+TRAIN_TASK = "learning.tasks.model_version_train_task"
 
 
 def _lock_project(project_id: int) -> Project:
@@ -45,17 +49,12 @@ def model_version_request(
         estimator=(project.model_spec or {}).get("estimator", DEFAULT_ESTIMATOR),
         query_strategy=project.query_strategy,
     )
-    from learning.tasks import model_version_train_task
-
-    version_id = version.pk
-    transaction.on_commit(lambda: model_version_train_task.delay(version_id))
+    task_start_after_commit(TRAIN_TASK, version.pk)
     return version
 
 
 def model_version_request_by(*, project: Project, user) -> ModelVersion:
     """Queue a manual retrain on behalf of ``user``; only owners and scientists may."""
-    from annotation.services import SCIENCE_ROLES, member_require
-
     member_require(project=project, user=user, roles=SCIENCE_ROLES)
     return model_version_request(project=project, trigger=ModelVersion.Trigger.MANUAL)
 
@@ -134,8 +133,6 @@ def _claim(version_id: int) -> ModelVersion | None:
 
 
 def _start_next_queued(project_id: int) -> None:
-    from learning.tasks import model_version_train_task
-
     queued = (
         ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.QUEUED)
         .order_by("number")
@@ -143,4 +140,4 @@ def _start_next_queued(project_id: int) -> None:
         .first()
     )
     if queued is not None:
-        transaction.on_commit(lambda: model_version_train_task.delay(queued))
+        task_start_after_commit(TRAIN_TASK, queued)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from sklearn.pipeline import Pipeline
 
 from annotation.models import Project
+from core.jobs import task_group_start
 from learning import artifacts, sparse_cache
 from learning.models import ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write
@@ -104,10 +105,6 @@ def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
     Progress is counted on ``version`` (the retrain that asked for it): the last chunk to
     finish sets ``scored_sample_count`` and ``score_seconds`` and starts any queued retrain.
     """
-    from celery import group
-
-    from learning.tasks import pool_score_chunk_task
-
     project = version.project
     feature_cache_update(project=project)
     bounds = pool_chunk_bounds(project=project, size=SCORE_CHUNK)
@@ -118,9 +115,8 @@ def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
     if not bounds:
         _pool_score_finish(version.pk, scorer.pk)
         return 0
-    group(
-        pool_score_chunk_task.si(version.pk, scorer.pk, lo, hi) for lo, hi in bounds
-    ).apply_async()
+    task_group_start("learning.tasks.pool_score_chunk_task",
+                     ((version.pk, scorer.pk, lo, hi) for lo, hi in bounds))
     return len(bounds)
 
 

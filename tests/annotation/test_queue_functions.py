@@ -9,7 +9,6 @@ import datetime as dt
 import random
 import re
 import threading
-from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
@@ -412,7 +411,8 @@ def test_concurrent_labels_never_queue_two_retrains_for_one_batch(monkeypatch):
     def claim_at_once(version_id: int) -> None:
         ModelVersion.objects.filter(pk=version_id).update(status=ModelVersion.Status.TRAINING)
 
-    monkeypatch.setattr(tasks, "model_version_train_task", SimpleNamespace(delay=claim_at_once))
+    monkeypatch.setattr(tasks.model_version_train_task, "apply_async",
+                        lambda args, kwargs=None, **options: claim_at_once(*args))
     workers, batch = 12, 3
     project = _project(n_pool=workers * 4, batch_size=batch, test_fraction=0.0)
     users = _annotators(project, workers)

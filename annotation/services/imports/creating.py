@@ -18,7 +18,7 @@ from annotation import archives, rows
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Project
 from annotation.services.imports.reading import columns_from_options, header_check, zip_open
-from annotation.services.projects import SCIENCE_ROLES, member_require
+from annotation.access import SCIENCE_ROLES, member_require
 
 FORMAT_BY_SUFFIX = {
     ".csv": ImportJob.Format.CSV,

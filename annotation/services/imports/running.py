@@ -13,13 +13,13 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from annotation import hooks
-from annotation import archives, rows
+from annotation import archives, hooks, rows
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Label, Project, Sample
 from annotation.services.imports.reading import ImportPass, Progress, media_folder
 from annotation.selectors import project_sample_total_forget
 from annotation.services.queue import label_counts_add
+from core.jobs import task_start_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def import_job_start(*, job: ImportJob) -> ImportJob:
     """
     if job.bytes_total <= settings.IMPORT_INLINE_MAX_BYTES:
         return import_job_run(job_id=job.pk)
-    from annotation.tasks import import_job_run_task
-
-    transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+    task_start_after_commit("annotation.tasks.import_job_run_task", job.pk)
     return job
 
 
