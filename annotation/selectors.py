@@ -291,11 +291,6 @@ def project_members(*, project: Project) -> list[tuple[int, str, str]]:
     )
 
 
-def unlabeled_pool_samples(*, project: Project) -> QuerySet[Sample]:
-    """Return the pool samples still waiting for a label, in id order."""
-    return Sample.objects.filter(project=project).in_pool().unlabeled().order_by("id")
-
-
 def import_job_get(*, project: Project, job_id: int) -> ImportJob | None:
     return ImportJob.objects.filter(project=project, pk=job_id).first()
 

@@ -76,7 +76,7 @@ def _populate(kind: str, n: int, seed: int = 0):
 
     from annotation.models import LabelCounts, Project, Sample
     from learning import feature_cache
-    from learning.selectors import _cache_dir
+    from learning.model_input import _cache_dir
 
     rng = np.random.default_rng(seed)
     user, _ = get_user_model().objects.get_or_create(username="bench-retrain")

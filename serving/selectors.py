@@ -1,16 +1,13 @@
 """Reads for the API: model versions, prediction logs by prediction id, live accuracy."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from dataclasses import dataclass
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import QuerySet
 
-from annotation.models import Project
+from annotation.models import ApiToken, Project
 from learning.models import ModelVersion
 from serving.model_cache import MAX_VERSION_NUMBER
-from annotation.models import ApiToken
 from serving.models import PredictionLog
 
 MODEL_VERSION_LIST_FIELDS = (
@@ -48,32 +45,6 @@ def prediction_log_get(*, project: Project, prediction_id: uuid.UUID) -> Predict
     before calling the id unknown.
     """
     return PredictionLog.objects.filter(project=project, prediction_id=prediction_id).first()
-
-
-@dataclass(frozen=True)
-class LiveAccuracy:
-    with_feedback: int
-    correct: int
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.with_feedback if self.with_feedback else None
-
-
-def prediction_accuracy_live(*, project: Project, since: dt.datetime | None = None
-                             ) -> LiveAccuracy:
-    """Return how many predictions got feedback (since ``since``) and how many were right.
-
-    Feedback time, not prediction time, decides the window: the monitoring question is
-    "how right were the predictions we heard about lately".
-    """
-    logs = PredictionLog.objects.filter(project=project, feedback_at__isnull=False)
-    if since is not None:
-        logs = logs.filter(feedback_at__gte=since)
-    counts = logs.aggregate(
-        total=Count("id"), correct=Count("id", filter=Q(true_label=F("predicted_label")))
-    )
-    return LiveAccuracy(with_feedback=counts["total"], correct=counts["correct"])
 
 
 def api_token_list(*, project: Project) -> QuerySet[ApiToken]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from annotation.models import Project, Sample
 from core.errors import DomainError
-from learning.selectors import sample_feature_matrix
+from learning.model_input import sample_feature_matrix
 from serving.model_cache import served_model
 
 logger = logging.getLogger(__name__)

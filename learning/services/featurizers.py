@@ -7,7 +7,7 @@ import sklearn
 
 from annotation.models import Project
 from learning import artifacts, features
-from learning.selectors import model_input_random_subset, project_samples_fingerprint
+from learning.model_input import model_input_random_subset, project_samples_fingerprint
 
 # Featurizers are fitted on a random subsample of about this many of a project's samples.
 FEATURIZER_FIT_ROWS = 100000

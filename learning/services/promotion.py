@@ -10,7 +10,7 @@ from annotation.models import Project, Sample
 from annotation.selectors import labeled_samples
 from learning import artifacts
 from learning.models import ModelVersion
-from learning.selectors import sample_feature_matrix
+from learning.model_input import sample_feature_matrix
 from learning.services.requests import _lock_project
 from learning.services.training import TrainingError
 

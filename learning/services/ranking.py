@@ -8,7 +8,7 @@ from annotation.models import Project, Sample
 from learning import strategies
 from learning.models import ModelVersion
 from learning.pool_scores import pool_scores_write
-from learning.selectors import model_input_of_ids, model_input_random_subset
+from learning.model_input import model_input_of_ids, model_input_random_subset
 from learning.services.featurizers import _project_featurizer
 
 # Batch-diverse strategies rank this many samples (times the batch size) at the top.

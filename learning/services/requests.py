@@ -14,6 +14,7 @@ from annotation.selectors import label_count_running
 from core.jobs import task_start_after_commit
 from learning.estimators import DEFAULT_ESTIMATOR
 from learning.models import ModelVersion
+from learning.selectors import retrain_batch_start
 
 TRAIN_TASK = "learning.tasks.model_version_train_task"
 
@@ -59,14 +60,6 @@ def model_version_request_by(*, project: Project, user) -> ModelVersion:
     return model_version_request(project=project, trigger=ModelVersion.Trigger.MANUAL)
 
 
-def _counted_from(project: Project) -> int:
-    """The newest version's ``requested_at_label_count``: where the current batch began."""
-    return (
-        ModelVersion.objects.filter(project=project).order_by("-number")
-        .values_list("requested_at_label_count", flat=True).first()
-    ) or 0
-
-
 def model_version_request_if_due(
     *, project: Project, label_count: int | None = None, counted_from: int | None = None
 ) -> ModelVersion | None:
@@ -84,7 +77,7 @@ def model_version_request_if_due(
     """
     confirm = counted_from is not None
     if counted_from is None:
-        counted_from = _counted_from(project)
+        counted_from = retrain_batch_start(project=project)
     if label_count is None:
         label_count = label_count_running(project=project)
     if label_count - counted_from < project.batch_size:
@@ -93,11 +86,11 @@ def model_version_request_if_due(
         return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
     # Labels that filled the batch together all get here: a fresh read without the lock
     # sends away those that arrive after the first one's request committed.
-    if label_count - _counted_from(project) < project.batch_size:
+    if label_count - retrain_batch_start(project=project) < project.batch_size:
         return None
     with transaction.atomic():
         _lock_project(project.pk)
-        if label_count - _counted_from(project) < project.batch_size:
+        if label_count - retrain_batch_start(project=project) < project.batch_size:
             return None
         return model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
 

@@ -15,7 +15,7 @@ from core.jobs import task_group_start
 from learning import artifacts, sparse_cache
 from learning.models import ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write
-from learning.selectors import (
+from learning.model_input import (
     feature_cache_update,
     pool_chunk_bounds,
     pool_excluded_ids_between,

@@ -11,15 +11,20 @@ from sklearn.pipeline import Pipeline
 
 from annotation.models import Project, Sample
 from annotation.selectors import labeled_samples
+from core.errors import DomainError
 from learning import artifacts
 from learning.estimators import build_estimator
 from learning.models import ModelVersion
-from learning.selectors import model_input_of_ids
+from learning.model_input import model_input_of_ids
 from learning.services.featurizers import _project_featurizer
 
 
-class TrainingError(Exception):
-    """Training cannot proceed with the data at hand (one class, no labels, ...)."""
+class TrainingError(DomainError):
+    """Training cannot proceed with the data at hand (one class, no labels, ...), or a
+    version cannot be served in the state it is in."""
+
+    code = "training_error"
+    status = 409
 
 
 def _metrics(y_true: list[str], y_pred: np.ndarray, labels: list[str]) -> dict:

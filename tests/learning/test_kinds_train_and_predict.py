@@ -257,7 +257,7 @@ def test_rescoring_a_text_pool_transforms_each_text_once(text_project, monkeypat
 
 
 def test_random_subset_draws_from_the_pool_whatever_keys_the_test_split_took(project):
-    from learning.selectors import model_input_random_subset
+    from learning.model_input import model_input_random_subset
 
     project.kind = Project.Kind.TEXT
     project.save()

@@ -103,7 +103,7 @@ def test_tampered_artifact_is_refused(labeled_project):
 
 def test_rescoring_stores_each_chunks_top_and_resets_the_earlier_ranking(
         labeled_project, make_samples, monkeypatch, django_capture_on_commit_callbacks):
-    from learning.selectors import pool_chunk_bounds
+    from learning.model_input import pool_chunk_bounds
     from learning.services import scoring
 
     labeled_project.query_strategy = "margin"

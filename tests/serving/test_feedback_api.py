@@ -7,7 +7,6 @@ import pytest
 from annotation.models import Label, Sample
 from learning.models import ModelVersion
 from serving.models import PredictionLog
-from serving.selectors import prediction_accuracy_live
 from serving.services import feedback_record
 from tests.factories import png_bytes
 
@@ -161,18 +160,6 @@ def test_feedback_counts_toward_the_retrain_batch(served_project, clients):
     assert ModelVersion.objects.count() == versions + 1
     newest = ModelVersion.objects.order_by("-number").first()
     assert (newest.trigger, newest.requested_at_label_count) == ("batch", 42)  # 39 + 3
-
-
-def test_live_accuracy_counts_predictions_with_feedback(served_project, clients):
-    predictor, reporter = clients
-    predictions = _predict(predictor, served_project,
-                           [{"image_base64": _b64(png_bytes(i, seed=i))} for i in range(3)])
-    _feedback(reporter, served_project, {"prediction_id": predictions[0]["id"],
-                                         "label": predictions[0]["label"]})
-    wrong = "1" if predictions[1]["label"] != "1" else "2"
-    _feedback(reporter, served_project, {"prediction_id": predictions[1]["id"], "label": wrong})
-    live = prediction_accuracy_live(project=served_project)
-    assert (live.with_feedback, live.correct, live.accuracy) == (2, 1, 0.5)
 
 
 def test_buffered_logs_are_flushed_before_an_id_is_called_unknown(served_project, clients,

@@ -62,7 +62,7 @@ class Command(BaseCommand):
 
 def _project_dataset(slug: str) -> simulation.Dataset:
     from annotation.models import Project
-    from learning.selectors import project_labeled_payloads
+    from learning.model_input import project_labeled_payloads
 
     project = Project.objects.filter(slug=slug).first()
     if project is None:

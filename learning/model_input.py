@@ -1,0 +1,254 @@
+"""The model's input for a project's samples: pixels, texts or table rows, in id order.
+
+Images and numeric tables are read through a per-project feature cache on disk
+(``learning.feature_cache``), which the readers here append to on first read of new
+samples; texts and mixed tables come straight from the database. Also the id ranges
+of the pool that scoring splits into chunks.
+
+Model input is what a project's artifact takes: pixel rows for images, texts for text, a
+table (column -> value) for tabular; the fitted featurizer inside the artifact does the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db.models import Count, Max, Min, QuerySet
+
+from annotation.models import Project, Sample
+from annotation.selectors import labeled_samples
+from learning import feature_cache, features
+
+# Samples read from the database per query when filling the feature cache.
+CACHE_FILL_BATCH = 20000
+
+
+def _image_rows(project: Project, image_names: Sequence[str]) -> np.ndarray:
+    def streams():
+        for name in image_names:
+            with default_storage.open(name, "rb") as stream:
+                yield stream
+
+    return features.image_matrix(
+        streams(), size=project.image_size, max_pixels=settings.MAX_IMAGE_PIXELS
+    )
+
+
+def tabular_columns(project: Project, rows: Sequence[dict] = ()) -> list[str]:
+    """Return the project's feature columns: those of its import, else those ``rows`` use."""
+    if project.columns:
+        return list(project.columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row or {}))
+    return list(seen)
+
+
+def _tabular_frame(project: Project, rows: Sequence[dict | None]) -> pd.DataFrame:
+    frame = features.tabular_frame([row or {} for row in rows])
+    return frame.reindex(columns=tabular_columns(project, rows))
+
+
+def sample_feature_matrix(*, project: Project, samples: Sequence[Sample]):
+    """Return the model input of ``samples``, one row each, in the given order."""
+    if project.kind == Project.Kind.IMAGE:
+        return _image_rows(project, [sample.image.name for sample in samples])
+    if project.kind == Project.Kind.TEXT:
+        return [sample.text for sample in samples]
+    return _tabular_frame(project, [sample.values for sample in samples])
+
+
+def take_rows(X, rows: np.ndarray):
+    """Return rows ``rows`` of model input ``X`` (array, DataFrame or list of texts)."""
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows].reset_index(drop=True)
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    return [X[i] for i in rows]
+
+
+def _cache_dir(project: Project) -> Path | None:
+    """Return the project's feature cache directory, or None for kinds read from the DB."""
+    if project.kind == Project.Kind.IMAGE:
+        key = f"image-{project.image_size}"
+    elif project.kind == Project.Kind.TABULAR and project.columns:
+        key = "tabular-" + hashlib.sha256("\x1f".join(project.columns).encode()).hexdigest()[:12]
+    else:
+        return None  # texts stay in the database; TF-IDF is refitted on them each retrain
+    return Path(settings.ARTIFACT_ROOT) / "features" / str(project.pk) / key
+
+
+def _numeric_table(project: Project, rows: Sequence[dict | None]) -> np.ndarray | None:
+    """Return ``rows`` as a float matrix in column order (NaN when missing), or None when
+    some value is not a number (such projects are read from the database every time)."""
+    frame = _tabular_frame(project, rows)
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    if (numeric.isna() & frame.notna()).to_numpy().any():
+        return None
+    return numeric.to_numpy(dtype=np.float64)
+
+
+def feature_cache_update(*, project: Project) -> Path | None:
+    """Append the rows of samples created since the cache was last filled; return its dir.
+
+    Returns None when the project's kind is not cached (text, or non-numeric tabular).
+    """
+    directory = _cache_dir(project)
+    if directory is None or (directory / "uncacheable").exists():
+        return None
+    after = feature_cache.max_id(directory)
+    while True:
+        qs = Sample.objects.filter(project=project, pk__gt=after).order_by("pk")
+        if project.kind == Project.Kind.IMAGE:
+            batch = list(qs.values_list("pk", "image")[:CACHE_FILL_BATCH])
+            if not batch:
+                return directory
+            rows = _image_rows(project, [name for _pk, name in batch])
+        else:
+            batch = list(qs.values_list("pk", "values")[:CACHE_FILL_BATCH])
+            if not batch:
+                return directory
+            rows = _numeric_table(project, [values for _pk, values in batch])
+            if rows is None:
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "uncacheable").touch()
+                return None
+        ids = np.fromiter((pk for pk, _v in batch), dtype=np.int64, count=len(batch))
+        feature_cache.append(directory, ids, rows)
+        after = int(ids[-1])
+
+
+def _as_input(project: Project, rows: np.ndarray):
+    if project.kind == Project.Kind.TABULAR:
+        return pd.DataFrame(rows, columns=tabular_columns(project))
+    return rows
+
+
+def project_samples_fingerprint(*, project: Project) -> str:
+    """Return a key that changes whenever samples are added to or removed from ``project``
+    (their payloads never change after import)."""
+    stats = Sample.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
+    return f"{stats['n']}-{stats['last']}"
+
+
+def pool_chunk_bounds(*, project: Project, size: int) -> list[tuple[int, int]]:
+    """Split the unlabeled pool into inclusive sample-id ranges of about ``size`` samples.
+
+    Ranges are of equal width between the pool's lowest and highest id: a project's ids are
+    nearly dense (imports take them in runs), and one aggregate is all it costs, where
+    numbering a million rows to cut exact chunks took a second.
+    """
+    stats = Sample.objects.filter(project=project).in_pool().unlabeled().aggregate(
+        n=Count("id"), lo=Min("id"), hi=Max("id"))
+    if not stats["n"]:
+        return []
+    lo, hi = stats["lo"], stats["hi"]
+    chunks = -(-stats["n"] // size)
+    width = -(-(hi - lo + 1) // chunks)
+    return [(start, min(start + width - 1, hi)) for start in range(lo, hi + 1, width)]
+
+
+def pool_unlabeled_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
+    """Return the ids of the project's unlabeled pool samples with ``lo <= id <= hi``, sorted."""
+    ids = (Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled()
+           .order_by("pk").values_list("pk", flat=True))
+    return np.fromiter(ids, dtype=np.int64)
+
+
+def pool_excluded_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
+    """Return the ids of the project's samples with ``lo <= id <= hi`` that are labeled or
+    in the test split (not to be scored), sorted: usually few, unlike the unlabeled pool."""
+    ids = (Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi)
+           .exclude(split=Sample.Split.POOL, status=Sample.Status.UNLABELED)
+           .order_by("pk").values_list("pk", flat=True))
+    return np.fromiter(ids, dtype=np.int64)
+
+
+def model_input_random_subset(
+    *, project: Project, max_rows: int, pool_only: bool = False
+) -> tuple[np.ndarray, object]:
+    """Return (ids ascending, model input) of about ``max_rows`` samples drawn at random
+    (every sample when there are fewer): the project's, or its unlabeled pool's.
+
+    Drawn by ``random_key`` in the database, so a million-sample project never loads
+    more than the subset.
+    """
+    samples = Sample.objects.filter(project=project)
+    if pool_only:
+        samples = samples.in_pool().unlabeled()
+    stats = samples.aggregate(n=Count("id"), lo=Min("random_key"), hi=Max("random_key"))
+    if stats["n"] > max_rows:
+        # Keys are uniform over the set's own range (the test split took the lowest ones).
+        cut = stats["lo"] + (stats["hi"] - stats["lo"]) * max_rows / stats["n"]
+        samples = samples.filter(random_key__lt=cut)
+    samples = samples.order_by("pk")
+    directory = feature_cache_update(project=project)
+    if directory is not None:
+        ids = np.fromiter(samples.values_list("pk", flat=True), dtype=np.int64)
+        rows = feature_cache.rows_of(directory, ids)
+        if rows is not None:
+            return ids, _as_input(project, rows)
+    return _model_input_of_rows(project, samples)
+
+
+def _model_input_of_rows(project: Project, samples: QuerySet[Sample]) -> tuple[np.ndarray, object]:
+    """Return (ids, model input) of ``samples`` (ordered by id) read from the database."""
+    field = {Project.Kind.TEXT: "text", Project.Kind.IMAGE: "image"}.get(project.kind, "values")
+    pairs = list(samples.values_list("pk", field))
+    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
+    payloads = [value for _pk, value in pairs]
+    if project.kind == Project.Kind.TEXT:
+        return ids, payloads
+    if project.kind == Project.Kind.IMAGE:
+        return ids, _image_rows(project, payloads)
+    return ids, _tabular_frame(project, payloads)
+
+
+def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
+    """Return (ids, model input) of the samples to score with ``lo <= id <= hi``.
+
+    Cached kinds return every cached sample in the range (writes skip labeled ones);
+    others read the unlabeled pool samples in the range from the database.
+    """
+    directory = _cache_dir(project)
+    if directory is not None and not (directory / "uncacheable").exists():
+        ids, rows = feature_cache.rows_between(directory, lo, hi)
+        if rows is not None:
+            return ids, _as_input(project, rows)
+    return _model_input_of_rows(project, Sample.objects.filter(
+        project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled().order_by("pk"))
+
+
+def model_input_of_ids(*, project: Project, ids: np.ndarray):
+    """Return the model input of samples ``ids`` in that order: from the cache when it
+    holds them all, else from the database."""
+    directory = _cache_dir(project)
+    if directory is not None and not (directory / "uncacheable").exists():
+        rows = feature_cache.rows_of(directory, ids)
+        if rows is not None:
+            return _as_input(project, rows)
+    samples = {s.pk: s for s in Sample.objects.filter(pk__in=[int(i) for i in ids])}
+    return sample_feature_matrix(project=project, samples=[samples[int(i)] for i in ids])
+
+
+def project_labeled_payloads(*, project: Project) -> tuple[object, np.ndarray]:
+    """Return the featurizer input and current label of every labeled sample, pool and test.
+
+    Image projects yield pixel rows; text projects, texts; tabular projects, column -> value
+    rows. For replaying active learning on what annotators already labeled.
+    """
+    rows = labeled_samples(project=project, split=Sample.Split.POOL) + labeled_samples(
+        project=project, split=Sample.Split.TEST
+    )
+    samples = [sample for sample, _value, _id in rows]
+    y = np.asarray([value for _sample, value, _id in rows], dtype=str)
+    if project.kind == Project.Kind.IMAGE:
+        return sample_feature_matrix(project=project, samples=samples), y
+    if project.kind == Project.Kind.TEXT:
+        return [sample.text for sample in samples], y
+    return [sample.values or {} for sample in samples], y
