@@ -40,3 +40,19 @@ def member_require(
         ).exists()
     if not allowed:
         raise NotAMember(f"you have no {'/'.join(roles)} role in project {project.slug!r}")
+
+
+def may_create_projects(user: AbstractBaseUser) -> bool:
+    """Staff, holders of the ``annotation.add_project`` permission (given in the admin), and
+    people who already own a project may create projects; annotators and scientists may not."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff or user.has_perm("annotation.add_project"):
+        return True
+    return Membership.objects.filter(user_id=user.pk, role=Membership.Role.OWNER).exists()
+
+
+def project_create_require(user: AbstractBaseUser) -> None:
+    """Raise NotAMember unless ``user`` may create projects."""
+    if not may_create_projects(user):
+        raise NotAMember("only project owners and staff may create projects")

@@ -159,7 +159,7 @@ class LabelExportApi(APIView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanManageProjectData]
     throttle_classes = [TokenScopedRateThrottle]
-    throttle_scope = "read"
+    throttle_scope = "export"
 
     def perform_content_negotiation(self, request, force=False):
         # The body is CSV or JSONL whatever the Accept header says; errors stay JSON.

@@ -8,18 +8,23 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from annotation.errors import NotAMember
-from annotation.models import Membership, Project
-from annotation.selectors import membership_get
 from annotation.access import LABELING_ROLES, SCIENCE_ROLES, member_require
-from annotation.models import ApiToken
+from annotation.errors import NotAMember
+from annotation.models import ApiToken, Membership, Project
+from annotation.selectors import membership_get
+
+
+def project_not_found(slug: object) -> NotFound:
+    """The one answer for a project that does not exist *or* that the caller may not reach
+    (another project's token, a non-member), so a slug's existence never leaks."""
+    return NotFound(f"no project {slug!r} that these credentials can reach")
 
 
 def _project_or_404(view) -> Project:
     slug = view.kwargs.get("slug")
     project = Project.objects.select_related("owner").filter(slug=slug).first()
     if project is None:
-        raise NotFound(f"no project {slug!r}")
+        raise project_not_found(slug)
     return project
 
 
@@ -45,10 +50,11 @@ class _PersonRole(BasePermission):
             if token.user_id is None:
                 return project, None, None
             if token.project_id != project.pk:
-                self.message = "this token belongs to another project"
-                return project, None, None
+                raise project_not_found(project.slug)
         if not signed_in:
             return project, None, None
+        if membership is None and not user.is_superuser:
+            raise project_not_found(project.slug)  # a non-member learns nothing of it
         try:
             member_require(project=project, user=user, roles=self.roles, membership=membership)
         except NotAMember as exc:
@@ -70,8 +76,7 @@ class CanManageProjectData(_PersonRole):
         if isinstance(token, ApiToken) and token.user_id is None:
             project = _project_or_404(view)
             if token.project_id != project.pk:
-                self.message = "this token belongs to another project"
-                return False
+                raise project_not_found(project.slug)
             if ApiToken.Scope.ADMIN not in token.scopes:
                 self.message = "this token lacks the 'admin' scope"
                 return False

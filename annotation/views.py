@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation import hooks
-from annotation.errors import SampleNotFound
+from annotation.errors import NotAMember, SampleNotFound
 from annotation.exports import CONTENT_TYPES
 from annotation.forms import (
     ImportForm,
@@ -19,8 +19,8 @@ from annotation.forms import (
     ReviewFilterForm,
 )
 from annotation.models import Project, Sample
-from annotation.access import SCIENCE_ROLES
-from annotation.page_access import project_page
+from annotation.access import SCIENCE_ROLES, may_create_projects
+from annotation.page_access import forbidden, project_page
 from annotation.selectors import (
     Progress,
     import_job_get,
@@ -39,7 +39,7 @@ from annotation.services import (
     label_correct,
     label_submit,
     label_undo_last,
-    project_create,
+    project_create_by,
     project_settings_update,
     sample_lease_next,
     sample_skip,
@@ -61,16 +61,19 @@ def project_list(request: HttpRequest) -> HttpResponse:
     roles = project_roles_for_user(user=request.user)
     rows = [(project, roles.get(project.pk), roles.get(project.pk) in SCIENCE_ROLES)
             for project in projects]
-    return render(request, "annotation/project_list.html", {"rows": rows})
+    return render(request, "annotation/project_list.html",
+                  {"rows": rows, "may_create": may_create_projects(request.user)})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_new(request: HttpRequest) -> HttpResponse:
+    if not may_create_projects(request.user):
+        return forbidden(request, NotAMember("only project owners and staff may create projects"))
     form = ProjectCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            project = project_create(owner=request.user, **form.cleaned_data)
+            project = project_create_by(user=request.user, **form.cleaned_data)
         except IntegrityError:
             form.add_error("slug", "a project with this slug exists already")
         except DomainError as exc:

@@ -16,3 +16,6 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("learning.urls")),
 ]
+
+handler404 = "core.http_errors.page_not_found"
+handler500 = "core.http_errors.server_error"

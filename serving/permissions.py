@@ -1,19 +1,18 @@
 """Permission classes: a token acts only on its own project, within its scopes."""
 from __future__ import annotations
 
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from annotation.models import Project
 from annotation.models import ApiToken
+from annotation.permissions import project_not_found
 
 
 class TokenHasProjectScope(BasePermission):
     """Allow a token on the URL's project when it carries one of the view's ``required_scopes``.
 
-    A token of another project gets 403 (or 404 when the URL's project does not exist),
-    never the other project's data.
+    A token of another project gets the same 404 as a project that does not exist, so it
+    learns neither the other project's data nor whether it exists.
     """
 
     message = "this token may not do that on this project"
@@ -23,11 +22,8 @@ class TokenHasProjectScope(BasePermission):
         if not isinstance(token, ApiToken):
             return False
         slug = view.kwargs.get("slug")
-        if token.project.slug != slug:
-            if not Project.objects.filter(slug=slug).exists():
-                raise NotFound(f"no project {slug!r}")
-            self.message = "this token belongs to another project"
-            return False
+        if token.project.slug != slug:  # unknown or another project's: the same 404
+            raise project_not_found(slug)
         required = tuple(getattr(view, "required_scopes", ()))
         if not required or not set(required) & set(token.scopes):
             wanted = " or ".join(f"'{s}'" for s in required) or "a declared"

@@ -18,6 +18,7 @@ from annotation.services.projects import (
     membership_set,
     personal_token_create,
     project_create,
+    project_create_by,
     project_settings_update,
 )
 from annotation.services.queue import (
@@ -52,6 +53,7 @@ __all__ = [
     "membership_set",
     "personal_token_create",
     "project_create",
+    "project_create_by",
     "project_settings_update",
     "sample_lease_next",
     "sample_scores_write",

@@ -8,7 +8,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count
 
-from annotation.access import LABELING_ROLES, SCIENCE_ROLES, member_require
+from annotation.access import (
+    LABELING_ROLES,
+    SCIENCE_ROLES,
+    member_require,
+    project_create_require,
+)
 from annotation.authentication import key_hash
 from annotation.errors import InvalidLabel
 from annotation.models import COMMAND_KEYS, ApiToken, LabelCounts, Membership, Project
@@ -47,6 +52,16 @@ def project_create(
 
 class InvalidSettings(DomainError):
     code = "invalid_settings"
+
+
+def project_create_by(*, user: AbstractBaseUser, **fields) -> Project:
+    """Create a project on behalf of ``user`` from a page: only staff and owners may.
+
+    Commands (``create_project``, ``load_demo``) are run by the operator and call
+    :func:`project_create` directly.
+    """
+    project_create_require(user)
+    return project_create(owner=user, **fields)
 
 
 def _keys_check(keys: Sequence[str], labels: Sequence[str]) -> list[str]:

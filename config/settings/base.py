@@ -177,6 +177,8 @@ API_THROTTLE_RATES = {
     "feedback": env("API_THROTTLE_FEEDBACK", default="600/min"),
     "admin": env("API_THROTTLE_ADMIN", default="60/min"),
     "read": env("API_THROTTLE_READ", default="600/min"),
+    # Each export streams the whole project: a handful a minute, not a reader's rate.
+    "export": env("API_THROTTLE_EXPORT", default="10/min"),
 }
 # How long a process trusts its last look-up of a project's served version; keep it well
 # under 1 s so promotions reach every process within a second.

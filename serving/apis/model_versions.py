@@ -18,7 +18,8 @@ from core.serializers import StrictSerializer
 from serving.services import served_version_set
 from core.throttling import TokenScopedRateThrottle
 
-ANY_SCOPE = tuple(ApiToken.Scope.values)
+# Client tokens of any scope read versions; personal (labeling) tokens reach only labeling.
+CLIENT_SCOPES = (ApiToken.Scope.PREDICT, ApiToken.Scope.FEEDBACK, ApiToken.Scope.ADMIN)
 
 _ERRORS = {
     "401": ("No token", "Authentication credentials were not provided.", None),
@@ -43,7 +44,7 @@ class ModelVersionListApi(APIView):
     authentication_classes = [ProjectTokenAuthentication]
     permission_classes = [TokenHasProjectScope]
     throttle_classes = [TokenScopedRateThrottle]
-    required_scopes = ANY_SCOPE
+    required_scopes = CLIENT_SCOPES
     throttle_scope = "read"
 
     @extend_schema_serializer(component_name="ModelVersionSummary")
@@ -82,7 +83,7 @@ class ModelVersionDetailApi(APIView):
     authentication_classes = [ProjectTokenAuthentication]
     permission_classes = [TokenHasProjectScope]
     throttle_classes = [TokenScopedRateThrottle]
-    required_scopes = ANY_SCOPE
+    required_scopes = CLIENT_SCOPES
     throttle_scope = "read"
 
     @extend_schema_serializer(component_name="ModelVersionDetail")

@@ -24,7 +24,7 @@ def _csv(name="t.csv", body=b"external_id,text,label\na,hello,pos\nb,world,\n"):
 
 
 def test_project_create_page_creates_and_redirects_to_import(client, db):
-    user = UserFactory()
+    user = ProjectFactory().owner  # owners of a project (and staff) may create more
     client.force_login(user)
     assert client.get("/projects/new/").status_code == 200
     response = client.post("/projects/new/", {"name": "News", "slug": "news", "kind": "text",
@@ -38,6 +38,25 @@ def test_project_create_page_creates_and_redirects_to_import(client, db):
                                          "test_fraction": 0.1})
     assert bad.status_code == 400 and b"exists already" in bad.content
     assert b"at least two labels" in bad.content
+
+
+@pytest.mark.parametrize("role", [None, "annotator", "scientist"])
+def test_only_owners_and_staff_may_create_projects(client, db, role):
+    user = UserFactory()
+    if role is not None:
+        MembershipFactory(project=ProjectFactory(), user=user, role=role)
+    client.force_login(user)
+    assert b"New project" not in client.get("/").content
+    assert client.get("/projects/new/").status_code == 403
+    refused = client.post("/projects/new/", {"name": "News", "slug": "news", "kind": "text",
+                                             "labels": "pos, neg", "batch_size": 5,
+                                             "test_fraction": 0.1})
+    assert refused.status_code == 403 and b"owners and staff" in refused.content
+    assert not Project.objects.filter(slug="news").exists()
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    assert b"New project" in client.get("/").content
+    assert client.get("/projects/new/").status_code == 200
 
 
 def test_import_page_uploads_and_job_page_polls_until_done(client, text_project):
@@ -159,8 +178,9 @@ def test_api_access_rules(text_project):
     url = f"/api/v1/projects/{text_project.slug}/export.csv"
     assert APIClient().get(url).status_code in (401, 403)
     assert _api(text_project, scopes=("predict",)).get(url).status_code == 403
-    assert _api(other).get(url).status_code == 403
-    assert _api(other).get("/api/v1/projects/nope/export.csv").status_code == 404
+    forbidden, unknown = _api(other).get(url), _api(other).get("/api/v1/projects/nope/export.csv")
+    assert forbidden.status_code == unknown.status_code == 404  # alike: existence does not leak
+    assert forbidden.json()["error"].replace(text_project.slug, "nope") == unknown.json()["error"]
     session = APIClient()
     session.force_login(text_project.owner)
     assert session.get(url).status_code == 200
@@ -187,3 +207,13 @@ def test_commands_create_import_and_export(db, tmp_path, capsys):
     assert "row 2 (line 3): unknown label 'cat'" in capsys.readouterr().err
     with pytest.raises(CommandError, match="exists already"):
         call_command("create_project", "reviews", "--kind", "text", "--labels", "a,b")
+
+
+def test_exports_have_a_throttle_of_their_own(text_project, settings):
+    """An export streams the whole project: it is not counted, or limited, as a read."""
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "export": "2/min",
+                                   "read": "1000/min"}
+    api = _api(text_project)
+    url = f"/api/v1/projects/{text_project.slug}/export.csv"
+    assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
+    assert api.get(f"/api/v1/projects/{text_project.slug}/models").status_code == 200

@@ -82,13 +82,15 @@ def test_label_api_refuses_non_members_project_tokens_and_anonymous(project, mak
     MembershipFactory(project=elsewhere, user=outsider, role="annotator")
     api = _client(elsewhere, outsider)
     response = api.get(f"/api/v1/projects/{project.slug}/next")
-    assert response.status_code == 403 and response.json()["error"] == "this token belongs to another project"
+    unknown = api.get("/api/v1/projects/no-such-project/next")
+    assert response.status_code == unknown.status_code == 404  # existence does not leak
+    assert response.json()["error"].replace(project.slug, "no-such-project") == unknown.json()["error"]
 
     session = APIClient()
     session.force_login(outsider)
     denied = session.post(f"/api/v1/projects/{project.slug}/labels", {"sample": sample.pk, "value": "1"},
                           format="json")
-    assert denied.status_code == 403 and "no owner/scientist/annotator role" in denied.json()["error"]
+    assert denied.status_code == 404 and "can reach" in denied.json()["error"]  # a non-member
 
     _token, key = api_token_create(project=project, scopes=["predict", "admin"])
     machine = APIClient()

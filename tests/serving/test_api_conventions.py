@@ -49,3 +49,4 @@ def test_public_views_are_only_the_schema_and_docs():
     for cls in public:
         assert [p for p in cls.permission_classes] == [AllowAny]
 
+

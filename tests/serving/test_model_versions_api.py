@@ -124,13 +124,33 @@ def test_promote_needs_the_admin_scope(served_project, token_client):
 
 @pytest.mark.parametrize("method, suffix", [("get", ""), ("get", "/1"), ("post", "/1/promote"),
                                             ("post", "/../predict")])
-def test_a_token_of_another_project_is_a_403_everywhere(served_project, token_client, method,
-                                                        suffix):
+def test_a_token_of_another_project_gets_the_404_of_an_unknown_one_everywhere(
+        served_project, token_client, method, suffix):
     other = token_client(ProjectFactory(), scopes=["predict", "feedback", "admin"])
     url = _url(served_project, suffix).replace("/models/../", "/")
     response = getattr(other, method)(url, {}, format="json")
-    assert response.status_code == 403 and "another project" in response.json()["error"]
+    unknown = getattr(other, method)(url.replace(served_project.slug, "no-such-project"), {},
+                                     format="json")
+    assert response.status_code == unknown.status_code == 404
+    assert response.json()["error"].replace(served_project.slug, "?") == \
+        unknown.json()["error"].replace("no-such-project", "?")
     assert "model_version" not in response.json() and "number" not in response.json()
+
+
+def test_personal_tokens_do_not_read_model_versions(served_project):
+    from rest_framework.test import APIClient
+
+    from annotation.services import personal_token_create
+    from tests.factories import MembershipFactory, UserFactory
+
+    user = UserFactory()
+    MembershipFactory(project=served_project, user=user, role="annotator")
+    _token, key = personal_token_create(project=served_project, user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    for suffix in ("", "/1"):
+        response = client.get(_url(served_project, suffix))
+        assert response.status_code == 403 and "scope" in response.json()["error"]
 
 
 @pytest.mark.parametrize("method, suffix", [("get", ""), ("get", "/1"), ("post", "/1/promote")])

@@ -75,12 +75,18 @@ def test_missing_or_wrong_token_is_a_401_with_json(served_project):
     assert _predict(client, served_project, {"instances": []}).status_code == 401
 
 
-def test_token_of_another_project_is_a_403(served_project):
+def test_token_of_another_project_is_the_404_of_an_unknown_project(served_project):
     _token, key = api_token_create(project=ProjectFactory(), scopes=["predict"])
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    response = _predict(client, served_project, {"instances": [{"image_base64": _b64(png_bytes(0))}]})
-    assert response.status_code == 403 and "another project" in response.json()["error"]
+    body = {"instances": [{"image_base64": _b64(png_bytes(0))}]}
+    response = _predict(client, served_project, body)
+    assert response.status_code == 404 and "can reach" in response.json()["error"]
+    slug = served_project.slug
+    served_project.slug = "no-such-project"  # the same request to a slug that does not exist
+    unknown = _predict(client, served_project, body)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == response.json()["error"].replace(slug, "no-such-project")
 
 
 def test_token_without_predict_scope_is_a_403(served_project):
