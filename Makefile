@@ -32,14 +32,31 @@ demo: migrate
 	$(PY) manage.py load_demo
 
 ## Set up and serve the demo with embedded defaults (SQLite, filesystem broker): web + worker.
+# Stopping (Ctrl-C, or SIGTERM/SIGHUP to make): the shell's trap sends SIGTERM once to each
+# of the two (Celery's warm shutdown; runserver's parent takes its reloader child along) and
+# waits for both; a second signal turns the worker's stop into a cold shutdown. Both run in
+# the background, so a signal interrupts `wait` at once (a foreground child holds the trap
+# back), and the worker runs in its own process group, so signals meant for the whole group
+# (Ctrl-C, `kill -- -PGID`) reach only its main process through the trap: a pool child
+# killed by SIGTERM can leave Celery waiting forever on the pool's queue lock. Not `kill 0`
+# either, which signals this shell too and so re-enters its own trap until it crashes.
+# A stop asked for by a signal exits 0 (make still reports the signal: 130 on Ctrl-C).
 run: demo
 	@echo ""
 	@echo "  Open http://$(HOST):$(PORT)/  and log in as annotator/annotator (or admin/admin)."
 	@echo "  API token for the demo project: $$($(PY) manage.py create_token digits --name make-run)"
 	@echo ""
-	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) & \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@$(PY) -c 'import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])' \
+	  $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) & \
+	worker=$$!; \
+	$(PY) manage.py runserver $(HOST):$(PORT) & \
+	web=$$!; \
+	stop() { trap 'kill -QUIT $$worker 2>/dev/null' HUP INT TERM; kill -TERM $$web $$worker 2>/dev/null; }; \
+	trap 'asked=0; stop' HUP INT TERM; \
+	wait $$web; status=$$?; \
+	[ -n "$$asked" ] || stop; \
+	until wait; do :; done; \
+	exit $${asked:-$$status}
 
 ## Set up, check the layering (import-linter: apps look only down, no cycles), run the suite.
 test: setup-dev
