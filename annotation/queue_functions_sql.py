@@ -1,7 +1,8 @@
 """PL/pgSQL functions that lease the next sample and record a label in one round trip each.
 
-``annotation.services.queue`` calls them on PostgreSQL; its Python path, which SQLite
-uses, is the specification: every branch here mirrors one there. Table names and the
+``annotation.services.queue_db`` calls them on PostgreSQL; the Python paths, which SQLite
+uses, are the specification: every branch here mirrors one in ``annotation.services.leases``
+(the hand-out) or in ``submit`` and the label ledger, ``ledger`` (the submit). Table names and the
 status and split values are written out (tests check them against the models).
 
 Databases get these functions from migrations, each with a frozen copy of this text

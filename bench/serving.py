@@ -108,7 +108,8 @@ import django, json
 django.setup()
 from django.contrib.auth import get_user_model
 from annotation.models import Label, Sample
-from annotation.services import project_create, samples_create_images
+from annotation.demo import samples_create_images
+from annotation.services import project_create
 from learning.services import model_version_request, model_version_train
 from learning.models import ModelVersion
 from serving.services import api_token_create

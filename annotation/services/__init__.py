@@ -21,17 +21,11 @@ from annotation.services.projects import (
     project_create_by,
     project_settings_update,
 )
-from annotation.services.queue import (
-    label_counts_add,
-    label_counts_rebuild,
-    label_submit,
-    label_undo_last,
-    sample_lease_next,
-    sample_scores_write,
-    sample_skip,
-    samples_create_images,
-)
+from annotation.services.leases import label_undo_last, sample_lease_next, sample_skip
+from annotation.services.ledger import label_check, label_counts_add, label_counts_rebuild
 from annotation.services.review import label_correct
+from annotation.services.scores import sample_scores_write
+from annotation.services.submit import label_submit
 
 __all__ = [
     "InvalidProductionPayload",
@@ -45,6 +39,7 @@ __all__ = [
     "import_job_create_from_path",
     "import_job_run",
     "import_job_start",
+    "label_check",
     "label_correct",
     "label_counts_add",
     "label_counts_rebuild",
@@ -58,5 +53,4 @@ __all__ = [
     "sample_lease_next",
     "sample_scores_write",
     "sample_skip",
-    "samples_create_images",
 ]

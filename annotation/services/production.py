@@ -9,15 +9,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.utils import timezone
 
-from annotation import hooks
 from annotation import images
-from core.errors import DomainError
-from annotation.errors import InvalidLabel
 from annotation.models import Label, Project, Sample
-from annotation.services.queue import label_counts_add
+from annotation.services import ledger
+from core.errors import DomainError
 
 
 class InvalidProductionPayload(DomainError):
@@ -50,13 +46,6 @@ def feedback_annotator_get(*, project: Project) -> AbstractBaseUser:
     return user
 
 
-def _label_check(project: Project, value: str) -> None:
-    if value not in project.labels:
-        raise InvalidLabel(
-            f"{value!r} is not a label of project {project.slug!r}", detail=project.labels
-        )
-
-
 def _store_image(project: Project, data: bytes) -> tuple[str, str]:
     try:
         checked = images.image_check(
@@ -83,10 +72,9 @@ def production_sample_create(
     ``annotator`` defaults to the project's feedback user. Image files are written before
     the rows and removed again if the rows cannot be written.
     """
-    _label_check(project, value)
+    ledger.label_check(project=project, value=value)
     annotator = annotator or feedback_annotator_get(project=project)
-    sample = Sample(project=project, split=Sample.Split.POOL, origin=Sample.Origin.PRODUCTION,
-                    status=Sample.Status.LABELED, label_count=1)
+    sample = Sample(project=project, split=Sample.Split.POOL, origin=Sample.Origin.PRODUCTION)
     if project.kind == Project.Kind.IMAGE:
         if not payload.image:
             raise InvalidProductionPayload("an image project's sample needs an image")
@@ -100,13 +88,8 @@ def production_sample_create(
             raise InvalidProductionPayload("a tabular project's sample needs values")
         sample.values = payload.values
     try:
-        with transaction.atomic():
-            sample.save()
-            label = Label.objects.create(sample=sample, annotator=annotator, value=value)
-            # Counters first: the retrain check reads them and must see this label.
-            label_count = label_counts_add(project_id=project.pk, labeled_pool=1,
-                                           current_labels=1)
-            hooks.labels_added(project=project, label_count=label_count)
+        label = ledger.label_add_with_sample(project=project, sample=sample,
+                                             annotator=annotator, value=value)
     except BaseException:
         for name in (sample.image.name, sample.thumbnail.name):
             if name:
@@ -115,24 +98,12 @@ def production_sample_create(
     return label
 
 
-@transaction.atomic
 def production_label_correct(*, label: Label, value: str) -> Label:
     """Replace a production sample's label by ``value``, keeping the old one as history.
 
     The same value again is a no-op that returns the current label.
     """
     project = label.sample.project
-    _label_check(project, value)
-    current = (
-        Label.objects.current().select_for_update()
-        .filter(sample_id=label.sample_id, annotator_id=label.annotator_id).first()
-    )
-    if current is not None and current.value == value:
-        return current
-    if current is not None:
-        Label.objects.filter(pk=current.pk).update(superseded_at=timezone.now())
-    corrected = Label.objects.create(sample_id=label.sample_id, annotator_id=label.annotator_id,
-                                     value=value)
-    if current is None:  # no current label was replaced: one more current label
-        label_counts_add(project_id=project.pk, current_labels=1)
-    return corrected
+    ledger.label_check(project=project, value=value)
+    return ledger.label_replace(project=project, sample_id=label.sample_id,
+                                annotator_id=label.annotator_id, value=value)

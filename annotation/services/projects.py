@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count
 
 from annotation.access import (
     LABELING_ROLES,
@@ -16,8 +15,10 @@ from annotation.access import (
 )
 from annotation.authentication import key_hash
 from annotation.errors import InvalidLabel
-from annotation.models import COMMAND_KEYS, ApiToken, LabelCounts, Membership, Project
+from annotation.models import COMMAND_KEYS, ApiToken, Membership, Project
+from annotation.services import ledger
 from core.errors import DomainError
+
 
 @transaction.atomic
 def project_create(
@@ -46,7 +47,7 @@ def project_create(
         query_strategy=query_strategy,
     )
     Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
-    LabelCounts.objects.create(project=project)
+    ledger.label_counts_create(project=project)
     return project
 
 
@@ -101,25 +102,13 @@ def project_settings_update(
     if batch_size < 1:
         raise InvalidSettings("batch size is at least 1")
     if overlap < project.overlap:
-        _samples_complete(project=project, overlap=overlap)
+        ledger.samples_complete(project=project, overlap=overlap)
     project.overlap = overlap
     project.keys = _keys_check(keys, project.labels)
     project.show_suggestion = show_suggestion
     project.batch_size = batch_size
     project.save(update_fields=["overlap", "keys", "show_suggestion", "batch_size"])
     return project
-
-
-def _samples_complete(*, project: Project, overlap: int) -> None:
-    """Mark samples that already have ``overlap`` labels labeled (the overlap went down)."""
-    from annotation.models import Sample
-    from annotation.services.queue import label_counts_add
-
-    done = Sample.objects.filter(project=project).unlabeled().filter(label_count__gte=overlap)
-    by_split = dict(done.order_by().values("split").annotate(n=Count("pk")).values_list("split", "n"))
-    done.update(status=Sample.Status.LABELED)
-    label_counts_add(project_id=project.pk, labeled_pool=by_split.get(Sample.Split.POOL, 0),
-                     labeled_test=by_split.get(Sample.Split.TEST, 0))
 
 
 @transaction.atomic

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
-from annotation.errors import InvalidLabel, SampleNotAvailable
-from annotation.models import Label, Lease, Sample
 from annotation.access import SCIENCE_ROLES, member_require
-from annotation.services.queue import label_counts_add
+from annotation.errors import SampleNotAvailable
+from annotation.models import Label, Lease, Sample
+from annotation.services import ledger
 
 
 @transaction.atomic
@@ -22,25 +21,13 @@ def label_correct(*, sample: Sample, scientist: AbstractBaseUser, value: str) ->
     """
     project = sample.project
     member_require(project=project, user=scientist, roles=SCIENCE_ROLES)
-    if value not in project.labels:
-        raise InvalidLabel(
-            f"{value!r} is not a label of project {project.slug!r}", detail=project.labels
-        )
+    ledger.label_check(project=project, value=value)
     sample = Sample.objects.select_for_update().get(pk=sample.pk)
     current = list(Label.objects.current().filter(sample=sample))
     if not current:
         raise SampleNotAvailable("this sample has no label to correct", detail={"sample": sample.pk})
     if len(current) == 1 and current[0].annotator_id == scientist.pk and current[0].value == value:
         return current[0]
-    now = timezone.now()
-    Label.objects.filter(pk__in=[label.pk for label in current]).update(superseded_at=now)
-    label = Label.objects.create(sample=sample, annotator=scientist, value=value,
-                                 is_correction=True)
-    newly_labeled = sample.status != Sample.Status.LABELED
-    Sample.objects.filter(pk=sample.pk).update(status=Sample.Status.LABELED, label_count=1)
-    Lease.objects.filter(sample=sample).delete()
-    delta = {"current_labels": 1 - len(current)}
-    if newly_labeled:
-        delta["labeled_test" if sample.split == Sample.Split.TEST else "labeled_pool"] = 1
-    label_counts_add(project_id=project.pk, **delta)
-    return label
+    Lease.objects.filter(sample=sample).delete()  # before the ledger's counter update
+    return ledger.correction_add(project=project, sample=sample, current=current,
+                                 scientist=scientist, value=value)

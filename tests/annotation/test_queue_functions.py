@@ -20,9 +20,14 @@ from core.errors import DomainError
 from annotation.errors import SampleNotAvailable, SampleNotFound
 from annotation.models import Label, LabelCounts, Lease, Membership, Project, Sample
 from annotation.selectors import membership_get
-from annotation.services import label_submit, label_undo_last, sample_lease_next, sample_skip
-from annotation.services import queue
-from annotation.services.queue import label_counts_rebuild
+from annotation.services import (
+    label_counts_rebuild,
+    label_submit,
+    label_undo_last,
+    queue_db,
+    sample_lease_next,
+    sample_skip,
+)
 from learning.models import ModelVersion
 from learning.services import model_version_request_if_due
 from tests.conftest import require_service
@@ -64,7 +69,7 @@ def path(request, monkeypatch):
     if request.param == "database":
         _require_postgresql()
     if request.param == "python":
-        monkeypatch.setattr(queue, "_has_queue_functions", lambda: False)
+        monkeypatch.setattr(queue_db, "has_queue_functions", lambda: False)
     return request.param
 
 
@@ -172,7 +177,7 @@ def test_a_random_walk_gives_the_same_outcomes_on_both_paths(monkeypatch, overla
     fields = {"n_pool": 8, "n_test": 3, "overlap": overlap, "test_fraction": 0.3,
               "batch_size": 1000}
     with monkeypatch.context() as python_only:
-        python_only.setattr(queue, "_has_queue_functions", lambda: False)
+        python_only.setattr(queue_db, "has_queue_functions", lambda: False)
         expected = walk(_project(**fields))
     got = walk(_project(**fields))
     assert got[0] == expected[0]

@@ -14,7 +14,7 @@ from annotation.services import (
     sample_lease_next,
     sample_skip,
 )
-from annotation.services.queue import sample_peek_next
+from annotation.services.leases import sample_peek_next
 from tests.factories import MembershipFactory, UserFactory
 
 

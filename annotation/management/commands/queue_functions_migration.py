@@ -95,7 +95,7 @@ QUEUE_FUNCTIONS_DROP = (
 def _run(*groups):
     def run(apps, schema_editor):
         if schema_editor.connection.vendor != "postgresql":
-            return  # other databases keep the Python path of annotation.services.queue
+            return  # other databases keep the Python paths of annotation.services
         for statements in groups:
             for statement in statements:
                 schema_editor.execute(statement, params=None)  # no placeholders: % is literal

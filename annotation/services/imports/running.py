@@ -10,15 +10,14 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from annotation import archives, hooks, rows
 from annotation.errors import InvalidImport
-from annotation.models import ImportJob, Label, Project, Sample
-from annotation.services.imports.reading import ImportPass, Progress, media_folder
+from annotation.models import ImportJob, Project, Sample
 from annotation.selectors import project_sample_total_forget
-from annotation.services.queue import label_counts_add
+from annotation.services import ledger
+from annotation.services.imports.reading import ImportPass, Progress, media_folder
 from core.jobs import task_start_after_commit
 
 logger = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ def _complete(load: ImportPass) -> ImportJob:
     project_sample_total_forget(project_id=project.pk)
     label_count = load.stage.label_counts_add()
     if load.labeled:
-        hooks.labels_added(project=project, label_count=label_count)
+        ledger.retrain_if_due(project=project, label_count=label_count)
     hooks.samples_added(project_id=project.pk)  # the cold start; a no-op once a model exists
     return job
 
@@ -133,17 +132,7 @@ def _purge(job: ImportJob) -> None:
         ids = list(Sample.objects.filter(import_job_id=job.pk).values_list("pk", flat=True)[:5000])
         if not ids:
             break
-        with transaction.atomic():
-            labeled = dict(
-                Sample.objects.filter(pk__in=ids).labeled().order_by().values("split")
-                .annotate(n=Count("pk")).values_list("split", "n")
-            )
-            labels, _ = Label.objects.filter(sample_id__in=ids, superseded_at__isnull=True).delete()
-            Label.objects.filter(sample_id__in=ids).delete()
-            Sample.objects.filter(pk__in=ids).delete()
-            label_counts_add(project_id=job.project_id, current_labels=-labels,
-                             labeled_pool=-labeled.get(Sample.Split.POOL, 0),
-                             labeled_test=-labeled.get(Sample.Split.TEST, 0))
+        ledger.samples_delete(project_id=job.project_id, sample_ids=ids)
     project_sample_total_forget(project_id=job.project_id)
     folder = media_folder(job)
     try:

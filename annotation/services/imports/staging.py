@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import ImportJob, Label, Sample
-from annotation.services.queue import label_counts_add
+from annotation.services import ledger
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class Stage(abc.ABC):
         labels = self.labeled_pool + self.labeled_test
         if not labels:
             return None
-        count = label_counts_add(project_id=self.project_id, labeled_pool=self.labeled_pool,
-                                 labeled_test=self.labeled_test, current_labels=labels)
+        count = ledger.label_counts_add(project_id=self.project_id,
+                                        labeled_pool=self.labeled_pool,
+                                        labeled_test=self.labeled_test, current_labels=labels)
         self.labeled_pool = self.labeled_test = 0
         return count
 

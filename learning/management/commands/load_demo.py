@@ -3,9 +3,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from annotation.demo import digit_pngs
+from annotation.demo import digit_pngs, samples_create_images
 from annotation.models import Membership, Project
-from annotation.services import membership_set, project_create, samples_create_images
+from annotation.services import membership_set, project_create
 from learning.services import pool_cold_start
 
 DEMO_SLUG = "digits"
