@@ -164,12 +164,10 @@ class CopyStage(Stage):
         pk = self.ids[self.used]
         self.used += 1
         key, split = self._split()
+        status, count = ledger.new_sample_state(labeled=bool(label))
         if label:
-            status, count = Sample.Status.LABELED, 1
             self.labels.append((pk, label))
             self._count_label(split)
-        else:
-            status, count = Sample.Status.UNLABELED, 0
         values = _COPY_NULL if values is None else _copy_text(json.dumps(values))
         self.lines.append(
             f"{self.head}{pk}\t{split}\t{status}\t{count}\t{key!r}\t{_copy_text(external_id)}\t"
@@ -292,15 +290,17 @@ def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[
     statement), so SQLite gets one prepared ``executemany``, with keys allocated first.
     """
     origin = Sample.Origin.IMPORT
-    labeled, unlabeled = Sample.Status.LABELED, Sample.Status.UNLABELED
+    labeled, unlabeled = (ledger.new_sample_state(labeled=True),
+                          ledger.new_sample_state(labeled=False))
     if connection.vendor != "sqlite":
-        samples = Sample.objects.bulk_create([
-            Sample(project_id=project_id, import_job_id=job_id, external_id=external_id,
-                   text=text, values=values, image=image, thumbnail=thumbnail, split=split,
-                   origin=origin, random_key=key, status=labeled if label else unlabeled,
-                   label_count=1 if label else 0)
-            for external_id, text, values, image, thumbnail, split, key, label in batch
-        ])
+        def sample(external_id, text, values, image, thumbnail, split, key, label) -> Sample:
+            status, label_count = labeled if label else unlabeled
+            return Sample(project_id=project_id, import_job_id=job_id, external_id=external_id,
+                          text=text, values=values, image=image, thumbnail=thumbnail,
+                          split=split, origin=origin, random_key=key, status=status,
+                          label_count=label_count)
+
+        samples = Sample.objects.bulk_create([sample(*row) for row in batch])
         return [sample.pk for sample in samples]
     table = Sample._meta.db_table
     created = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -317,7 +317,7 @@ def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[
         records = [
             (pk, project_id, job_id, external_id, text,
              None if values is None else json.dumps(values), image, thumbnail, split, origin,
-             labeled if label else unlabeled, 1 if label else 0, 0.0, key, created)
+             *(labeled if label else unlabeled), 0.0, key, created)
             for pk, (external_id, text, values, image, thumbnail, split, key, label)
             in zip(ids, batch)
         ]
