@@ -14,9 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import DomainError
-from annotation.errors import InvalidLabel
 from annotation.models import Label, Project
-from annotation.services import production_label_correct, production_sample_create
+from annotation.services import label_check, production_label_correct, production_sample_create
 from learning.models import ModelVersion
 from learning.services import TrainingError, model_version_promote
 from serving import model_cache
@@ -180,12 +179,6 @@ class Feedback:
         return None if self.predicted_label is None else self.predicted_label == self.label
 
 
-def _check_label(project: Project, value: str) -> None:
-    if value not in project.labels:
-        raise InvalidLabel(f"{value!r} is not a label of project {project.slug!r}",
-                           detail={"labels": project.labels})
-
-
 def _log_for_feedback(project: Project, prediction_id: uuid.UUID) -> PredictionLog:
     log = prediction_log_get(project=project, prediction_id=prediction_id)
     if log is None and prediction_log_flush():  # served by this process, not written yet
@@ -212,7 +205,7 @@ def feedback_record(
     prediction is idempotent; a different label corrects it (the old label stays as
     history). ``annotator`` defaults to the project's feedback user.
     """
-    _check_label(project, label)
+    label_check(project=project, value=label)
     if prediction_id is None:
         if instance is None:
             raise InvalidInstance("send a 'prediction_id', an 'instance', or both")

@@ -89,7 +89,7 @@ class FeedbackApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, AP
                 "label": "7", "predicted_label": "1", "correct": False, "created": True}),
             *error_examples({
                 "400": ("Unknown label", "'x' is not a label of project 'digits'",
-                        {"labels": ["0", "1"]}),
+                        {"value": "x", "labels": ["0", "1"]}),
                 "401": ("No token", "Authentication credentials were not provided.", None),
                 "403": ("Missing scope", "this token lacks the 'feedback' scope", None),
                 "404": ("Unknown prediction", "this project has no prediction "
