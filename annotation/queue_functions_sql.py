@@ -124,7 +124,8 @@ CREATE OR REPLACE FUNCTION annotation_label_submit(
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 -- label_submit after its role and value checks. outcome: not_found, existing (the
--- annotator's current label, whatever its value), already_labeled, leased, no_counts
+-- annotator's current label, whatever its value), already_labeled, not_given (a held-out
+-- test sample never leased to the annotator), leased, no_counts
 -- (nothing written: the caller takes the Python path, which creates the counter row),
 -- created (with the new counter and the newest model version's
 -- requested_at_label_count, for the retrain-due check).
@@ -134,6 +135,7 @@ DECLARE
     v_count integer;
     v_live integer;
     v_my_live integer;
+    v_given integer;
     v_label bigint;
     v_done boolean;
     v_from integer;
@@ -160,10 +162,17 @@ BEGIN
                             NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
         RETURN;
     END IF;
-    SELECT count(*), count(*) FILTER (WHERE l.annotator_id = p_annotator)
-      INTO v_live, v_my_live
+    SELECT count(*) FILTER (WHERE l.expires_at > p_now),
+           count(*) FILTER (WHERE l.expires_at > p_now AND l.annotator_id = p_annotator),
+           count(*) FILTER (WHERE l.annotator_id = p_annotator)
+      INTO v_live, v_my_live, v_given
       FROM annotation_lease l
-     WHERE l.sample_id = p_sample AND l.expires_at > p_now AND NOT l.skipped;
+     WHERE l.sample_id = p_sample AND NOT l.skipped;
+    IF v_split = 'test' AND v_given = 0 THEN
+        RETURN QUERY SELECT 'not_given', NULL::bigint, NULL::varchar, NULL::integer,
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+        RETURN;
+    END IF;
     IF v_my_live = 0 AND v_count + v_live >= p_overlap THEN
         RETURN QUERY SELECT 'leased', NULL::bigint, NULL::varchar, NULL::integer,
                             NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;

@@ -30,7 +30,9 @@ def label_submit(
     Submitting the same value twice is idempotent: the label already there comes back, with
     ``is_new`` False (True on a label created now). A label is accepted while the annotator
     holds a live lease, or when their lease expired (or they never had one) but the sample
-    still has a free place; otherwise SampleNotAvailable (409). The sample becomes labeled
+    still has a free place; otherwise SampleNotAvailable (409). A held-out test sample
+    takes a label only from an annotator it was leased to (live or expired, not skipped):
+    nobody picks test samples by id. The sample becomes labeled
     when it has the project's overlap of labels. Only ``sample.pk`` and ``sample.project``
     are read from ``sample``: the row is loaded here, locked, and must belong to that
     project (else SampleNotFound), so callers need not load it first. ``membership``, the
@@ -75,6 +77,8 @@ def _label_submit_in_database(
         raise _sample_not_found(sample_id)
     if outcome == "already_labeled":
         raise _sample_labeled(sample_id)
+    if outcome == "not_given":
+        raise _sample_not_given(sample_id)
     if outcome == "leased":
         raise _sample_leased(sample_id)
     if outcome == "existing" and label_value != value:
@@ -95,6 +99,13 @@ def _sample_not_found(sample_id: int) -> SampleNotFound:
 
 def _sample_labeled(sample_id: int) -> SampleNotAvailable:
     return SampleNotAvailable("this sample is already labeled", detail={"sample": sample_id})
+
+
+def _sample_not_given(sample_id: int) -> SampleNotAvailable:
+    return SampleNotAvailable(
+        "this held-out test sample was not given to you; ask the queue for your next sample",
+        detail={"sample": sample_id},
+    )
 
 
 def _sample_leased(sample_id: int) -> SampleNotAvailable:
@@ -129,14 +140,17 @@ def _label_submit(
     now = queue_db.db_datetime(timezone.now())
     leases = queue_db.table(Lease)
     # A statement after the lock: it sees labels and leases committed while we waited.
-    my_label_id, live_leases, my_live_leases = queue_db.fetch_one(
+    my_label_id, live_leases, my_live_leases, my_leases = queue_db.fetch_one(
         f"SELECT (SELECT id FROM {queue_db.table(Label)} WHERE sample_id = %s"
         " AND annotator_id = %s AND superseded_at IS NULL),"
         f" (SELECT COUNT(*) FROM {leases} WHERE sample_id = %s AND expires_at > %s"
         " AND NOT skipped),"
         f" (SELECT COUNT(*) FROM {leases} WHERE sample_id = %s AND annotator_id = %s"
-        " AND expires_at > %s AND NOT skipped)",
-        [sample_id, annotator.pk, sample_id, now, sample_id, annotator.pk, now],
+        " AND expires_at > %s AND NOT skipped),"
+        f" (SELECT COUNT(*) FROM {leases} WHERE sample_id = %s AND annotator_id = %s"
+        " AND NOT skipped)",
+        [sample_id, annotator.pk, sample_id, now, sample_id, annotator.pk, now,
+         sample_id, annotator.pk],
     )
     if my_label_id is not None:
         existing = Label.objects.get(pk=my_label_id)
@@ -146,6 +160,8 @@ def _label_submit(
         raise _labeled_otherwise(sample_id, existing.value)
     if sample_status == Sample.Status.LABELED:
         raise _sample_labeled(sample_id)
+    if split == Sample.Split.TEST and not my_leases:
+        raise _sample_not_given(sample_id)  # held-out samples come only from the queue
     if not my_live_leases and label_count + live_leases >= project.overlap:
         raise _sample_leased(sample_id)
     # The lease ends with the label; the ledger's counter update must come last.

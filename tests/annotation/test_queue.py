@@ -141,3 +141,25 @@ def test_services_refuse_a_non_member_even_with_someone_elses_membership(project
     with pytest.raises(NotAMember):
         sample_lease_next(project=project, annotator=outsider, membership=elsewhere)
     assert not Lease.objects.exists() and not Label.objects.exists()
+
+
+def test_a_held_out_sample_takes_a_label_only_from_whom_it_was_leased_to(project, annotator,
+                                                                         make_samples):
+    """Nobody labels test samples by picking their ids: they come only from the queue."""
+    pool, test, other_test = make_samples(1, n_test=2)
+    with pytest.raises(SampleNotAvailable, match="not given to you"):
+        label_submit(sample=test, annotator=annotator, value=project.labels[0])
+    assert label_submit(sample=pool, annotator=annotator, value=project.labels[0]).is_new
+    # Given to the annotator, even if the lease has since expired: accepted.
+    Lease.objects.create(project=project, sample=test, annotator=annotator,
+                         created_at=timezone.now(),
+                         expires_at=timezone.now() - dt.timedelta(minutes=1))
+    assert label_submit(sample=test, annotator=annotator, value=project.labels[0]).is_new
+    # A skipped lease gave the sample back: not accepted.
+    someone = UserFactory()
+    MembershipFactory(project=project, user=someone, role="annotator")
+    Lease.objects.create(project=project, sample=other_test, annotator=someone, skipped=True,
+                         created_at=timezone.now(),
+                         expires_at=timezone.now() + dt.timedelta(minutes=5))
+    with pytest.raises(SampleNotAvailable, match="not given to you"):
+        label_submit(sample=other_test, annotator=someone, value=project.labels[0])

@@ -56,7 +56,8 @@ def test_the_sql_names_the_models_tables_and_values():
     tables -= {"annotation_lease_next", "annotation_label_submit"}
     assert tables == {model._meta.db_table for model in (Sample, Lease, Label, LabelCounts,
                                                          ModelVersion)}
-    outcomes = {"not_found", "existing", "already_labeled", "leased", "no_counts", "created"}
+    outcomes = {"not_found", "existing", "already_labeled", "not_given", "leased", "no_counts",
+                "created"}
     literals = set(re.findall(r"'([^']*)'", sql)) - outcomes - {"synchronous_commit", "off"}
     literals -= {"label counts of project % vanished"}
     assert literals == {Sample.Status.UNLABELED, Sample.Status.LABELED, Sample.Split.POOL,
