@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation import label_limits
 from annotation.models import Project
 
 
 class LabelForm(forms.Form):
-    sample = forms.IntegerField(min_value=1)
-    value = forms.CharField(max_length=200)
-    duration_ms = forms.IntegerField(min_value=0, max_value=86_400_000, required=False)
+    sample = forms.IntegerField(min_value=label_limits.SAMPLE_ID_MIN)
+    value = forms.CharField(max_length=label_limits.VALUE_MAX_LENGTH)
+    duration_ms = forms.IntegerField(min_value=label_limits.DURATION_MS_MIN,
+                                     max_value=label_limits.DURATION_MS_MAX, required=False)
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation import label_limits
 from annotation.models import Label, Sample
 from annotation.permissions import CanLabelProject
 from annotation.services import label_submit, sample_lease_next
@@ -152,9 +153,12 @@ class LabelSubmitApi(_LabelingApi):
 
     @extend_schema_serializer(component_name="LabelSubmitInput")
     class InputSerializer(serializers.Serializer):
-        sample = serializers.IntegerField(min_value=1)
-        value = serializers.CharField(max_length=200)
-        duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, required=False)
+        # The fast path (annotation.labeling_fast_path) derives its checks from these fields.
+        sample = serializers.IntegerField(min_value=label_limits.SAMPLE_ID_MIN)
+        value = serializers.CharField(max_length=label_limits.VALUE_MAX_LENGTH)
+        duration_ms = serializers.IntegerField(min_value=label_limits.DURATION_MS_MIN,
+                                               max_value=label_limits.DURATION_MS_MAX,
+                                               required=False)
 
     @extend_schema_serializer(component_name="LabelOutput")
     class OutputSerializer(serializers.ModelSerializer):

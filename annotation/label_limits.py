@@ -1,0 +1,14 @@
+"""The bounds of one label as a person gives it, wherever they give it.
+
+The labeling API's input serializer, the labeling page's form and (through the serializer)
+the WSGI fast path in front of the API all take their limits from here.
+"""
+from annotation.models import Label
+
+# The sample's primary key: positive.
+SAMPLE_ID_MIN = 1
+# The width of the label column.
+VALUE_MAX_LENGTH: int = Label._meta.get_field("value").max_length
+# Time spent on a label, in milliseconds: at most a day (more is a clock or client error).
+DURATION_MS_MIN = 0
+DURATION_MS_MAX = 86_400_000
