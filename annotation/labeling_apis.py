@@ -28,6 +28,7 @@ from core.fast_json import (
     ReusedPartsMixin,
 )
 from core.remembered import RememberedTokenMixin
+from core.request_limits import BodySizeLimitMixin
 from annotation.authentication import ProjectTokenAuthentication
 from core.throttling import TokenScopedRateThrottle
 
@@ -96,10 +97,11 @@ def label_output(label: Label) -> dict:
     }
 
 
-class _LabelingApi(RememberedTokenMixin, ReusedPartsMixin, APIView):
+class _LabelingApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, APIView):
     """What the labeling endpoints share; ``next`` and ``labels`` answer every label given,
     so they take the predict API's shortcuts: the token check remembered for a second per
-    process, orjson in and out, no Accept parsing, parsers and renderers built once."""
+    process, orjson in and out, no Accept parsing, parsers and renderers built once. A body
+    over ``API_MAX_BODY_BYTES`` is refused with 413 unread, as on the other APIs."""
 
     authentication_classes = AUTHENTICATION
     permission_classes = [CanLabelProject]
@@ -173,7 +175,7 @@ class LabelSubmitApi(_LabelingApi):
         auth=SCHEMA_AUTH,
         request=InputSerializer,
         responses={201: OutputSerializer, 200: OutputSerializer,
-                   **error_responses(400, 401, 403, 404, 409, 429)},
+                   **error_responses(400, 401, 403, 404, 409, 413, 429)},
         examples=[
             OpenApiExample("A label", request_only=True, value={"sample": 42, "value": "pos"}),
             OpenApiExample("Recorded", response_only=True, status_codes=["201", "200"], value={
@@ -183,6 +185,9 @@ class LabelSubmitApi(_LabelingApi):
                 "400": ("Unknown label", "'cat' is not a label of project 'news'", ["pos", "neg"]),
                 "409": ("Leased by someone else", "this sample is leased by another annotator",
                         {"sample": 42}),
+                "413": ("Body too large",
+                        "request body of 10485761 bytes is over the limit of 10485760 bytes",
+                        {"content_length": 10485761, "max_body_bytes": 10485760}),
                 **_ERRORS,
                 "404": ("Outside the project", "that sample is not part of this project", None),
             }),
