@@ -8,7 +8,8 @@ from annotation.models import Project
 
 
 class LabelForm(forms.Form):
-    sample = forms.IntegerField(min_value=label_limits.SAMPLE_ID_MIN)
+    sample = forms.IntegerField(min_value=label_limits.SAMPLE_ID_MIN,
+                                max_value=label_limits.SAMPLE_ID_MAX)
     value = forms.CharField(max_length=label_limits.VALUE_MAX_LENGTH)
     duration_ms = forms.IntegerField(min_value=label_limits.DURATION_MS_MIN,
                                      max_value=label_limits.DURATION_MS_MAX, required=False)

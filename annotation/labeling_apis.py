@@ -156,7 +156,8 @@ class LabelSubmitApi(_LabelingApi):
     @extend_schema_serializer(component_name="LabelSubmitInput")
     class InputSerializer(serializers.Serializer):
         # The fast path (annotation.labeling_fast_path) derives its checks from these fields.
-        sample = serializers.IntegerField(min_value=label_limits.SAMPLE_ID_MIN)
+        sample = serializers.IntegerField(min_value=label_limits.SAMPLE_ID_MIN,
+                                          max_value=label_limits.SAMPLE_ID_MAX)
         value = serializers.CharField(max_length=label_limits.VALUE_MAX_LENGTH)
         duration_ms = serializers.IntegerField(min_value=label_limits.DURATION_MS_MIN,
                                                max_value=label_limits.DURATION_MS_MAX,
