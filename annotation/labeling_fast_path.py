@@ -10,13 +10,19 @@ for ~25 ms (measured with a view that does nothing; ``bench/queue.py``).
 This WSGI wrapper answers the ordinary case of those two requests itself, with the same
 services, the same token check, throttle and role check, and the same response bodies as
 the DRF views (``annotation.labeling_apis``, which still document the endpoints and serve
-everything else). It hands the request to Django unchanged, so Django gives the answer,
-whenever anything is out of the ordinary: no ``Token`` header, a key that fails, a
-non-member, a throttled token, a body that is not exactly ``{"sample": <int>, "value":
-"<str>"[, "duration_ms": <int>]}``, HEAD/OPTIONS, or an unexpected error (logged; both
-requests are safe to repeat: ``next`` returns a held lease again, and a repeated label is
-idempotent). Domain refusals (unknown label 400, sample outside the project 404, leased by
-someone else 409) are answered here with the API's ``{"error", "detail"}`` shape.
+everything else). What it shares with them is defined once, on their side: the routes are
+the URL resolver's compiled patterns for the two views (``annotation/api_urls.py``); the
+input limits are the views' input serializer's fields (``annotation/label_limits.py``) and
+``core.request_limits.body_over_limit``; the headers are what DRF and Django's own
+security and clickjacking middleware add, and the host and scheme checks are Django's.
+
+It hands the request to Django unchanged, so Django gives the answer, whenever anything is
+out of the ordinary: no ``Token`` header, a key that fails, a non-member, a throttled
+token, a body that is not exactly what the serializer accepts as it stands (no coercion,
+trimming or refusal), HEAD/OPTIONS, or an unexpected error (logged; both requests are
+safe to repeat: ``next`` returns a held lease again, and a repeated label is idempotent).
+Domain refusals (unknown label 400, sample outside the project 404, leased by someone else
+409) are answered here with the API's ``{"error", "detail"}`` shape.
 
 A successful token check and the caller's membership are remembered per process for
 ``API_TOKEN_CACHE_SECONDS`` (default 1 s; 0 checks every request), the same window in which
@@ -28,14 +34,23 @@ from __future__ import annotations
 import io
 import logging
 import re
+from dataclasses import dataclass
+from http.client import responses
 from types import SimpleNamespace
 
 import orjson
 from django.conf import settings
+from django.core import validators as core_validators
 from django.core.exceptions import DisallowedHost
 from django.db import connections
-from django.http import HttpRequest
-from rest_framework import exceptions
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import get_resolver
+from django.utils.module_loading import import_string
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from core.errors import DomainError
 from annotation.errors import NotAMember
@@ -45,18 +60,18 @@ from annotation.selectors import membership_get
 from annotation.access import LABELING_ROLES, member_require
 from annotation.services import label_submit, sample_lease_next
 from core.remembered import RememberedChecks
+from core.request_limits import body_over_limit
 from annotation.authentication import ProjectTokenAuthentication
 from annotation.models import ApiToken
 from core.throttling import TokenScopedRateThrottle
 
 logger = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^/api/v1/projects/(?P<slug>[-a-zA-Z0-9_]+)/(?P<action>next|labels)$")
-_LABEL_KEYS = frozenset({"sample", "value", "duration_ms"})
-_MAX_DURATION_MS = 86_400_000
-_MAX_VALUE_LENGTH = 200
-_STATUS_LINES = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request",
-                 404: "404 Not Found", 409: "409 Conflict"}
+# The views it stands in front of, and the one method of each it answers.
+_HANDLED = {NextSampleApi: "GET", LabelSubmitApi: "POST"}
+# Django's middleware that add headers to every response (the rest add none to these).
+_HEADER_MIDDLEWARE = (SecurityMiddleware, XFrameOptionsMiddleware)
+_STATUS_LINES = {status: f"{status} {phrase}" for status, phrase in responses.items()}
 
 
 class _Caller(SimpleNamespace):
@@ -66,86 +81,92 @@ class _Caller(SimpleNamespace):
 _callers = RememberedChecks()
 
 
-def _security_headers() -> list[tuple[str, str]]:
-    """The headers Django's security and clickjacking middleware add to an API response."""
-    headers = []
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        headers.append(("Referrer-Policy",
-                        policy if isinstance(policy, str) else ",".join(policy)))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-    if getattr(settings, "X_FRAME_OPTIONS", None):
-        headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS))
-    return headers
+@dataclass(frozen=True)
+class _Route:
+    """Where one of the views is routed, and what its answers carry besides the body."""
+
+    path: object  # the compiled pattern the URL resolver matches, with a ``slug`` group
+    view: type
+    headers: tuple[tuple[str, str], ...]  # for http, as Django's middleware and DRF add them
+    secure_headers: tuple[tuple[str, str], ...]  # for https (HSTS)
+    json_types: frozenset[str]  # the media types the view's JSON parser takes
 
 
-def _hsts() -> str:
-    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
-    if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-        value += "; includeSubDomains"
-    if settings.SECURE_HSTS_PRELOAD:
-        value += "; preload"
-    return value
+class _EnvironRequest(HttpRequest):
+    """Enough of a request over the WSGI environ for Django's own host and scheme checks
+    (``ALLOWED_HOSTS``, ``SECURE_PROXY_SSL_HEADER``), without building a ``WSGIRequest``."""
+
+    def __init__(self, environ) -> None:
+        super().__init__()
+        self.META = environ
+
+    def _get_scheme(self) -> str:
+        return self.META.get("wsgi.url_scheme", "http")
 
 
 class LabelingFastPath:
-    """WSGI middleware: serve ordinary ``next``/``labels`` requests, pass the rest to ``app``."""
+    """WSGI middleware: serve ordinary ``next``/``labels`` requests, pass the rest to ``app``.
+
+    Its routes are the URL resolver's, built on the first request: where the root URLconf
+    (``annotation/api_urls.py``) routes ``NextSampleApi`` and ``LabelSubmitApi``, with the
+    same compiled patterns, so a route moved there moves here too.
+    """
 
     def __init__(self, app) -> None:
         self.app = app
-        self._headers: list[tuple[str, str]] | None = None
+        self._routes: dict[str, tuple[_Route, ...]] | None = None
 
     def __call__(self, environ, start_response):
-        match = _PATH.match(environ.get("PATH_INFO", ""))
-        if match is None or not environ.get("HTTP_AUTHORIZATION", "")[:6].lower() == "token ":
+        if environ.get("HTTP_AUTHORIZATION", "")[:6].lower() != "token ":
             return self.app(environ, start_response)
-        method, action = environ.get("REQUEST_METHOD"), match["action"]
-        if (action, method) not in (("next", "GET"), ("labels", "POST")):
+        routes = self._routes if self._routes is not None else self._build()
+        path, match = environ.get("PATH_INFO", ""), None
+        for route in routes.get(environ.get("REQUEST_METHOD"), ()):
+            match = route.path.match(path)
+            if match is not None:
+                break
+        if match is None:
             return self.app(environ, start_response)
-        if not _host_allowed(environ) or (
-                settings.SECURE_SSL_REDIRECT and environ.get("wsgi.url_scheme") != "https"):
+        request = _EnvironRequest(environ)
+        secure = request.is_secure()
+        if not _host_allowed(request) or (settings.SECURE_SSL_REDIRECT and not secure):
             return self.app(environ, start_response)  # Django answers with its 400 or redirect
         body = b""
-        if method == "POST":
-            body = _read_body(environ)
+        if route.view is LabelSubmitApi:
+            body = _read_body(environ, route)
             if body is None:
                 return self.app(environ, start_response)
             environ["wsgi.input"] = io.BytesIO(body)  # for Django, should it answer after all
         _close_old_connections()
         try:
-            answer = self._answer(environ, match["slug"], action, body)
+            answer = self._answer(environ, match["slug"], route.view, body)
         except Exception:
             logger.exception("labeling fast path failed; Django answers instead")
             answer = None
         finally:
             _close_old_connections()
         if answer is None:
-            if method == "POST":
+            if body:
                 environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
         status, payload = answer
         content = orjson.dumps(payload)
-        if self._headers is None:
-            self._headers = _security_headers()
-        allow = "POST, OPTIONS" if action == "labels" else "GET, HEAD, OPTIONS"
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(content))),
-                   ("Allow", allow), *self._headers]
-        if settings.SECURE_HSTS_SECONDS and environ.get("wsgi.url_scheme") == "https":
-            headers.append(("Strict-Transport-Security", _hsts()))
-        start_response(_STATUS_LINES[status], headers)
+        start_response(_STATUS_LINES[status],
+                       [*(route.secure_headers if secure else route.headers),
+                        ("Content-Length", str(len(content)))])
         return [content]
 
-    def _answer(self, environ, slug: str, action: str, body: bytes) -> tuple[int, dict] | None:
-        view = NextSampleApi if action == "next" else LabelSubmitApi
+    def _build(self) -> dict[str, tuple[_Route, ...]]:
+        self._routes = _routes()
+        return self._routes
+
+    def _answer(self, environ, slug: str, view, body: bytes) -> tuple[int, dict] | None:
         caller = _caller(environ, slug)
         if caller is None or not _throttle_allows(caller.token, view):
             return None
         project, annotator, membership = caller.membership.project, caller.user, caller.membership
         try:
-            if action == "next":
+            if view is NextSampleApi:
                 sample = sample_lease_next(project=project, annotator=annotator,
                                            membership=membership)
                 if sample is None:
@@ -161,10 +182,52 @@ class LabelingFastPath:
         except NotAMember:
             return None  # Django answers the 403 with its own wording
         except DomainError as exc:
-            if exc.status not in _STATUS_LINES:
-                return None
             return exc.status, {"error": exc.message, "detail": exc.detail}
         return (201 if label.is_new else 200), label_output(label)
+
+
+def _routes() -> dict[str, tuple[_Route, ...]]:
+    """``{method: routes}`` for the handled views, from the URL resolver's own compiled
+    patterns (those ``reverse()`` uses); a view routed nowhere is not handled."""
+    resolver = get_resolver()
+    routes: dict[str, list[_Route]] = {}
+    for callback in list(resolver.reverse_dict):
+        view = getattr(callback, "view_class", None)
+        if view not in _HANDLED:
+            continue
+        headers, secure_headers = _response_headers(view)
+        json_types = frozenset(p.media_type for p in view.parser_classes
+                               if issubclass(p, JSONParser))
+        for _bits, pattern, _defaults, _converters in resolver.reverse_dict.getlist(callback):
+            compiled = re.compile("/" + pattern)
+            if "slug" not in compiled.groupindex:
+                logger.warning("labeling fast path: route %r has no slug; Django answers it", pattern)
+                continue
+            routes.setdefault(_HANDLED[view], []).append(
+                _Route(compiled, view, headers, secure_headers, json_types))
+    return {method: tuple(found) for method, found in routes.items()}
+
+
+def _response_headers(view) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The headers of the view's JSON answer over http and over https, but Content-Length:
+    its renderer's Content-Type, DRF's own (``Allow``) and what Django's header-adding
+    middleware in ``MIDDLEWARE`` make of a response (security headers, HSTS on https)."""
+    renderer = view.renderer_classes[0]
+    content_type = renderer.media_type + (f"; charset={renderer.charset}" if renderer.charset else "")
+    instance = view()
+    instance.setup(HttpRequest())  # as ``as_view`` does: HEAD follows GET
+    middleware = [cls(lambda request: None) for cls in map(import_string, settings.MIDDLEWARE)
+                  if issubclass(cls, _HEADER_MIDDLEWARE)]
+    answers = []
+    for scheme in ("http", "https"):
+        request = _EnvironRequest({"wsgi.url_scheme": scheme})
+        response = HttpResponse(content_type=content_type)
+        for key, value in instance.default_response_headers.items():
+            response[key] = value
+        for handler in reversed(middleware):  # responses pass the middleware bottom up
+            response = handler.process_response(request, response)
+        answers.append(tuple(response.items()))
+    return answers[0], answers[1]
 
 
 def _close_old_connections() -> None:
@@ -177,10 +240,8 @@ def _close_old_connections() -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-def _host_allowed(environ) -> bool:
+def _host_allowed(request: _EnvironRequest) -> bool:
     """Django's ALLOWED_HOSTS check, which its middleware would make on this request."""
-    request = HttpRequest()
-    request.META = environ
     try:
         request.get_host()
     except DisallowedHost:
@@ -188,17 +249,50 @@ def _host_allowed(environ) -> bool:
     return True
 
 
-def _read_body(environ) -> bytes | None:
+def _read_body(environ, route: _Route) -> bytes | None:
+    """The body when the view would parse it as JSON within the API's size limit."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if length <= 0 or (limit is not None and length > limit):
-        return None
-    if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
+    if length <= 0 or body_over_limit(length) is not None:
+        return None  # the view answers: 400 for no body, 413 over the limit
+    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip() not in route.json_types:
         return None
     return environ["wsgi.input"].read(length)
+
+
+def _input_checks(serializer_class) -> tuple[dict[str, tuple[type, int | None, int | None]], frozenset[str]]:
+    """``({field: (type, low, high)}, required fields)``: what ``serializer_class`` accepts
+    as it stands, for the fast path to check without DRF. ``low``/``high`` bound an
+    integer's value or a string's length, as the field's own arguments say. Raises for a
+    field or validation the fast path cannot make the same way, rather than accept a body
+    the view would refuse."""
+    serializer = serializer_class()
+    if type(serializer).validate is not serializers.Serializer.validate:
+        raise TypeError(f"{serializer_class.__name__}.validate: the fast path cannot mirror it")
+    known = (core_validators.MaxValueValidator, core_validators.MinValueValidator,
+             core_validators.MaxLengthValidator, core_validators.MinLengthValidator,
+             core_validators.ProhibitNullCharactersValidator,
+             ProhibitSurrogateCharactersValidator)  # those the fields add for their arguments
+    checks = {}
+    for name, field in serializer.fields.items():
+        if type(field) is serializers.IntegerField:
+            checks[name] = (int, field.min_value, field.max_value)
+        elif type(field) is serializers.CharField and field.trim_whitespace:
+            low = field.min_length if field.min_length is not None else int(not field.allow_blank)
+            checks[name] = (str, low, field.max_length)
+        else:
+            raise TypeError(f"{serializer_class.__name__}.{name}: the fast path cannot check "
+                            f"a {type(field).__name__} as DRF does")
+        if hasattr(serializer, f"validate_{name}") or any(
+                not isinstance(v, known) for v in field.validators):
+            raise TypeError(f"{serializer_class.__name__}.{name}: a validator the fast path "
+                            f"cannot mirror")
+    return checks, frozenset(name for name, field in serializer.fields.items() if field.required)
+
+
+_INPUT, _REQUIRED = _input_checks(LabelSubmitApi.InputSerializer)
 
 
 def _label_input(body: bytes) -> dict | None:
@@ -208,16 +302,19 @@ def _label_input(body: bytes) -> dict | None:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or not data.keys() <= _LABEL_KEYS:
+    if not isinstance(data, dict) or not _REQUIRED <= data.keys() <= _INPUT.keys():
         return None
-    sample, value = data.get("sample"), data.get("value")
-    if type(sample) is not int or sample < 1:
-        return None
-    if type(value) is not str or not 0 < len(value) <= _MAX_VALUE_LENGTH or value != value.strip():
-        return None
-    if "duration_ms" in data:
-        duration = data["duration_ms"]
-        if type(duration) is not int or not 0 <= duration <= _MAX_DURATION_MS:
+    for name, value in data.items():
+        kind, low, high = _INPUT[name]
+        if type(value) is not kind:  # not bool for int, nor a number DRF would make a str
+            return None
+        if kind is str:
+            if value != value.strip() or "\x00" in value:
+                return None
+            size = len(value)
+        else:
+            size = value
+        if (low is not None and size < low) or (high is not None and size > high):
             return None
     return data
 

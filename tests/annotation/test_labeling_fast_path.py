@@ -6,12 +6,15 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections
+from django.core.validators import RegexValidator
+from django.db import close_old_connections, transaction
+from django.urls import reverse
 from django.utils import timezone
+from rest_framework import serializers
 
-from annotation import labeling_fast_path
+from annotation import label_limits, labeling_fast_path
 from annotation.labeling_fast_path import LabelingFastPath
-from annotation.models import Label
+from annotation.models import Label, Project
 from annotation.services import personal_token_create
 from core import remembered as token_cache
 from annotation.models import ApiToken
@@ -230,3 +233,126 @@ def test_other_paths_and_methods_pass_through(fast, django_app, project, labeler
     call(fast, "POST", f"/api/v1/projects/{project.slug}/next", key=labeler, body={})
     call(fast, "GET", "/api/v1/projects/", key=labeler)
     assert django_app.calls == 3
+
+
+def test_https_behind_a_proxy_is_recognised_as_django_recognises_it(fast, project, labeler, settings):
+    settings.SECURE_HSTS_SECONDS = 60
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    django_app = _CountingDjango()
+    fast.app = django_app
+    next_url = f"/api/v1/projects/{project.slug}/next"
+    proxied = {"wsgi.url_scheme": "http", "HTTP_X_FORWARDED_PROTO": "https"}
+    fast_headers = call(fast, "GET", next_url, key=labeler, extra=proxied)[1]
+    assert django_app.calls == 0
+    assert fast_headers == {**call(django_app, "GET", next_url, key=labeler, extra=proxied)[1],
+                            "Content-Length": fast_headers["Content-Length"]}
+    assert fast_headers["Strict-Transport-Security"] == "max-age=60"
+
+
+def _both(fast, django_app, url, key, body):
+    """The same request through the fast path and through Django (DRF), each from the same
+    database state: ``[(status, body, answered by the fast path itself), (status, body)]``."""
+    answers = []
+    for app in (fast, django_app):
+        before = django_app.calls
+        with transaction.atomic():
+            status, _headers, answer = call(app, "POST", url, key=key, body=body)
+            transaction.set_rollback(True)
+        if isinstance(answer, dict):  # a new label's id and time differ from run to run
+            answer = {k: v for k, v in answer.items() if k not in ("id", "created_at")}
+        answers.append((status, answer, django_app.calls == before))
+    return answers[0], answers[1][:2]
+
+
+_LIMITS = label_limits
+
+
+@pytest.mark.parametrize("change, status", [
+    ({"value": "v" * _LIMITS.VALUE_MAX_LENGTH}, 201),
+    ({"value": "v" * (_LIMITS.VALUE_MAX_LENGTH + 1)}, 400),
+    ({"value": ""}, 400),
+    ({"value": "1\x00"}, 400),  # DRF refuses NUL characters before the label set is asked
+    ({"duration_ms": _LIMITS.DURATION_MS_MIN}, 201),
+    ({"duration_ms": _LIMITS.DURATION_MS_MIN - 1}, 400),
+    ({"duration_ms": _LIMITS.DURATION_MS_MAX}, 201),
+    ({"duration_ms": _LIMITS.DURATION_MS_MAX + 1}, 400),
+    ({"sample": _LIMITS.SAMPLE_ID_MIN - 1}, 400),
+    ({"sample": _LIMITS.SAMPLE_ID_MAX}, 404),  # within bounds: the project has no such sample
+    ({"sample": _LIMITS.SAMPLE_ID_MAX + 1}, 400),
+])
+def test_each_input_limit_is_the_same_on_both_paths_at_its_boundary(
+        fast, django_app, project, labeler, change, status):
+    # Labels as long as the limit and one longer: only the limit can refuse the longer one.
+    Project.objects.filter(pk=project.pk).update(labels=[
+        *project.labels, "v" * _LIMITS.VALUE_MAX_LENGTH, "v" * (_LIMITS.VALUE_MAX_LENGTH + 1)])
+    slug = project.slug
+    sample_id = call(fast, "GET", f"/api/v1/projects/{slug}/next", key=labeler)[2]["sample"]["id"]
+    body = {"sample": sample_id, "value": "1", **change}
+    (fast_status, fast_body, answered_itself), drf = _both(
+        fast, django_app, f"/api/v1/projects/{slug}/labels", labeler, body)
+    assert (fast_status, fast_body) == drf
+    assert fast_status == status
+    # Within the limits the fast path answers; past one it leaves the refusal to DRF.
+    assert answered_itself == (status != 400)
+
+
+@pytest.mark.parametrize("slack, status", [(0, 201), (-1, 413)])
+def test_the_body_size_limit_is_the_same_on_both_paths_at_its_boundary(
+        fast, django_app, project, labeler, settings, slack, status):
+    slug = project.slug
+    sample_id = call(fast, "GET", f"/api/v1/projects/{slug}/next", key=labeler)[2]["sample"]["id"]
+    body = json.dumps({"sample": sample_id, "value": "1"}).encode()
+    settings.API_MAX_BODY_BYTES = len(body) + slack
+    (fast_status, fast_body, answered_itself), drf = _both(
+        fast, django_app, f"/api/v1/projects/{slug}/labels", labeler, body)
+    assert (fast_status, fast_body) == drf
+    assert fast_status == status and answered_itself == (status == 201)
+    if status == 413:
+        assert fast_body["detail"] == {"content_length": len(body), "max_body_bytes": len(body) - 1}
+
+
+@pytest.fixture
+def moved_routes(settings):
+    """A URLconf where annotation/api_urls.py's two labeling routes have other paths."""
+    settings.ROOT_URLCONF = "tests.annotation.moved_labeling_urls"  # clears Django's URL caches
+
+
+def test_a_route_renamed_in_the_urlconf_moves_the_fast_path_with_it(
+        fast, django_app, project, labeler, moved_routes):
+    slug = project.slug
+    next_url, labels_url = reverse("api-next", args=[slug]), reverse("api-labels", args=[slug])
+    assert next_url == f"/api/v1/projects/{slug}/queue/next-sample"
+    status, _, answer = call(fast, "GET", next_url, key=labeler)
+    assert status == 200 and answer["sample"]["id"] and django_app.calls == 0
+    status, _, label = call(fast, "POST", labels_url, key=labeler,
+                            body={"sample": answer["sample"]["id"], "value": "1"})
+    assert status == 201 and label["value"] == "1" and django_app.calls == 0
+    # The old paths are not the fast path's any more: Django gets them, and knows them no more.
+    assert call(fast, "GET", f"/api/v1/projects/{slug}/next", key=labeler)[0] == 404
+    assert call(fast, "POST", f"/api/v1/projects/{slug}/labels", key=labeler,
+                body={"sample": answer["sample"]["id"], "value": "1"})[0] == 404
+    assert django_app.calls == 2
+
+
+class _Checked(serializers.Serializer):
+    sample = serializers.IntegerField(min_value=1, max_value=9)
+    value = serializers.CharField(max_length=5, required=False)
+
+
+def test_input_checks_come_from_the_serializers_fields():
+    checks, required = labeling_fast_path._input_checks(_Checked)
+    assert checks == {"sample": (int, 1, 9), "value": (str, 1, 5)} and required == {"sample"}
+
+
+@pytest.mark.parametrize("field, method", [
+    (serializers.CharField(validators=[RegexValidator("^[a-z]+$")]), None),
+    (serializers.EmailField(), None),
+    (serializers.FloatField(), None),
+    (serializers.CharField(), "validate_value"),
+])
+def test_a_serializer_the_fast_path_cannot_mirror_is_refused_when_it_loads(field, method):
+    attrs = {"value": field}
+    if method:
+        attrs[method] = lambda self, value: value
+    with pytest.raises(TypeError):
+        labeling_fast_path._input_checks(type("Input", (serializers.Serializer,), attrs))
