@@ -12,12 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.errors import InvalidImport
 from annotation.models import ImportJob
 from annotation.permissions import CanManageProjectData
 from annotation.selectors import import_job_get
 from annotation.services import import_job_create, import_job_start
 from annotation.views import export_response
-from core.api_docs import error_examples, error_responses
+from core.api_docs import THROTTLED, error_examples, error_responses
+from core.errors import error_body
 from annotation.authentication import ProjectTokenAuthentication
 from core.throttling import TokenScopedRateThrottle
 
@@ -25,10 +27,10 @@ AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 # The schema documents the token; a signed-in owner or scientist's session works as well.
 SCHEMA_AUTH = [{"ProjectToken": []}]
 _ERRORS = {
-    "401": ("No token", "invalid or revoked token", None),
-    "403": ("Missing scope", "this token lacks the 'admin' scope", None),
-    "404": ("Unknown project", "no project 'nope'", None),
-    "429": ("Throttled", "Request was throttled. Expected available in 12 seconds.", None),
+    "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
+    "403": ("Missing scope", "permission_denied", "this token lacks the 'admin' scope", None),
+    "404": ("Unknown project", "not_found", "no project 'nope'", None),
+    "429": THROTTLED,
 }
 _JOB_EXAMPLE = {
     "id": 7, "url": "/api/v1/projects/news/imports/7", "status": "done", "phase": "writing",
@@ -95,7 +97,7 @@ class SampleImportApi(APIView):
                                   "rows_done": 0, "rows_ok": 0, "bytes_done": 0,
                                   "report": {}, "finished_at": None}),
             *error_examples({
-                "400": ("Bad rows", "refused: 1 bad row(s); nothing was imported",
+                "400": ("Bad rows", "invalid_import", "refused: 1 bad row(s); nothing was imported",
                         {**_JOB_EXAMPLE, "status": "failed", "rows_ok": 1, "rows_bad": 1,
                          "report": {"message": "refused: 1 bad row(s); nothing was imported",
                                     "errors": [{"row": 2, "line": 3,
@@ -120,8 +122,9 @@ class SampleImportApi(APIView):
         job = import_job_start(job=job)
         body = ImportJobOutputSerializer(job).data
         if job.status == ImportJob.Status.FAILED:
-            return Response({"error": job.report.get("message", "the import failed"),
-                             "detail": body}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(error_body(job.report.get("message", "the import failed"),
+                                       InvalidImport.code, body),
+                            status=status.HTTP_400_BAD_REQUEST)
         code = status.HTTP_201_CREATED if job.status == ImportJob.Status.DONE else status.HTTP_202_ACCEPTED
         return Response(body, status=code, headers={"Location": body["url"]})
 
@@ -143,7 +146,7 @@ class ImportJobDetailApi(APIView):
                            value={**_JOB_EXAMPLE, "status": "running", "phase": "checking",
                                   "rows_total": None, "rows_done": 1, "bytes_done": 30,
                                   "report": {}, "finished_at": None}),
-            *error_examples({**_ERRORS, "404": ("Unknown import", "no such import", None)}),
+            *error_examples({**_ERRORS, "404": ("Unknown import", "not_found", "no such import", None)}),
         ],
     )
     def get(self, request: Request, slug: str, job_id: int) -> Response:

@@ -3,7 +3,7 @@ from core.errors import DomainError
 
 
 class NotAMember(DomainError):
-    code = "forbidden"
+    code = "permission_denied"  # as DRF names a refusal by the permission check
     status = 403
 
 

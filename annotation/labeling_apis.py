@@ -1,7 +1,7 @@
 """The labeling API: lease the next sample, submit a label, fetch a sample's image.
 
 For scripts and labeling tools: ``Authorization: Token <personal key>`` (``create_user
---token``) or a signed-in session. Errors are ``{"error", "detail"}``.
+--token``) or a signed-in session. Errors are ``{"error", "code", "detail"}``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from annotation import label_limits
 from annotation.models import Label, Sample
 from annotation.permissions import CanLabelProject
 from annotation.services import label_submit, sample_lease_next
-from core.api_docs import error_examples, error_responses
+from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from core.fast_json import (
     FirstRendererNegotiation,
     OrjsonParser,
@@ -35,10 +35,11 @@ from core.throttling import TokenScopedRateThrottle
 AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 SCHEMA_AUTH = [{"ProjectToken": []}]
 _ERRORS = {
-    "401": ("No token", "invalid or revoked token", None),
-    "403": ("Not a member", "you have no owner/scientist/annotator role in project 'digits'", None),
-    "404": ("Unknown project", "no project 'nope'", None),
-    "429": ("Throttled", "Request was throttled. Expected available in 12 seconds.", None),
+    "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
+    "403": ("Not a member", "permission_denied",
+            "you have no owner/scientist/annotator role in project 'digits'", None),
+    "404": ("Unknown project", "not_found", "no project 'nope'", None),
+    "429": THROTTLED,
 }
 
 
@@ -183,14 +184,14 @@ class LabelSubmitApi(_LabelingApi):
                 "id": 7, "sample": 42, "value": "pos", "annotator": "ann",
                 "duration_ms": None, "created_at": "2026-11-21T20:01:00Z"}),
             *error_examples({
-                "400": ("Unknown label", "'cat' is not a label of project 'news'", ["pos", "neg"]),
-                "409": ("Leased by someone else", "this sample is leased by another annotator",
-                        {"sample": 42}),
-                "413": ("Body too large",
-                        "request body of 10485761 bytes is over the limit of 10485760 bytes",
-                        {"content_length": 10485761, "max_body_bytes": 10485760}),
+                "400": ("Unknown label", "invalid_label", "'cat' is not a label of project 'news'",
+                        ["pos", "neg"]),
+                "409": ("Leased by someone else", "sample_not_available",
+                        "this sample is leased by another annotator", {"sample": 42}),
+                "413": TOO_LARGE,
                 **_ERRORS,
-                "404": ("Outside the project", "that sample is not part of this project", None),
+                "404": ("Outside the project", "not_found",
+                        "that sample is not part of this project", {"sample": 42}),
             }),
         ],
     )

@@ -22,7 +22,8 @@ token, a body that is not exactly what the serializer accepts as it stands (no c
 trimming or refusal), HEAD/OPTIONS, or an unexpected error (logged; both requests are
 safe to repeat: ``next`` returns a held lease again, and a repeated label is idempotent).
 Domain refusals (unknown label 400, sample outside the project 404, leased by someone else
-409) are answered here with the API's ``{"error", "detail"}`` shape.
+409) are answered here with the API's ``{"error", "code", "detail"}`` body, the same
+``DomainError.body()`` the views' exception handler gives.
 
 A successful token check and the caller's membership are remembered per process for
 ``API_TOKEN_CACHE_SECONDS`` (default 1 s; 0 checks every request), the same window in which
@@ -182,7 +183,7 @@ class LabelingFastPath:
         except NotAMember:
             return None  # Django answers the 403 with its own wording
         except DomainError as exc:
-            return exc.status, {"error": exc.message, "detail": exc.detail}
+            return exc.status, exc.body()
         return (201 if label.is_new else 200), label_output(label)
 
 

@@ -1,4 +1,4 @@
-"""One JSON error shape for the whole API: ``{"error": "...", "detail": ...}``."""
+"""One JSON error shape for the whole API: ``{"error": "...", "code": "...", "detail": ...}``."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler, set_rollback
 
-from core.errors import DomainError
+from core.errors import ERROR_CODES, DomainError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,29 @@ class RequestTooLarge(exceptions.APIException):
         self.limits = limits
 
 
+# The code of an exception that names none of ERROR_CODES (Django's Http404 and
+# PermissionDenied, an APIException of another library), by its status.
+_CODES_BY_STATUS = {
+    400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 413: "too_large",
+    415: "unsupported_media_type", 429: "throttled",
+}
+
+
+def api_error_code(exc: Exception, status_code: int) -> str:
+    """The stable code of an exception answered with ``status_code``.
+
+    DRF's exceptions name their kind in their class's ``default_code`` (``not_authenticated``,
+    ``parse_error``, ``throttled`` ...), which is the code when it is one of ``ERROR_CODES``;
+    a code given to one instance (``get_codes()``, a validation's per-field codes) is not, so
+    the code stays one per kind of failure.
+    """
+    code = getattr(type(exc), "default_code", None)
+    if code in ERROR_CODES:
+        return code
+    return _CODES_BY_STATUS.get(status_code, "server_error" if status_code >= 500 else "invalid")
+
+
 def _first_message(detail) -> str:
     if isinstance(detail, dict):
         for key, value in detail.items():
@@ -36,14 +59,14 @@ def _first_message(detail) -> str:
 
 
 def api_exception_handler(exc, context):
-    """Render every exception of an API view as ``{"error", "detail"}``.
+    """Render every exception of an API view as ``{"error", "code", "detail"}``.
 
     DRF and domain exceptions keep their 4xx status. Anything else is logged with its
     traceback and becomes a JSON 500 that reveals nothing about the failure: a last resort,
     since every failure a client can cause should be a named 4xx.
     """
     if isinstance(exc, DomainError):
-        return Response({"error": exc.message, "detail": exc.detail}, status=exc.status)
+        return Response(exc.body(), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(str(exc))
     elif isinstance(exc, SuspiciousOperation):
@@ -53,21 +76,21 @@ def api_exception_handler(exc, context):
         view = context.get("view")
         logger.error("unhandled error in %s", type(view).__name__, exc_info=exc)
         set_rollback()
-        return Response({"error": "internal server error", "detail": None},
+        return Response(error_body("internal server error", "server_error"),
                         status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    code = api_error_code(exc, response.status_code)
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"error": _first_message(exc.detail), "detail": exc.detail}
+        response.data = error_body(_first_message(exc.detail), code, exc.detail)
     elif isinstance(exc, exceptions.Throttled):
         wait = exc.wait or 1
         response["Retry-After"] = str(wait)
-        response.data = {"error": f"too many requests for this token; retry in {wait} s",
-                         "detail": {"retry_after": wait}}
+        response.data = error_body(f"too many requests for this token; retry in {wait} s", code,
+                                   {"retry_after": wait})
     elif isinstance(exc, RequestTooLarge):
-        response.data = {"error": str(exc.detail), "detail": exc.limits}
+        response.data = error_body(str(exc.detail), code, exc.limits)
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
-        response.data = {"error": str(detail), "detail": None}
+        response.data = error_body(str(detail), code)
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
         response["WWW-Authenticate"] = "Token"
     return response
-

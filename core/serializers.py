@@ -7,12 +7,22 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.settings import api_settings
 
+from core.errors import ERROR_CODES
+
+# The error codes as choices; the schema names their enum ErrorCodeEnum (ENUM_NAME_OVERRIDES).
+ERROR_CODE_CHOICES = list(ERROR_CODES.items())
+
 
 class ErrorSerializer(serializers.Serializer):
-    """Every error the API returns: a message naming the problem, and details if any."""
+    """Every error the API returns: a message naming the problem, a stable code naming its
+    kind (README.md, "Error codes"), and details if any."""
 
-    error = serializers.CharField()
-    detail = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(help_text="What went wrong, in words for people.")
+    code = serializers.ChoiceField(
+        choices=ERROR_CODE_CHOICES,
+        help_text="The kind of error, for programs to branch on; the set only grows.")
+    detail = serializers.JSONField(allow_null=True, help_text="Details, such as the refused "
+                                   "fields or the limits exceeded; null when there are none.")
 
 
 class StrictSerializer(serializers.Serializer):

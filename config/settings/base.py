@@ -125,6 +125,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "core.serializers.ERROR_CODE_CHOICES"},
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api_docs import error_examples, error_responses
+from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from core.fast_json import (
     FirstRendererNegotiation,
     OrjsonParser,
@@ -88,18 +88,18 @@ class FeedbackApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, AP
                 "prediction_id": "0b7f9f1e-3c3e-4a59-9a51-3d2f4f8f6a10", "sample_id": 4711,
                 "label": "7", "predicted_label": "1", "correct": False, "created": True}),
             *error_examples({
-                "400": ("Unknown label", "'x' is not a label of project 'digits'",
+                "400": ("Unknown label", "invalid_label", "'x' is not a label of project 'digits'",
                         {"value": "x", "labels": ["0", "1"]}),
-                "401": ("No token", "Authentication credentials were not provided.", None),
-                "403": ("Missing scope", "this token lacks the 'feedback' scope", None),
-                "404": ("Unknown prediction", "this project has no prediction "
+                "401": ("No token", "not_authenticated",
+                        "Authentication credentials were not provided.", None),
+                "403": ("Missing scope", "permission_denied",
+                        "this token lacks the 'feedback' scope", None),
+                "404": ("Unknown prediction", "unknown_prediction", "this project has no prediction "
                         "'0b7f9f1e-3c3e-4a59-9a51-3d2f4f8f6a10' (predictions are recorded "
                         "within about a second of being served)",
                         {"prediction_id": "0b7f9f1e-3c3e-4a59-9a51-3d2f4f8f6a10"}),
-                "413": ("Too large", "request body of 31457280 bytes is over the limit of "
-                        "10485760 bytes", {"content_length": 31457280, "max_body_bytes": 10485760}),
-                "429": ("Throttled", "too many requests for this token; retry in 3 s",
-                        {"retry_after": 3}),
+                "413": TOO_LARGE,
+                "429": THROTTLED,
             }),
         ],
     )

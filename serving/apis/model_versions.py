@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from serving import model_cache
-from core.api_docs import error_examples, error_responses
+from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from annotation.authentication import ProjectTokenAuthentication
 from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
@@ -22,10 +22,11 @@ from core.throttling import TokenScopedRateThrottle
 CLIENT_SCOPES = (ApiToken.Scope.PREDICT, ApiToken.Scope.FEEDBACK, ApiToken.Scope.ADMIN)
 
 _ERRORS = {
-    "401": ("No token", "Authentication credentials were not provided.", None),
-    "403": ("Wrong project", "this token belongs to another project", None),
-    "404": ("Unknown version", "this project has no model version 9", {"version": 9}),
-    "429": ("Throttled", "too many requests for this token; retry in 3 s", {"retry_after": 3}),
+    "401": ("No token", "not_authenticated", "Authentication credentials were not provided.", None),
+    "403": ("Wrong project", "permission_denied", "this token belongs to another project", None),
+    "404": ("Unknown version", "unknown_version", "this project has no model version 9",
+            {"version": 9}),
+    "429": THROTTLED,
 }
 
 
@@ -69,7 +70,7 @@ class ModelVersionListApi(APIView):
                  "trained_on_label_count": 100, "is_served": False,
                  "created_at": "2026-11-21T19:40:00Z"},
             ]),
-            *error_examples({**_ERRORS, "404": ("Unknown project", "no project 'nope'", None)}),
+            *error_examples({**_ERRORS, "404": ("Unknown project", "not_found", "no project 'nope'", None)}),
         ],
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -198,13 +199,14 @@ class ModelVersionPromoteApi(BodySizeLimitMixin, APIView):
                 "number": 2, "is_served": True, "promotion_note": "v3 misreads sevens; back to v2",
                 "previous_version": 3}),
             *error_examples({
-                "400": ("Unknown field", "unknown field(s) 'force'; expected ['note']", None),
+                "400": ("Unknown field", "invalid", "unknown field(s) 'force'; expected ['note']",
+                        {"non_field_errors": ["unknown field(s) 'force'; expected ['note']"]}),
                 **_ERRORS,
-                "403": ("Missing scope", "this token lacks the 'admin' scope", None),
-                "409": ("Not ready", "model version 4 is training, not ready",
+                "403": ("Missing scope", "permission_denied", "this token lacks the 'admin' scope",
+                        None),
+                "409": ("Not ready", "version_not_ready", "model version 4 is training, not ready",
                         {"version": 4, "status": "training"}),
-                "413": ("Too large", "request body of 2000000 bytes is over the limit of "
-                        "1000000 bytes", {"content_length": 2000000, "max_body_bytes": 1000000}),
+                "413": TOO_LARGE,
             }),
         ],
     )

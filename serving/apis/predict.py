@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api_docs import error_examples, error_responses
+from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from core.fast_json import (
     FirstRendererNegotiation,
     OrjsonParser,
@@ -136,17 +136,19 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
                 "predictions": [{"id": "0b7f9f1e-3c3e-4a59-9a51-3d2f4f8f6a10", "label": "7",
                                  "confidence": 0.91, "probabilities": {"0": 0.01, "7": 0.91}}]}),
             *error_examples({
-                "400": ("Bad instance", "instances[0]: image_base64 is not valid base64",
+                "400": ("Bad instance", "invalid_instance",
+                        "instances[0]: image_base64 is not valid base64",
                         {"index": 0}),
-                "401": ("No token", "Authentication credentials were not provided.", None),
-                "403": ("Wrong project", "this token belongs to another project", None),
-                "404": ("Unknown version", "this project has no model version 9", {"version": 9}),
-                "409": ("No model", "this project has no served model yet; label a batch first",
-                        None),
-                "413": ("Too large", "request body of 31457280 bytes is over the limit of "
-                        "10485760 bytes", {"content_length": 31457280, "max_body_bytes": 10485760}),
-                "429": ("Throttled", "too many requests for this token; retry in 3 s",
-                        {"retry_after": 3}),
+                "401": ("No token", "not_authenticated",
+                        "Authentication credentials were not provided.", None),
+                "403": ("Wrong project", "permission_denied",
+                        "this token belongs to another project", None),
+                "404": ("Unknown version", "unknown_version", "this project has no model version 9",
+                        {"version": 9}),
+                "409": ("No model", "no_model",
+                        "this project has no served model yet; label a batch first", None),
+                "413": TOO_LARGE,
+                "429": THROTTLED,
             }),
         ],
     )

@@ -147,6 +147,7 @@ def test_api_bad_rows_give_400_with_report_and_write_nothing(text_project):
     assert response.status_code == 400
     body = response.json()
     assert "refused" in body["error"] and body["detail"]["report"]["errors"][0]["row"] == 2
+    assert body["code"] == "invalid_import"
     assert not Sample.objects.exists()
 
 
@@ -159,6 +160,7 @@ def test_api_zip_slip_and_missing_file_are_400(db):
     slip = api.post(f"/api/v1/projects/{project.slug}/samples",
                     {"file": SimpleUploadedFile("x.zip", buffer.getvalue())}, format="multipart")
     assert slip.status_code == 400 and "'..'" in slip.json()["error"]
+    assert slip.json()["code"] == "invalid_import"
     assert api.post(f"/api/v1/projects/{project.slug}/samples", {}, format="multipart"
                     ).status_code == 400
     assert not ImportJob.objects.exists()

@@ -59,10 +59,14 @@ def test_label_api_errors_are_json_and_write_nothing(project, annotator, make_sa
 
     bad = api.post(url, {"sample": leased, "value": "cat"}, format="json")
     assert bad.status_code == 400 and "cat" in bad.json()["error"] and bad.json()["detail"]
+    assert bad.json()["code"] == "invalid_label"
     outside = api.post(url, {"sample": foreign.pk, "value": "1"}, format="json")
-    assert outside.status_code == 404 and set(outside.json()) == {"error", "detail"}
+    assert outside.status_code == 404 and outside.json() == {
+        "error": "that sample is not part of this project", "code": "not_found",
+        "detail": {"sample": foreign.pk}}
     missing = api.post(url, {"value": "1"}, format="json")
     assert missing.status_code == 400 and missing.json()["error"].startswith("sample")
+    assert missing.json()["code"] == "invalid"
 
     rival = _member(project)
     taken = _client(project, rival).post(url, {"sample": leased, "value": "1"}, format="json")

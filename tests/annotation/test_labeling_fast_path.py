@@ -120,15 +120,16 @@ def test_refusals_of_the_services_get_the_apis_error_bodies(
     MembershipFactory(project=project, user=rival, role="annotator")
     rival_key = _key(project, rival)
     cases = [
-        (labeler, {"sample": leased, "value": "cat"}, 400),
-        (labeler, {"sample": foreign.pk, "value": "1"}, 404),
-        (rival_key, {"sample": leased, "value": "1"}, 409),
+        (labeler, {"sample": leased, "value": "cat"}, 400, "invalid_label"),
+        (labeler, {"sample": foreign.pk, "value": "1"}, 404, "not_found"),
+        (rival_key, {"sample": leased, "value": "1"}, 409, "sample_not_available"),
     ]
-    for key, body, expected in cases:
+    for key, body, expected, code in cases:
         django_app.calls = 0
         fast_answer = call(fast, "POST", labels_url, key=key, body=body)
         assert django_app.calls == 0
-        assert fast_answer[0] == expected and set(fast_answer[2]) == {"error", "detail"}
+        assert fast_answer[0] == expected and set(fast_answer[2]) == {"error", "code", "detail"}
+        assert fast_answer[2]["code"] == code
         assert fast_answer[::2] == call(django_app, "POST", labels_url, key=key, body=body)[::2]
     assert not Label.objects.exists()
 
@@ -179,10 +180,14 @@ def test_callers_it_cannot_vouch_for_are_answered_by_django(
                                  extra={"HTTP_HOST": "evil.example"}),
     }
     assert django_app.calls == len(answers)
-    assert answers["no token"][0] == 401 and answers["unknown key"][0] == 401
-    assert answers["token of another project"][0] == answers["unknown project"][0] == 404
-    assert answers["host not allowed"][0] == 400
+    codes = {name: (status, body.get("code") if isinstance(body, dict) else None)
+             for name, (status, _headers, body) in answers.items()}
+    assert codes["no token"] == (401, "not_authenticated")
+    assert codes["unknown key"] == (401, "authentication_failed")
+    assert codes["token of another project"] == codes["unknown project"] == (404, "not_found")
+    assert codes["host not allowed"][0] == 400  # Django's own page, before any view
     assert [t[0] for t in throttled] == [200, 429] and throttled[1][1]["Retry-After"]
+    assert throttled[1][2]["code"] == "throttled"
 
 
 def test_a_revoked_token_or_role_stops_working_within_the_cache_window(

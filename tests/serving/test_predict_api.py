@@ -275,7 +275,8 @@ def test_an_unexpected_error_is_a_logged_json_500(served_project, client_with_to
     response = _predict(client_with_token, served_project,
                         {"instances": [{"image_base64": _b64(png_bytes(1))}]})
     assert response.status_code == 500
-    assert response.json() == {"error": "internal server error", "detail": None}
+    assert response.json() == {"error": "internal server error", "code": "server_error",
+                               "detail": None}
     assert "boom" not in response.content.decode()
     assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
     assert PredictionLog.objects.filter(outcome="server_error").count() == 1
