@@ -1,6 +1,8 @@
 """Every API error carries a documented, stable ``code``: the domain's and DRF's alike."""
 import importlib
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -10,6 +12,9 @@ from rest_framework import exceptions
 
 from core.api_errors import RequestTooLarge, api_exception_handler
 from core.errors import ERROR_CODES, DomainError
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
 
 def _domain_errors() -> set[type[DomainError]]:
     """Every DomainError subclass in the apps' code, each module imported to find them."""
@@ -25,6 +30,13 @@ def _domain_errors() -> set[type[DomainError]]:
     return found
 
 
+def _readme_table() -> dict[str, int]:
+    """``{code: status}`` from the README's "Error codes" table."""
+    section = README.read_text().split("### Error codes", 1)[1].split("\n#", 1)[0]
+    return {code: int(status) for code, status in
+            re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", section, flags=re.MULTILINE)}
+
+
 def test_every_domain_error_has_a_documented_code():
     errors = _domain_errors()
     names = {f"{e.__module__}.{e.__qualname__}" for e in errors}
@@ -33,6 +45,13 @@ def test_every_domain_error_has_a_documented_code():
     undocumented = {f"{e.__module__}.{e.__qualname__}": e.code for e in errors
                     if e.code not in ERROR_CODES}
     assert not undocumented, "add these codes to core.errors.ERROR_CODES and the README"
+
+
+def test_the_readme_documents_every_code_with_its_status():
+    table = _readme_table()
+    assert set(table) == set(ERROR_CODES)
+    for error in {DomainError, *_domain_errors()}:
+        assert table[error.code] == error.status, f"{error.__qualname__}: {error.code}"
 
 
 @pytest.mark.parametrize("exc, status, code", [
