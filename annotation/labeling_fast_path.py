@@ -86,7 +86,7 @@ _callers = RememberedChecks()
 class _Route:
     """Where one of the views is routed, and what its answers carry besides the body."""
 
-    path: object  # the compiled pattern the URL resolver matches, with a ``slug`` group
+    path: re.Pattern[str]  # the URL resolver's compiled pattern, with a ``slug`` group
     view: type
     headers: tuple[tuple[str, str], ...]  # for http, as Django's middleware and DRF add them
     secure_headers: tuple[tuple[str, str], ...]  # for https (HSTS)
@@ -147,7 +147,7 @@ class LabelingFastPath:
         finally:
             _close_old_connections()
         if answer is None:
-            if body:
+            if route.view is LabelSubmitApi:
                 environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
         status, payload = answer
