@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, str] = {
     "no_model": "the project has no served model yet",
     "version_not_ready": "the model version is not trained (yet)",
     "artifact_refused": "the model's file does not match its recorded checksum",
+    "training_error": "the labels at hand cannot train a model (none, or one class only)",
     # 413, 415, 429, 500: the request's form and rate, and the server.
     "too_large": "the body is over API_MAX_BODY_BYTES (detail gives both sizes)",
     "unsupported_media_type": "the body's Content-Type is not one the endpoint reads",
