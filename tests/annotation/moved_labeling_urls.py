@@ -14,3 +14,6 @@ urlpatterns = [
         for entry in api_urls.urlpatterns])),
     *(entry for entry in urls.urlpatterns if getattr(entry, "urlconf_name", None) is not api_urls),
 ]
+# The root URLconf's error handlers, should it name any (Django looks for them here).
+handler404 = getattr(urls, "handler404", "django.views.defaults.page_not_found")
+handler500 = getattr(urls, "handler500", "django.views.defaults.server_error")
