@@ -8,18 +8,19 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from core.errors import error_body
+
 API_PREFIX = "/api/"
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
-        return JsonResponse({"error": f"no API route {request.path!r}", "code": "not_found",
-                             "detail": {"path": request.path}}, status=404)
+        return JsonResponse(error_body(f"no API route {request.path!r}", "not_found",
+                                       {"path": request.path}), status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
-        return JsonResponse({"error": "internal server error", "code": "server_error",
-                             "detail": None}, status=500)
+        return JsonResponse(error_body("internal server error", "server_error"), status=500)
     return defaults.server_error(request)

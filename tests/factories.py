@@ -1,4 +1,5 @@
 """factory_boy factories for test data."""
+import datetime as dt
 import io
 
 import factory
@@ -73,3 +74,19 @@ class ImageSampleFactory(factory.django.DjangoModelFactory):
         lambda o: ContentFile(png_bytes(int(o.true_label), seed=hash(o.external_id) % 2**32),
                               name=f"{o.external_id}.png")
     )
+
+
+def label_given(*, sample, annotator, value, **kwargs):
+    """Label ``sample`` as an annotator the queue handed it to: lease it first, as
+    ``sample_lease_next`` would, since held-out test samples take labels only that way."""
+    from django.utils import timezone
+
+    from annotation.models import Lease
+    from annotation.services import label_submit
+
+    now = timezone.now()
+    Lease.objects.get_or_create(
+        project_id=sample.project_id, sample_id=sample.pk, annotator_id=annotator.pk,
+        defaults={"created_at": now, "expires_at": now + dt.timedelta(minutes=10)},
+    )
+    return label_submit(sample=sample, annotator=annotator, value=value, **kwargs)

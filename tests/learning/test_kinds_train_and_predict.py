@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from annotation.models import Project, Sample
-from annotation.services import label_submit
+from tests.factories import label_given
 from serving.suggestions import suggestions_for
 from learning import artifacts
 from learning.models import ModelVersion
@@ -29,7 +29,7 @@ def _train(project) -> ModelVersion:
 
 def _label_all(project, annotator, samples_with_labels):
     for sample, value in samples_with_labels:
-        label_submit(sample=sample, annotator=annotator, value=value)
+        label_given(sample=sample, annotator=annotator, value=value)
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_images_of_mixed_sizes_and_modes_train(project, annotator, make_samples)
         with open(sample.image.path, "wb") as fh:
             fh.write(buffer.getvalue())
     for i, sample in enumerate(samples):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     version = _train(project)
     assert version.status == "ready", version.error
 
@@ -179,7 +179,7 @@ def test_images_of_mixed_sizes_and_modes_train(project, annotator, make_samples)
 def test_undecodable_image_fails_with_a_clear_status(project, annotator, make_samples):
     samples = make_samples(6, 3)
     for i, sample in enumerate(samples):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     with open(samples[0].image.path, "wb") as fh:
         fh.write(b"not an image")
     version = _train(project)
@@ -210,7 +210,7 @@ def test_staleness_and_learning_curve(text_project, annotator):
     _train(text_project)
     assert ranking_staleness(project=text_project).labels_since == 0
     sample = Sample.objects.filter(project=text_project, status="unlabeled", split="pool").first()
-    label_submit(sample=sample, annotator=annotator, value="spam")
+    label_given(sample=sample, annotator=annotator, value="spam")
     assert ranking_staleness(project=text_project).labels_since == 1
     curve = learning_curve(project=text_project)
     assert len(curve.points) == 1 and curve.polyline

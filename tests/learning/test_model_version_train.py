@@ -2,7 +2,7 @@
 import pytest
 
 from annotation.models import Sample
-from annotation.services import label_submit
+from tests.factories import label_given
 from learning import artifacts
 from learning.models import ModelVersion
 from learning.services import model_version_request, model_version_train
@@ -15,7 +15,7 @@ def labeled_project(project, annotator, make_samples):
     project.save()
     samples = make_samples(30, 12)
     for i, sample in enumerate(samples):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3 if i < 30 else (i - 30) % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3 if i < 30 else (i - 30) % 3])
     return project
 
 
@@ -44,11 +44,11 @@ def test_batch_of_labels_triggers_exactly_one_retrain(project, annotator, make_s
     samples = make_samples(8, 4)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         for i, sample in enumerate(samples[:5]):
-            label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+            label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     assert ModelVersion.objects.count() == 0 and not callbacks
-    label_submit(sample=samples[5], annotator=annotator, value="0")
+    label_given(sample=samples[5], annotator=annotator, value="0")
     assert ModelVersion.objects.count() == 1
-    label_submit(sample=samples[6], annotator=annotator, value="1")
+    label_given(sample=samples[6], annotator=annotator, value="1")
     assert ModelVersion.objects.count() == 1  # counted from the newest request
 
 
@@ -61,7 +61,7 @@ def test_requests_coalesce_into_the_queued_version(labeled_project):
 def test_one_class_fails_with_reason_and_keeps_served_model(project, annotator, make_samples):
     samples = make_samples(6, 2)
     for sample in samples:
-        label_submit(sample=sample, annotator=annotator, value="1")
+        label_given(sample=sample, annotator=annotator, value="1")
     version = model_version_request(project=project)
     model_version_train(version_id=version.pk)
     version.refresh_from_db()

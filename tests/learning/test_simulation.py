@@ -96,10 +96,10 @@ def test_bad_sources_give_clear_errors(tmp_path):
 
 @pytest.mark.django_db
 def test_simulate_project_replays_labeled_samples(project, annotator, make_samples, tmp_path):
-    from annotation.services import label_submit
+    from tests.factories import label_given
 
     for i, sample in enumerate(make_samples(30, 12)):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     out = tmp_path / "p.json"
     call_command("simulate", f"project:{project.slug}", "--strategies", "random,default",
                  "--seeds", "1", "--budget", "20", "--out", str(out))

@@ -3,7 +3,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from annotation.services import label_submit
+from tests.factories import label_given
 from learning.services import model_version_request, model_version_train
 from serving.services import api_token_create
 
@@ -29,7 +29,7 @@ def served_project(project, annotator, make_samples):
     project.batch_size = 1000
     project.save()
     for i, sample in enumerate(make_samples(30, 9)):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     train_version(project)
     return project
 
