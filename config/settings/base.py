@@ -195,6 +195,15 @@ API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=1.0)
 PREDICTION_LOG_INSTANCE_MAX_BYTES = env.int("PREDICTION_LOG_INSTANCE_MAX_BYTES", default=32 * 1024)
 # End of API settings.
 
+# Security (README "Security"): guessing limits, client addresses.
+# Proxies in front of the web processes that append to X-Forwarded-For (0: none, the
+# client's address is REMOTE_ADDR). API-key limits count per address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+# Failed API-key checks per client address in a sliding minute before 429 (0: no limit).
+API_AUTH_FAILURES_PER_MIN = env.int("API_AUTH_FAILURES_PER_MIN", default=30)
+# End of security settings.
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
