@@ -3,6 +3,7 @@
 The defaults are the embedded configuration: SQLite, kombu's filesystem broker and local
 media under ``var/``, so the service runs with no server installed.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "axes",
     "core",
     "annotation",
     "learning",
@@ -45,6 +47,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -85,6 +88,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis (redis://host:6379/1) so every web process shares them.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -197,11 +204,23 @@ PREDICTION_LOG_INSTANCE_MAX_BYTES = env.int("PREDICTION_LOG_INSTANCE_MAX_BYTES",
 
 # Security (README "Security"): guessing limits, client addresses.
 # Proxies in front of the web processes that append to X-Forwarded-For (0: none, the
-# client's address is REMOTE_ADDR). API-key limits count per address.
+# client's address is REMOTE_ADDR). Login lockouts and API-key limits count per address.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
 # Failed API-key checks per client address in a sliding minute before 429 (0: no limit).
 API_AUTH_FAILURES_PER_MIN = env.int("API_AUTH_FAILURES_PER_MIN", default=30)
+# Failed logins (django-axes, core/logins.py): per username and address, per address.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=30)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]  # order: core/logins.py
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_HANDLER = "core.logins.LoginAttempts"
+AXES_LOCKOUT_CALLABLE = "core.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "core.throttling.client_address"
+AXES_RESET_ON_SUCCESS = False  # True would let a login to one's own account clear the address count
+AXES_VERBOSE = False
 # End of security settings.
 
 LOGGING = {
@@ -209,6 +228,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # django-axes: failed logins and lockouts (WARNING), not every successful one.
+        "axes": {"level": "WARNING"},
+    },
 }
 ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(MEDIA_ROOT / "artifacts")))
