@@ -51,6 +51,7 @@ import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import secrets  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -401,7 +402,7 @@ def main() -> None:
         **os.environ,
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "SECRET_KEY": "bench-secret-key-not-for-production-use-0123456789",
+        "SECRET_KEY": secrets.token_urlsafe(50),  # production settings refuse a published key
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Counted, never refused: the bench drives far more than an annotator's rate.

@@ -36,6 +36,7 @@ import base64
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -257,7 +258,7 @@ def main() -> None:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "SECRET_KEY": "bench-secret-key-not-for-production-use-0123456789",
+        "SECRET_KEY": secrets.token_urlsafe(50),  # production settings refuse a published key
         "DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'db.sqlite3'}",
         "MEDIA_ROOT": str(workdir / "media"),
         "CELERY_TASK_ALWAYS_EAGER": "true",

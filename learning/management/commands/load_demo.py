@@ -1,6 +1,14 @@
-"""Create the demo users and the handwritten-digits image project, its queue ordered (idempotent)."""
+"""Create the demo users and the handwritten-digits image project, its queue ordered (idempotent).
+
+Under the production settings (``PRODUCTION``) it refuses to run without ``--force``, and
+even then gives the demo users random passwords, printed once: admin/admin on a server
+reachable by others is an open door.
+"""
+import secrets
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation.demo import digit_pngs, samples_create_images
@@ -21,16 +29,28 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--limit", type=int, default=None, help="Load only this many digits.")
+        parser.add_argument(
+            "--force", action="store_true",
+            help="Run under the production settings too; the demo users then get random "
+                 "passwords, printed once.")
 
     @transaction.atomic
-    def handle(self, *args, limit=None, **options):
+    def handle(self, *args, limit=None, force=False, **options):
+        production = settings.PRODUCTION and not settings.DEBUG
+        if production and not force:
+            raise CommandError(
+                "load_demo creates users with published passwords (admin/admin) and refuses "
+                "to run under the production settings; use --force to load the demo anyway "
+                "with random passwords, or run it with config.settings.local.")
         User = get_user_model()
-        users = {}
+        users, passwords = {}, {}
         for username, password, _role, is_super in DEMO_USERS:
             user, created = User.objects.get_or_create(username=username)
-            if created:
-                user.set_password(password)
-                user.is_superuser = user.is_staff = is_super
+            if created or (production and user.check_password(password)):
+                passwords[username] = secrets.token_urlsafe(12) if production else password
+                user.set_password(passwords[username])
+                if created:
+                    user.is_superuser = user.is_staff = is_super
                 user.save()
             users[username] = user
         project = Project.objects.filter(slug=DEMO_SLUG).first()
@@ -53,6 +73,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Cold start: {picked} diverse digits lead the queue.")
         for username, _password, role, _is_super in DEMO_USERS:
             membership_set(project=project, user=users[username], role=role)
+        if production:
+            if passwords:
+                self.stdout.write("Demo users, random passwords shown only now (username/password): "
+                                  + ", ".join(f"{name}/{pw}" for name, pw in passwords.items()))
+            return
         self.stdout.write(
             "Demo users (username/password): admin/admin (owner), annotator/annotator, "
             "scientist/scientist."
