@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    "csp",
     "core",
     "annotation",
     "learning",
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -209,7 +212,7 @@ API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=1.0)
 PREDICTION_LOG_INSTANCE_MAX_BYTES = env.int("PREDICTION_LOG_INSTANCE_MAX_BYTES", default=32 * 1024)
 # End of API settings.
 
-# Security (README "Security"): guessing limits, client addresses.
+# Security (README "Security"): guessing limits, client addresses, Content-Security-Policy.
 # Proxies in front of the web processes that append to X-Forwarded-For (0: none, the
 # client's address is REMOTE_ADDR). Login lockouts and API-key limits count per address.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
@@ -228,6 +231,24 @@ AXES_LOCKOUT_CALLABLE = "core.logins.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "core.throttling.client_address"
 AXES_RESET_ON_SUCCESS = False  # True would let a login to one's own account clear the address count
 AXES_VERBOSE = False
+# Pages load scripts, styles and images from this site only: no inline code, no eval.
+# The API docs page adds data: images (config/urls.py). The JSON API (/api/v1/) goes
+# without: it renders no HTML (nosniff), and the labeling fast path answers it like Django.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/v1/"],
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 # End of security settings.
 
 LOGGING = {

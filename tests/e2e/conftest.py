@@ -65,17 +65,30 @@ def _fresh_cache():
     cache.clear()
 
 
+def _is_csp_violation(message) -> bool:
+    return message.type == "error" and "Content Security Policy" in message.text
+
+
 @pytest.fixture
 def page(browser, live_server):
-    """A page in a fresh context (no cookies shared between tests) based at the live server."""
+    """A page in a fresh context (no cookies shared between tests) based at the live server.
+
+    Chromium reports what the Content-Security-Policy blocked on the console: any such
+    report fails the test, so a page that only works with inline code cannot pass.
+    """
     context = browser.new_context(base_url=live_server.url)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
     page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if _is_csp_violation(message) else None)
     try:
         yield page
     finally:
         context.close()
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
 
 
 @pytest.fixture
