@@ -84,8 +84,12 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, exceptions.Throttled):
         wait = exc.wait or 1
         response["Retry-After"] = str(wait)
-        response.data = error_body(f"too many requests for this token; retry in {wait} s", code,
-                                   {"retry_after": wait})
+        # A throttle with a reason of its own (e.g. API-key guessing) says it; the rest count
+        # a token's requests.
+        reason = type(exc).default_detail
+        if reason == exceptions.Throttled.default_detail:
+            reason = "too many requests for this token"
+        response.data = error_body(f"{reason}; retry in {wait} s", code, {"retry_after": wait})
     elif isinstance(exc, RequestTooLarge):
         response.data = error_body(str(exc.detail), code, exc.limits)
     else:

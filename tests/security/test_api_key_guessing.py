@@ -35,6 +35,7 @@ def test_bad_keys_from_one_address_get_429_while_another_address_still_gets_401(
     assert refused.status_code == 429
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert refused.json()["detail"] == {"retry_after": int(refused["Retry-After"])}
+    assert refused.json()["error"].startswith("too many failed API key checks from this address")
     assert _get(project, _guess(), address=ELSEWHERE).status_code == 401
     # A refused address learns nothing: a valid key it never used is refused unchecked.
     _token, key = api_token_create(project=project, scopes=["admin"])
