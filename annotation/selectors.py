@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from annotation import hooks
 from annotation.access import SCIENCE_ROLES, member_require
+from annotation.exports import export_chunks
 from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
 
 EXPORT_CHUNK = 2000
@@ -338,7 +339,5 @@ def label_export_rows(*, project: Project, history: bool = False) -> Iterator[di
 
 def label_export_chunks(*, project: Project, history: bool, fmt: str) -> Iterator[str]:
     """Yield the project's labels as CSV or JSONL text, in chunks, for streaming."""
-    from annotation.exports import export_chunks
-
     fields = HISTORY_EXPORT_FIELDS if history else CURRENT_EXPORT_FIELDS
     return export_chunks(label_export_rows(project=project, history=history), fields, fmt)

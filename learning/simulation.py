@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from learning import features, strategies
-from learning.estimators import build_estimator
+from learning.estimators import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_BY_KIND, build_estimator
 
 BUILTINS = ("digits", "breast_cancer", "wine", "iris", "mnist", "topics")
 # Every strategy a project can choose, random (the baseline) first.
@@ -311,8 +311,6 @@ def simulate(
 
 
 def estimator_name(model: str | None, kind: str) -> str:
-    from learning.estimators import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_BY_KIND
-
     return model or DEFAULT_ESTIMATOR_BY_KIND.get(kind, DEFAULT_ESTIMATOR)
 
 

@@ -3,8 +3,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.models import Project
 from learning import features, simulation, strategies
 from learning.estimators import ESTIMATORS
+from learning.model_input import project_labeled_payloads
 
 
 class Command(BaseCommand):
@@ -61,9 +63,6 @@ class Command(BaseCommand):
 
 
 def _project_dataset(slug: str) -> simulation.Dataset:
-    from annotation.models import Project
-    from learning.model_input import project_labeled_payloads
-
     project = Project.objects.filter(slug=slug).first()
     if project is None:
         raise CommandError(f"no project {slug!r}")
