@@ -5,13 +5,21 @@ one segment: ``<name>.rows.npy`` then ``<name>.ids.npy`` (ascending sample ids),
 whose ids file exists is complete. Segments are memory-mapped: a scoring chunk reads only
 its own rows. Ids seen in two segments (two workers appended the same new samples) are
 read once. No Django imports: callers pass the directory and the rows.
+
+Segments are plain numbers, loaded with ``allow_pickle=False``: a file planted in the
+directory cannot run code. One that does not load as a 1-d int64 ids array with as many
+rows beside it (truncated, tampered, an object array) empties the cache, which the caller
+then refills from the database, instead of failing every retrain.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 MAX_SEGMENTS = 16
 
@@ -22,8 +30,24 @@ def _segments(directory: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for ids_path in sorted(directory.glob("*.ids.npy")):
         rows_path = ids_path.with_name(ids_path.name.replace(".ids.npy", ".rows.npy"))
-        out.append((np.load(ids_path, mmap_mode="r"), np.load(rows_path, mmap_mode="r")))
+        try:
+            ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
+            rows = np.load(rows_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            return _dropped(directory, f"{ids_path.name}: {exc}")
+        if (ids.dtype != np.int64 or ids.ndim != 1 or rows.ndim < 1 or len(rows) != len(ids)
+                or rows.dtype.kind not in "biuf"):
+            return _dropped(directory, f"{ids_path.name}: not a segment this cache wrote")
+        out.append((ids, rows))
     return out
+
+
+def _dropped(directory: Path, reason: str) -> list:
+    """Empty a cache with a segment that cannot be read; it is refilled from the database."""
+    logger.error("feature cache %s is unreadable (%s); emptying it", directory, reason)
+    for path in directory.glob("*.npy"):
+        path.unlink(missing_ok=True)
+    return []
 
 
 def max_id(directory: Path) -> int:

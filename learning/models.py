@@ -64,3 +64,32 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} v{self.number} ({self.status})"
+
+
+class CachedFile(models.Model):
+    """The sha256 of a file a worker pickled under ``ARTIFACT_ROOT`` for its own later use.
+
+    Recorded when the file is written, in the database rather than beside the file, so
+    that whoever can write to the artifact root cannot also vouch for what they wrote: a
+    file is unpickled only when its bytes still hash to the value recorded here
+    (``learning.artifacts``). Model artifacts keep theirs on ``ModelVersion``.
+    """
+
+    class Kind(models.TextChoices):
+        FEATURIZER = "featurizer"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(max_length=64)
+    path = models.CharField(max_length=500)  # relative to ARTIFACT_ROOT
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "kind", "key"],
+                                    name="one_cached_file_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.kind} {self.key}"
