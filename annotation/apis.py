@@ -1,13 +1,15 @@
 """The data API of a project: import samples, follow an import, export labels."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FileUploadParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +21,7 @@ from annotation.selectors import import_job_get
 from annotation.services import import_job_create, import_job_start
 from annotation.views import export_response
 from core.api_docs import THROTTLED, error_examples, error_responses
+from core.api_errors import RequestTooLarge
 from core.errors import error_body
 from annotation.authentication import ProjectTokenAuthentication
 from core.throttling import TokenScopedRateThrottle
@@ -55,18 +58,75 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
         return reverse("api-import-job", args=[job.project.slug, job.pk])
 
 
+class RawFileParser(FileUploadParser):
+    """The whole body is the file (``curl --data-binary @reviews.csv``), named by
+    ``Content-Disposition: attachment; filename="reviews.csv"`` or ``?filename=reviews.csv``.
+
+    Like a multipart upload it goes through Django's upload handlers, so past
+    ``FILE_UPLOAD_MAX_MEMORY_SIZE`` it streams to a temporary file, never whole into memory.
+    """
+
+    errors = {
+        **FileUploadParser.errors,
+        "no_filename": "name the uploaded file: send 'Content-Disposition: attachment; "
+                       "filename=\"samples.csv\"' or '?filename=samples.csv' with a raw body, "
+                       "or multipart/form-data with a 'file' field",
+    }
+
+    def get_filename(self, stream, media_type, parser_context):
+        name = super().get_filename(stream, media_type, parser_context)
+        if not name:
+            name = parser_context["request"].query_params.get("filename")
+        return name
+
+
+def _import_input(request: Request) -> dict:
+    """The import's fields as a plain dict, the uploaded files as they are.
+
+    Never ``request.data.copy()``: a QueryDict's copy deep-copies every uploaded file, and
+    a file Django spooled to disk (any upload over FILE_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB)
+    cannot be copied. With a raw body the options come from the query string.
+    """
+    data = request.data
+    if not hasattr(data, "getlist"):  # a raw body: {"file": <upload>}
+        options = {key: value for key, value in request.query_params.items() if key != "file"}
+        return {**options, **data}
+    values = {key: data.get(key) for key in data.keys() if key != "files"}
+    if "files" in data:
+        values["files"] = data.getlist("files")
+    return values
+
+
 class SampleImportApi(APIView):
     """Import samples from one uploaded file (.csv, .jsonl, .zip) or several image files.
 
-    Small files are imported before the response: 201 when done, 400 with the report when
-    refused. Larger ones answer 202 with the job to poll at its ``url``.
+    Send the file as multipart/form-data (``file``, or several image ``files``) or as the
+    whole body, named by ``Content-Disposition`` or ``?filename=`` (options then go in the
+    query string). Uploads stream to storage whatever their size. Files up to
+    ``IMPORT_INLINE_MAX_BYTES`` are imported before the response: 201 when done, 400 with
+    the report when refused. Larger ones answer 202 with the job to poll at its ``url``.
     """
 
     authentication_classes = AUTHENTICATION
     permission_classes = [CanManageProjectData]
     throttle_classes = [TokenScopedRateThrottle]
     throttle_scope = "admin"
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, RawFileParser]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        """After the access checks, refuse a body over the upload limit before reading it."""
+        super().initial(request, *args, **kwargs)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        # A multipart body carries a little more than its files.
+        limit = settings.IMPORT_MAX_UPLOAD_BYTES + 1024 * 1024
+        if length > limit:
+            raise RequestTooLarge(
+                f"request body of {length} bytes is over the import limit of {limit} bytes",
+                limits={"content_length": length, "max_body_bytes": limit},
+            )
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(required=False)
@@ -84,12 +144,20 @@ class SampleImportApi(APIView):
     @extend_schema(
         operation_id="samples_import",
         auth=SCHEMA_AUTH,
-        request={"multipart/form-data": InputSerializer},
+        request={"multipart/form-data": InputSerializer,
+                 "application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("filename", str, required=False, description=(
+            "With a raw body: the file's name (or send Content-Disposition); the other "
+            "options (text_column, id_column, label_column, labels_from_folders) may be "
+            "query parameters too."))],
         responses={201: ImportJobOutputSerializer, 202: ImportJobOutputSerializer,
-                   **error_responses(400, 401, 403, 404, 429)},
+                   **error_responses(400, 401, 403, 404, 413, 429)},
         examples=[
             OpenApiExample("A CSV file", request_only=True, media_type="multipart/form-data",
                            value={"file": "news.csv", "text_column": "text"}),
+            OpenApiExample("A raw body", request_only=True,
+                           media_type="application/octet-stream",
+                           value="external_id,text,label\nn-1,Stocks rally,pos\n"),
             OpenApiExample("Imported", response_only=True, status_codes=["201"],
                            value=_JOB_EXAMPLE),
             OpenApiExample("Queued", response_only=True, status_codes=["202"],
@@ -103,22 +171,28 @@ class SampleImportApi(APIView):
                                     "errors": [{"row": 2, "line": 3,
                                                 "error": "unknown label 'cat'"}],
                                     "truncated": False}}),
+                "413": ("Too large", "too_large", "request body of 3221225472 bytes is over the import "
+                        "limit of 2148532224 bytes",
+                        {"content_length": 3221225472, "max_body_bytes": 2148532224}),
                 **_ERRORS,
             }),
         ],
     )
     def post(self, request: Request, slug: str) -> Response:
-        data = request.data.copy()
-        if hasattr(request.data, "getlist"):
-            data.setlist("files", request.data.getlist("files"))
-        serializer = self.InputSerializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        values = serializer.validated_data
-        options = {key: values[key] for key in
-                   ("text_column", "id_column", "label_column", "labels_from_folders") if key in values}
-        job = import_job_create(project=self.project, user=self.acting_user,
-                                upload=values.get("file"), image_files=values.get("files") or (),
-                                options=options)
+        data = _import_input(request)
+        try:
+            serializer = self.InputSerializer(data=data)
+            serializer.is_valid(raise_exception=True)
+            values = serializer.validated_data
+            options = {key: values[key] for key in ("text_column", "id_column", "label_column",
+                                                    "labels_from_folders") if key in values}
+            job = import_job_create(project=self.project, user=self.acting_user,
+                                    upload=values.get("file"),
+                                    image_files=values.get("files") or (), options=options)
+        finally:  # storage moved or copied them; Django closes only multipart uploads
+            for upload in [data.get("file"), *(data.get("files") or ())]:
+                if hasattr(upload, "close"):
+                    upload.close()
         job = import_job_start(job=job)
         body = ImportJobOutputSerializer(job).data
         if job.status == ImportJob.Status.FAILED:

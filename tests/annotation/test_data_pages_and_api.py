@@ -219,3 +219,85 @@ def test_exports_have_a_throttle_of_their_own(text_project, settings):
     url = f"/api/v1/projects/{text_project.slug}/export.csv"
     assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
     assert api.get(f"/api/v1/projects/{text_project.slug}/models").status_code == 200
+
+
+def _big_csv(rows: int) -> bytes:
+    """About 520 bytes a row: 10,000 rows make a 5 MB file."""
+    body = io.BytesIO()
+    body.write(b"external_id,text,label\n")
+    for i in range(rows):
+        label = b"pos" if i % 10 == 0 else b""
+        body.write(b"big-%06d,%s %06d,%s\n"
+                   % (i, b"the quick brown fox jumps over the lazy dog " * 11, i, label))
+    return body.getvalue()
+
+
+@pytest.fixture
+def no_cold_start(monkeypatch):
+    """The k-means cold start after a big import is learning's business, and slow here."""
+    from annotation import hooks
+
+    monkeypatch.setattr(hooks, "samples_added", lambda **kwargs: None)
+
+
+def _finished_job(api, response):
+    job = api.get(response["Location"]).json()
+    assert job["status"] == "done", job
+    return job
+
+
+def test_api_import_of_a_5_mb_multipart_file_answers_202_and_imports_every_row(
+        text_project, django_capture_on_commit_callbacks, no_cold_start):
+    rows = 10_000
+    body = _big_csv(rows)
+    assert len(body) > 5_000_000  # past Django's 2.5 MB in memory: a file on disk
+    api = _api(text_project)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/v1/projects/{text_project.slug}/samples",
+                            {"file": SimpleUploadedFile("big.csv", body, "text/csv"),
+                             "text_column": "text"}, format="multipart")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued"
+    job = _finished_job(api, response)
+    assert job["rows_ok"] == rows and job["bytes_total"] == len(body)
+    assert Sample.objects.filter(project=text_project).count() == rows
+    assert Label.objects.filter(sample__project=text_project).count() == rows // 10
+
+
+@pytest.mark.parametrize("named_by", ["content-disposition", "query"])
+def test_api_import_of_a_5_mb_raw_body_answers_202_and_imports_every_row(
+        text_project, django_capture_on_commit_callbacks, no_cold_start, named_by):
+    rows = 10_000
+    body = _big_csv(rows).replace(b"external_id,text,label", b"key,text,label", 1)
+    api = _api(text_project)
+    url = f"/api/v1/projects/{text_project.slug}/samples?id_column=key"
+    headers = {}
+    if named_by == "query":
+        url += "&filename=big.csv"
+    else:
+        headers["HTTP_CONTENT_DISPOSITION"] = 'attachment; filename="big.csv"'
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(url, data=body, content_type="text/csv", **headers)
+    assert response.status_code == 202, response.content
+    job = _finished_job(api, response)
+    assert job["rows_ok"] == rows and job["original_name"] == "big.csv"
+    assert Sample.objects.filter(project=text_project, external_id="big-009999").exists()
+
+
+def test_api_import_of_a_small_raw_body_is_done_at_once_and_an_unnamed_one_is_400(text_project):
+    api = _api(text_project)
+    url = f"/api/v1/projects/{text_project.slug}/samples"
+    body = b"external_id,text,label\na,hello,pos\nb,world,\n"
+    response = api.post(url + "?filename=t.csv", data=body, content_type="text/csv")
+    assert response.status_code == 201 and response.json()["rows_ok"] == 2
+    unnamed = api.post(url, data=body, content_type="text/csv")
+    assert unnamed.status_code == 400 and "filename" in unnamed.json()["error"]
+
+
+def test_api_import_over_the_upload_limit_is_413_before_reading(text_project, settings):
+    settings.IMPORT_MAX_UPLOAD_BYTES = 10
+    api = _api(text_project)
+    response = api.post(f"/api/v1/projects/{text_project.slug}/samples?filename=t.csv",
+                        data=b"x" * (2 * 1024 * 1024), content_type="text/csv")
+    assert response.status_code == 413 and "import limit" in response.json()["error"]
+    assert not ImportJob.objects.exists()
