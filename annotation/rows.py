@@ -1,4 +1,9 @@
-"""Read CSV and JSONL files row by row and check each row against a project; no Django."""
+"""Read CSV and JSONL files row by row and check each row against a project; no Django.
+
+Every string that is kept (text, external id, tabular values, column names) passes
+``core.text``'s check: a NUL or invalid Unicode makes a bad row with the reason (a bad
+column name refuses the file), never a failed insert halfway through the import.
+"""
 from __future__ import annotations
 
 import csv
@@ -8,6 +13,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
+
+from core.text import text_problem
 
 # Long texts are checked against IMPORT_MAX_TEXT_CHARS per row; the csv module's own limit
 # (131,072 characters) would otherwise reject them as a malformed file.
@@ -68,6 +75,10 @@ def _checked_header(header: list[str] | None) -> list[str]:
     if not header or not any(cell.strip() for cell in header):
         raise FileError("the CSV file has no header row")
     header = [cell.strip() for cell in header]
+    for cell in header:
+        problem = text_problem(cell)
+        if problem is not None:
+            raise FileError(f"the CSV header's column {cell!r} {problem}")
     if "" in header:
         raise FileError("the CSV header has an empty column name")
     duplicates = sorted({cell for cell in header if header.count(cell) > 1})
@@ -123,10 +134,19 @@ def jsonl_rows(stream: BinaryIO) -> Iterator[RawRow]:
         except ValueError as exc:
             yield RawRow(number, line_number, None, f"invalid JSON: {exc}")
             continue
+        except RecursionError:
+            yield RawRow(number, line_number, None, "invalid JSON: nested too deeply")
+            continue
         if not isinstance(data, dict):
             yield RawRow(number, line_number, None, "the line is not a JSON object")
             continue
-        yield RawRow(number, line_number, data)
+        for key in data:
+            problem = text_problem(key)
+            if problem is not None:
+                yield RawRow(number, line_number, None, f"the field name {key!r} {problem}")
+                break
+        else:
+            yield RawRow(number, line_number, data)
 
 
 def _cell(value: object) -> str:
@@ -137,12 +157,18 @@ def _cell(value: object) -> str:
     return str(value).strip()
 
 
+def _text_ok(value: str, what: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise RowError(f"{what} {problem}")
+    return value
+
+
 def _common(data: dict, columns: Columns, labels: Sequence[str]) -> tuple[str, str]:
     external_id = _cell(data.get(columns.id))
     if len(external_id) > 200:
         raise RowError("the external id is longer than 200 characters")
-    if "\x00" in external_id:
-        raise RowError("the external id contains a NUL character")
+    _text_ok(external_id, "the external id")
     label = _cell(data.get(columns.label))
     if label and label not in labels:
         raise RowError(f"unknown label {label!r} (the project's labels: {', '.join(labels)})")
@@ -160,8 +186,7 @@ def text_row(data: dict, *, columns: Columns, labels: Sequence[str], max_chars: 
         raise RowError("the text is empty")
     if len(text) > max_chars:
         raise RowError(f"the text has {len(text)} characters, more than {max_chars}")
-    if "\x00" in text:
-        raise RowError("the text contains a NUL character")
+    _text_ok(text, "the text")
     external_id, label = _common(data, columns, labels)
     return ParsedRow(external_id=external_id, label=label, text=text)
 
@@ -177,8 +202,7 @@ def _tabular_value(value: object) -> float | int | str | None:
     text = str(value).strip()
     if text == "" or text.lower() in ("na", "nan", "null", "none"):
         return None
-    if "\x00" in text:
-        raise RowError("the value contains a NUL character")
+    _text_ok(text, "the value")
     try:
         return int(text)
     except ValueError:

@@ -2,6 +2,9 @@
 
 Text projects take ``{"text": "..."}``; tabular projects ``{column: value, ...}`` with
 exactly the columns of the project's import (missing or unknown ones are named in a 400).
+Every string is checked by ``core.text.text_check`` (no NUL, valid Unicode, at most
+``IMPORT_MAX_TEXT_CHARS``): a 400 naming ``instances[i].<field>``, before it reaches a log
+row or a sample.
 
 To serve a new kind, write ``_featurize_<kind>(project, instances)`` returning model input that
 raises ``InvalidInstance`` naming the first bad instance, and register it in
@@ -25,6 +28,7 @@ from django.core.files import File
 from PIL import Image
 
 from core.errors import DomainError
+from core.text import text_check
 from annotation.models import Project
 from annotation.services.production import ProductionPayload
 from learning import features
@@ -190,7 +194,9 @@ def _text(index: int, instance: object) -> str:
     if not isinstance(text, str):
         raise InvalidInstance(f"instances[{index}]: a text project needs 'text', a string",
                               detail={"index": index})
-    return text
+    # A text becomes a sample on feedback: the import's limit holds here too.
+    return text_check(text, field=f"instances[{index}].text",
+                      max_chars=settings.IMPORT_MAX_TEXT_CHARS, detail={"index": index})
 
 
 def _featurize_text(project: Project, instances: Sequence[Mapping]) -> list[str]:
@@ -221,6 +227,10 @@ def _row(project: Project, index: int, instance: object) -> dict:
                 f"instances[{index}]: column {column!r} must be a number, a string or null",
                 detail={"index": index, "column": column},
             )
+        if isinstance(value, str):
+            text_check(value, field=f"instances[{index}].{column}",
+                       max_chars=settings.IMPORT_MAX_TEXT_CHARS,
+                       detail={"index": index, "column": column})
     return dict(instance)
 
 

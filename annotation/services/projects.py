@@ -18,6 +18,8 @@ from annotation.errors import InvalidLabel
 from annotation.models import COMMAND_KEYS, ApiToken, Membership, Project
 from annotation.services import ledger
 from core.errors import DomainError
+from core.text import text_check
+
 
 
 @transaction.atomic
@@ -33,7 +35,10 @@ def project_create(
     query_strategy: str = Project.Strategy.DEFAULT,
 ) -> Project:
     """Create a project and make ``owner`` its owner."""
-    labels = [str(label).strip() for label in labels if str(label).strip()]
+    text_check(slug, field="slug", max_chars=100)
+    text_check(name, field="name", max_chars=200)
+    labels = [text_check(str(label), field="labels", max_chars=200).strip()
+              for label in labels if str(label).strip()]
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise InvalidLabel("a project needs at least two distinct labels", detail=labels)
     project = Project.objects.create(

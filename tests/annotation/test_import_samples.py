@@ -260,3 +260,52 @@ def test_tabs_newlines_backslashes_and_quotes_survive_the_import(text_project, t
     job = run(tabular_project, "r.jsonl", b'{"city": "a\\tb\\\\c\\n\\"d\\""}\n')
     assert job.status == "done"
     assert Sample.objects.get(project=tabular_project).values == {"city": 'a\tb\\c\n"d"'}
+
+
+def test_text_the_database_refuses_makes_bad_rows_with_the_reason(text_project,
+                                                                    tabular_project):
+    """A lone surrogate (Python's json reads "\\ud800" without complaint) or a NUL is a bad
+    row naming the problem: not a failed insert halfway through the import."""
+    data = (b'{"text": "fine", "label": "pos"}\n'
+            b'{"text": "broken \\ud800 half"}\n'
+            b'{"text": "ok", "external_id": "id\\udcff"}\n'
+            b'{"text": "nul \\u0000 inside"}\n'
+            + b'{"text": ' + b"[" * 100_000 + b"\n")
+    job = run(text_project, "t.jsonl", data)
+    assert job.status == "failed" and job.rows_bad == 4 and job.rows_ok == 1
+    errors = {e["row"]: e["error"] for e in job.report["errors"]}
+    assert "the text is not valid Unicode (a lone surrogate U+D800" in errors[2]
+    assert "the external id is not valid Unicode" in errors[3]
+    assert "the text contains a NUL character" in errors[4]
+    assert "nested too deeply" in errors[5]
+    assert not Sample.objects.exists() and not Label.objects.exists()
+    job = run(tabular_project, "r.jsonl",
+              b'{"x": 1, "city": "a"}\n{"x": 2, "city": "b\\ud83d"}\n{"x": 3, "ci\\u0000ty": "c"}\n')
+    errors = {e["row"]: e["error"] for e in job.report["errors"]}
+    assert job.status == "failed" and set(errors) == {2, 3}
+    assert "column 'city': the value is not valid Unicode" in errors[2]
+    assert "the field name 'ci\\x00ty' contains a NUL" in errors[3]
+    assert not Sample.objects.exists()
+
+
+def test_a_csv_column_name_with_a_nul_refuses_the_file(tabular_project):
+    with pytest.raises(InvalidImport, match="column 'ci\\\\x00ty' contains a NUL"):
+        run(tabular_project, "r.csv", b"x,ci\x00ty\n1,a\n")
+    assert not ImportJob.objects.exists()
+
+
+def test_the_import_api_answers_400_with_the_bad_rows_on_both_databases(text_project):
+    from rest_framework.test import APIClient
+
+    from serving.services import api_token_create
+
+    _token, key = api_token_create(project=text_project, scopes=["admin"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    body = b'{"text": "fine"}\n{"text": "bad \\ud800"}\n{"text": "nul \\u0000"}\n'
+    response = api.post(f"/api/v1/projects/{text_project.slug}/samples?filename=t.jsonl",
+                        data=body, content_type="application/x-ndjson")
+    assert response.status_code == 400, response.content
+    report = response.json()["detail"]["report"]
+    assert [e["row"] for e in report["errors"]] == [2, 3]
+    assert not Sample.objects.exists()
