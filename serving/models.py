@@ -40,6 +40,9 @@ class PredictionLog(models.Model):
         Sample, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         db_constraint=False,
     )
+    # Set when the writer had to change the row to store it (a text the database refuses,
+    # an instance dropped, a deleted token or version): what it changed and why.
+    note = models.TextField(blank=True, default="")
 
     class Meta:
         indexes = [

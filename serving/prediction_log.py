@@ -12,6 +12,15 @@ tens of thousands of predictions, instances and dicts, all seen by the garbage c
 whose full collections then took hundreds of milliseconds (the 100-row p95 of half a
 second). Tuples of strings and numbers drop out of the collector's sight after their first
 collection, and kept instances wait as JSON text.
+
+One buffer holds every project's rows, so one bad row must not cost the others theirs
+(feedback by their ids would then answer 404). Each batch is inserted under a savepoint;
+a batch the database refuses is split in halves until the bad rows stand alone, and each
+of those is stored repaired (text the database refuses replaced with U+FFFD, then without
+its instance), with a ``note`` saying what changed. Rows whose token or model version was
+deleted meanwhile are stored without it; only rows of a deleted project are not stored.
+A flush that fails as a whole (the database is down) puts its rows back in the buffer,
+up to ``MAX_BUFFERED_ROWS``.
 """
 from __future__ import annotations
 
@@ -19,19 +28,27 @@ import atexit
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
+from core.text import json_sanitize, text_sanitize
+from annotation.models import ApiToken, Project
+from learning.models import ModelVersion
 from serving.models import PredictionLog
 
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 1000
+# Rows kept for a later flush while the database cannot take them; the oldest go first.
+MAX_BUFFERED_ROWS = 200_000
+# Errors a row's values can cause; anything else (a lost connection) fails the flush.
+_ROW_ERRORS = (DataError, IntegrityError, ValueError, TypeError)
 
 
 class LoggedPrediction(Protocol):
@@ -60,7 +77,9 @@ class RequestLog:
 
 _COLUMNS = ("project_id", "model_version_id", "token_id", "prediction_id", "outcome",
             "status_code", "latency_ms", "predicted_label", "confidence", "created_at",
-            "instance", "true_label")
+            "instance", "true_label", "note")
+_PROJECT, _VERSION, _TOKEN, _PREDICTION_ID = 0, 1, 2, 3
+_PREDICTED, _INSTANCE, _TRUE, _NOTE = 7, 10, 11, 12
 
 
 def _insert_sql() -> str:
@@ -92,26 +111,144 @@ def _rows(logs: Sequence[RequestLog]) -> list[tuple]:
         outcome = _outcome(log.status_code)
         if not log.predictions or log.status_code >= 400:
             rows.append((log.project_id, None, log.token_id, None, outcome, log.status_code,
-                         log.latency_ms, "", None, created, None, ""))
+                         log.latency_ms, "", None, created, None, "", ""))
             continue
         instances = log.instances or (None,) * len(log.predictions)
         for p, instance in zip(log.predictions, instances):
+            note = ""
             if instance is not None:  # orjson: json.dumps costs ~10 µs per kept instance
-                instance = orjson.dumps(instance).decode()
+                instance, note = _instance_json(instance)
             rows.append((log.project_id, log.model_version_id, log.token_id,
                          p.id if native_uuid else p.id.replace("-", ""), outcome, log.status_code,
-                         log.latency_ms, p.label, p.confidence, created, instance, ""))
+                         log.latency_ms, p.label, p.confidence, created, instance, "", note))
     return rows
 
 
+def _instance_json(instance: object) -> tuple[str | None, str]:
+    """The instance as JSON text the database takes, and a note when it had to change."""
+    try:
+        data = orjson.dumps(instance)
+    except TypeError:  # not JSON (a lone surrogate, an integer past 64 bits)
+        try:
+            data = orjson.dumps(json_sanitize(instance), default=str)
+        except TypeError:
+            return None, "instance dropped: not JSON"
+        return data.decode(), "instance sanitized: not valid JSON text"
+    if b"\\u0000" in data:  # PostgreSQL's jsonb takes no NUL
+        clean = json_sanitize(instance)
+        if clean != instance:
+            return orjson.dumps(clean).decode(), "instance sanitized: NUL replaced with U+FFFD"
+    return data.decode(), ""
+
+
+def _references_kept(rows: Sequence[tuple]) -> list[tuple]:
+    """Rows whose project still exists; a deleted token or model version is left out of its
+    row (as their deletion would have done), so no insert fails on a foreign key."""
+    def live(model, index: int) -> set:
+        wanted = {row[index] for row in rows if row[index] is not None}
+        return set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+
+    projects, versions, tokens = live(Project, _PROJECT), live(ModelVersion, _VERSION), live(ApiToken, _TOKEN)
+    kept, gone = [], 0
+    for row in rows:
+        if row[_PROJECT] not in projects:
+            gone += 1
+            continue
+        missing = [name for name, index, present in (("model version", _VERSION, versions),
+                                                      ("token", _TOKEN, tokens))
+                   if row[index] is not None and row[index] not in present]
+        if missing:
+            row = list(row)
+            for name in missing:
+                row[_VERSION if name == "model version" else _TOKEN] = None
+            row[_NOTE] = _noted(row[_NOTE], f"{' and '.join(missing)} deleted before the row was written")
+            row = tuple(row)
+        kept.append(row)
+    if gone:
+        logger.warning("%d prediction log row(s) of deleted projects not written", gone)
+    return kept
+
+
+def _noted(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
+
+
+def _repairs(row: tuple, exc: Exception) -> Iterator[tuple]:
+    """Ever plainer versions of a row the database refused: its text sanitized, then
+    without its instance."""
+    why = f"stored after {type(exc).__name__}: {str(exc).strip()[:200]}"
+    fixed = list(row)
+    fixed[_PREDICTED] = text_sanitize(str(row[_PREDICTED]))[:200]
+    fixed[_TRUE] = text_sanitize(str(row[_TRUE]))[:200]
+    instance = row[_INSTANCE]
+    if instance is not None:
+        try:
+            fixed[_INSTANCE] = orjson.dumps(json_sanitize(orjson.loads(instance))).decode()
+        except (TypeError, ValueError):
+            fixed[_INSTANCE] = None
+    fixed[_NOTE] = _noted(row[_NOTE], f"{why}; text the database refuses replaced with U+FFFD")
+    yield tuple(fixed)
+    if instance is not None:
+        fixed[_INSTANCE] = None
+        fixed[_NOTE] = _noted(row[_NOTE], f"{why}; instance dropped")
+        yield tuple(fixed)
+
+
+def _stored(prediction_id) -> bool:
+    if prediction_id is None:
+        return False
+    return PredictionLog.objects.filter(prediction_id=uuid.UUID(str(prediction_id))).exists()
+
+
+def _row_write(cursor, sql: str, row: tuple, exc: Exception) -> int:
+    """Store one row the database refused, repaired; 0 if it was stored before (a flush
+    retried) or cannot be stored at all (logged with its values)."""
+    if _stored(row[_PREDICTION_ID]):
+        return 0
+    for repaired in _repairs(row, exc):
+        try:
+            with transaction.atomic():
+                cursor.execute(sql, repaired)
+        except _ROW_ERRORS as again:
+            exc = again
+            continue
+        logger.warning("prediction log row %s of project %s: %s", row[_PREDICTION_ID],
+                       row[_PROJECT], repaired[_NOTE])
+        return 1
+    logger.error("prediction log row could not be stored (%s: %s): %r",
+                 type(exc).__name__, exc, row)
+    return 0
+
+
+def _chunk_write(cursor, sql: str, rows: Sequence[tuple]) -> int:
+    """Insert ``rows`` under a savepoint; if the database refuses the batch, halve it until
+    each bad row stands alone, so every good row is stored as it is."""
+    try:
+        with transaction.atomic():
+            cursor.executemany(sql, rows)
+        return len(rows)
+    except _ROW_ERRORS as exc:
+        if len(rows) == 1:
+            return _row_write(cursor, sql, rows[0], exc)
+        middle = len(rows) // 2
+        return _chunk_write(cursor, sql, rows[:middle]) + _chunk_write(cursor, sql, rows[middle:])
+
+
 def _rows_write(rows: Sequence[tuple]) -> int:
+    """Insert ``rows``; return how many were stored."""
     if not rows:
         return 0
     sql = _insert_sql()
-    with transaction.atomic(), connection.cursor() as cursor:
-        for start in range(0, len(rows), BATCH_ROWS):
-            cursor.executemany(sql, rows[start : start + BATCH_ROWS])
-    return len(rows)
+    for attempt in (1, 2):
+        kept = _references_kept(rows)
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                return sum(_chunk_write(cursor, sql, kept[start : start + BATCH_ROWS])
+                           for start in range(0, len(kept), BATCH_ROWS))
+        except IntegrityError:  # at commit: a deferred foreign key, deleted meanwhile
+            if attempt == 2:
+                raise
+    return 0
 
 
 def prediction_log_write(logs: Sequence[RequestLog]) -> int:
@@ -136,7 +273,19 @@ class _Buffer:
     def flush(self) -> int:
         with self._lock:
             rows, self._rows = self._rows, []
-        return _rows_write(rows)
+        try:
+            return _rows_write(rows)
+        except Exception:
+            self._put_back(rows)  # nothing of them was committed
+            raise
+
+    def _put_back(self, rows: list[tuple]) -> None:
+        with self._lock:
+            self._rows = rows + self._rows
+            excess = len(self._rows) - MAX_BUFFERED_ROWS
+            if excess > 0:
+                del self._rows[:excess]
+                logger.error("prediction log buffer full: the %d oldest row(s) dropped", excess)
 
     def _run(self) -> None:
         stop = threading.Event()

@@ -57,3 +57,97 @@ def test_buffered_rows_are_plain_values_out_of_the_collectors_sight(
 def _empty_buffer():
     yield
     prediction_log.prediction_log_flush()
+
+
+def _log(project, token_id, labels, instances=None, version_id=None):
+    """A request log of ``len(labels)`` predictions with fresh ids."""
+    from django.utils import timezone
+
+    from serving.services import Prediction
+
+    predictions = [Prediction(id=str(uuid.uuid4()), label=label, confidence=0.5,
+                              probabilities={}) for label in labels]
+    return prediction_log.RequestLog(
+        project_id=project.pk, token_id=token_id, status_code=200, latency_ms=1.0,
+        created_at=timezone.now(), model_version_id=version_id, predictions=predictions,
+        instances=instances)
+
+
+def _ids(log):
+    return [uuid.UUID(p.id) for p in log.predictions]
+
+
+def test_one_projects_bad_rows_never_cost_other_projects_their_logs(
+        served_project, client_with_token, token_client, settings):
+    """A batch with rows the database refuses stores every good row as it is, and the bad
+    ones repaired with a note; feedback by the good rows' ids then works."""
+    from tests.factories import ProjectFactory
+
+    other = ProjectFactory()
+    version = served_project.model_versions.get().pk
+    settings.PREDICTION_LOG_BUFFERED = True
+    settings.PREDICTION_LOG_FLUSH_SECONDS = 3600  # the writer thread would not get to it
+    prediction_log.prediction_log_flush()
+    token = client_with_token.token.pk
+    good = _log(served_project, token, ["0", "1", "2"],
+                [{"pixels": [i] * 64} for i in range(3)], version_id=version)
+    # A label no encoder takes, and an instance PostgreSQL's jsonb refuses.
+    refused = _log(other, None, ["bad\ud800"], [{"text": "a\x00b"}])
+    nul_only = _log(other, None, ["1"], [{"text": "c\x00d"}])
+    later = _log(served_project, token, ["1", "0"], [{"pixels": [9] * 64}] * 2,
+                 version_id=version)
+    for log in (good, refused, nul_only, later):
+        prediction_log.prediction_log_record(log)
+    assert prediction_log.prediction_log_flush() == 7
+    stored = {log.prediction_id: log for log in PredictionLog.objects.all()}
+    assert set(stored) == set(_ids(good) + _ids(refused) + _ids(nul_only) + _ids(later))
+    assert all(stored[i].note == "" for i in _ids(good) + _ids(later))
+    assert stored[_ids(good)[0]].instance == {"pixels": [0] * 64}
+    repaired = stored[_ids(refused)[0]]
+    assert repaired.predicted_label == "bad\ufffd" and "stored after" in repaired.note
+    assert repaired.instance in ({"text": "a\ufffdb"}, None)
+    cleaned = stored[_ids(nul_only)[0]]
+    assert cleaned.instance == {"text": "c\ufffdd"} and "NUL" in cleaned.note
+    reporter = token_client(served_project, scopes=("feedback",))
+    response = reporter.post(f"/api/v1/projects/{served_project.slug}/feedback",
+                             {"prediction_id": str(_ids(good)[1]), "label": "1"}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_a_row_written_before_is_not_written_twice(served_project, client_with_token):
+    """A flush retried after its commit went through stores nothing twice and fails nothing."""
+    log = _log(served_project, client_with_token.token.pk, ["0", "1"])
+    assert prediction_log.prediction_log_write([log]) == 2
+    fresh = _log(served_project, None, ["2"])
+    assert prediction_log.prediction_log_write([log, fresh]) == 1
+    assert PredictionLog.objects.count() == 3
+
+
+def test_rows_of_a_deleted_token_or_version_are_kept_without_them(served_project):
+    log = _log(served_project, 987654, ["0"], version_id=987654)
+    assert prediction_log.prediction_log_write([log]) == 1
+    row = PredictionLog.objects.get()
+    assert row.token_id is None and row.model_version_id is None
+    assert "model version and token deleted" in row.note
+
+
+def test_a_flush_the_database_refuses_whole_keeps_its_rows_for_the_next(
+        served_project, settings, monkeypatch):
+    from django.db import OperationalError
+
+    settings.PREDICTION_LOG_BUFFERED = True
+    settings.PREDICTION_LOG_FLUSH_SECONDS = 3600
+    prediction_log.prediction_log_flush()
+    log = _log(served_project, None, ["0", "1"])
+    prediction_log.prediction_log_record(log)
+    write = prediction_log._rows_write
+
+    def down(rows):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(prediction_log, "_rows_write", down)
+    with pytest.raises(OperationalError):
+        prediction_log.prediction_log_flush()
+    monkeypatch.setattr(prediction_log, "_rows_write", write)
+    assert prediction_log.prediction_log_flush() == 2
+    assert set(PredictionLog.objects.values_list("prediction_id", flat=True)) == set(_ids(log))
