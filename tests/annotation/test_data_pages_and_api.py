@@ -301,3 +301,17 @@ def test_api_import_over_the_upload_limit_is_413_before_reading(text_project, se
                         data=b"x" * (2 * 1024 * 1024), content_type="text/csv")
     assert response.status_code == 413 and "import limit" in response.json()["error"]
     assert not ImportJob.objects.exists()
+
+
+def test_a_file_name_the_database_cannot_store_is_a_400(text_project, db):
+    api = _api(text_project)
+    url = f"/api/v1/projects/{text_project.slug}/samples"
+    raw = api.post(url + "?filename=a%00b.csv", data=b"text\nhi\n", content_type="text/csv")
+    assert raw.status_code == 400 and "contains a NUL" in raw.json()["error"]
+    assert not ImportJob.objects.exists()
+    # Django's multipart parser cleans the names it reads; whatever it passes on is stored.
+    multipart = api.post(url, {"file": SimpleUploadedFile("a\x00b.csv", b"text\nhi\n")},
+                         format="multipart")
+    assert multipart.status_code in (201, 400), multipart.content
+    assert not any("\x00" in name for name in ImportJob.objects.values_list("original_name",
+                                                                          flat=True))

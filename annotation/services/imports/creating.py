@@ -19,6 +19,7 @@ from annotation.errors import InvalidImport
 from annotation.models import ImportJob, Project
 from annotation.services.imports.reading import columns_from_options, header_check, zip_open
 from annotation.access import SCIENCE_ROLES, member_require
+from core.text import text_problem
 
 FORMAT_BY_SUFFIX = {
     ".csv": ImportJob.Format.CSV,
@@ -35,8 +36,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 OPTION_NAMES = ("id_column", "label_column", "text_column", "labels_from_folders")
 
 
+def _name_check(filename: str) -> None:
+    """Refuse a file name the database could not store as the job's original name."""
+    problem = text_problem(filename)
+    if problem is not None:
+        raise InvalidImport(f"the file name {filename!r} {problem}")
+
+
 def import_format_for(*, project: Project, filename: str) -> str:
     """Return the import format of ``filename`` or raise InvalidImport for this project."""
+    _name_check(filename)
     suffix = PurePosixPath(filename.lower()).suffix
     fmt = FORMAT_BY_SUFFIX.get(suffix)
     allowed = FORMATS_BY_KIND[project.kind]
@@ -88,6 +97,7 @@ def _pack_images(uploads: Sequence[File]) -> tempfile.SpooledTemporaryFile:
     with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for upload in uploads:
             name = os.path.basename(upload.name or "").strip() or "image"
+            _name_check(name)
             if not name.lower().endswith(IMAGE_SUFFIXES):
                 raise InvalidImport(f"{name!r} is not an image file "
                                     f"({', '.join(IMAGE_SUFFIXES)})")
