@@ -50,3 +50,24 @@ def make_samples(project):
         return made
 
     return make
+
+
+@pytest.fixture
+def text_project_labeled(project, annotator):
+    """The project as a text project: 40 labeled texts (30 pool, 10 test), 10 unlabeled."""
+    from annotation.models import Project, Sample
+    from annotation.services import label_submit
+
+    project.kind = Project.Kind.TEXT
+    project.labels = ["spam", "ham"]
+    project.batch_size = 1000
+    project.save()
+    words = {"spam": "win prize cash free offer", "ham": "meeting lunch report team notes"}
+    for i in range(40):
+        label = "spam" if i % 2 else "ham"
+        split = Sample.Split.TEST if i >= 30 else Sample.Split.POOL
+        sample = Sample.objects.create(project=project, text=f"{words[label]} {i}", split=split)
+        label_submit(sample=sample, annotator=annotator, value=label)
+    for i in range(10):
+        Sample.objects.create(project=project, text=f"free lunch {i}")
+    return project

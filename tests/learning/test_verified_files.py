@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotation.models import Project, Sample
 from annotation.services import label_submit
 from learning import artifacts, models
 from learning.models import ModelVersion
@@ -41,20 +40,8 @@ def _train(project) -> ModelVersion:
 
 
 @pytest.fixture
-def text_project(project, annotator):
-    project.kind = Project.Kind.TEXT
-    project.labels = ["spam", "ham"]
-    project.batch_size = 1000
-    project.save()
-    words = {"spam": "win prize cash free offer", "ham": "meeting lunch report team notes"}
-    for i in range(40):
-        label = "spam" if i % 2 else "ham"
-        split = Sample.Split.TEST if i >= 30 else Sample.Split.POOL
-        sample = Sample.objects.create(project=project, text=f"{words[label]} {i}", split=split)
-        label_submit(sample=sample, annotator=annotator, value=label)
-    for i in range(10):
-        Sample.objects.create(project=project, text=f"free lunch {i}")
-    return project
+def text_project(text_project_labeled):
+    return text_project_labeled
 
 
 @pytest.fixture
@@ -113,6 +100,14 @@ def _plant_object_segment(directory: Path, marker: Path, *, sparse: bool) -> Non
         np.save(directory / "seg-000000000000-planted.rows.npy", evil, allow_pickle=True)
 
 
+def _retrain_scores(project, marker: Path, unlabeled: int) -> None:
+    """The next retrain runs nothing planted, succeeds and scores the whole pool."""
+    version = _train(project)
+    assert not marker.exists()
+    assert version.status == "ready", version.error
+    assert version.scored_sample_count == unlabeled
+
+
 def test_a_pickle_planted_in_the_pixel_cache_is_refused_and_training_succeeds(
         project, annotator, make_samples, marker, settings):
     project.batch_size = 1000
@@ -124,10 +119,7 @@ def test_a_pickle_planted_in_the_pixel_cache_is_refused_and_training_succeeds(
     cache_dir = Path(settings.ARTIFACT_ROOT) / "features" / str(project.pk) / "image-8"
     assert list(cache_dir.glob("*.ids.npy"))
     _plant_object_segment(cache_dir, marker, sparse=False)
-    second = _train(project)
-    assert not marker.exists()
-    assert second.status == "ready", second.error
-    assert second.scored_sample_count == 6
+    _retrain_scores(project, marker, 6)
 
 
 def test_a_pickle_planted_in_the_text_rows_cache_is_refused_and_scoring_succeeds(
@@ -137,7 +129,4 @@ def test_a_pickle_planted_in_the_text_rows_cache_is_refused_and_scoring_succeeds
     rows_dir = artifacts.featurizer_rows_dir(project_id=text_project.pk, key=record.key)
     assert list(rows_dir.glob("*.ids.npy"))
     _plant_object_segment(rows_dir, marker, sparse=True)
-    second = _train(text_project)
-    assert not marker.exists()
-    assert second.status == "ready", second.error
-    assert second.scored_sample_count == 10
+    _retrain_scores(text_project, marker, 10)

@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotation.models import Project, Sample
-from annotation.services import label_submit, personal_token_create, project_create
+from annotation.services import personal_token_create, project_create
 from serving.instances import instances_featurize
 from serving.models import PredictionLog
 from tests.factories import ProjectFactory, UserFactory
@@ -18,19 +18,9 @@ from tests.serving.conftest import train_version
 
 
 @pytest.fixture
-def text_served(project, annotator):
-    project.kind = Project.Kind.TEXT
-    project.labels = ["spam", "ham"]
-    project.batch_size = 1000
-    project.save()
-    words = {"spam": "win prize cash free offer", "ham": "meeting lunch report team notes"}
-    for i in range(30):
-        label = "spam" if i % 2 else "ham"
-        split = Sample.Split.TEST if i >= 22 else Sample.Split.POOL
-        sample = Sample.objects.create(project=project, text=f"{words[label]} {i}", split=split)
-        label_submit(sample=sample, annotator=annotator, value=label)
-    assert train_version(project).status == "ready"
-    return project
+def text_served(text_project_labeled):
+    assert train_version(text_project_labeled).status == "ready"
+    return text_project_labeled
 
 
 def _post(client, project, endpoint, body):
