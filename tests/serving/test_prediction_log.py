@@ -4,6 +4,7 @@ import gc
 import uuid
 
 import pytest
+from django.db import connection
 
 from serving import prediction_log
 from serving.models import PredictionLog
@@ -94,13 +95,15 @@ def test_one_projects_bad_rows_never_cost_other_projects_their_logs(
     # A label no encoder takes, and an instance PostgreSQL's jsonb refuses.
     refused = _log(other, None, ["bad\ud800"], [{"text": "a\x00b"}])
     nul_only = _log(other, None, ["1"], [{"text": "c\x00d"}])
+    nul_label = _log(other, None, ["x\x00y"])  # PostgreSQL's text refuses it; SQLite takes it
     later = _log(served_project, token, ["1", "0"], [{"pixels": [9] * 64}] * 2,
                  version_id=version)
-    for log in (good, refused, nul_only, later):
+    for log in (good, refused, nul_only, nul_label, later):
         prediction_log.prediction_log_record(log)
-    assert prediction_log.prediction_log_flush() == 7
+    assert prediction_log.prediction_log_flush() == 8
     stored = {log.prediction_id: log for log in PredictionLog.objects.all()}
-    assert set(stored) == set(_ids(good) + _ids(refused) + _ids(nul_only) + _ids(later))
+    assert set(stored) == set(_ids(good) + _ids(refused) + _ids(nul_only) + _ids(nul_label)
+                              + _ids(later))
     assert all(stored[i].note == "" for i in _ids(good) + _ids(later))
     assert stored[_ids(good)[0]].instance == {"pixels": [0] * 64}
     repaired = stored[_ids(refused)[0]]
@@ -108,6 +111,9 @@ def test_one_projects_bad_rows_never_cost_other_projects_their_logs(
     assert repaired.instance in ({"text": "a\ufffdb"}, None)
     cleaned = stored[_ids(nul_only)[0]]
     assert cleaned.instance == {"text": "c\ufffdd"} and "NUL" in cleaned.note
+    if connection.vendor == "postgresql":
+        label = stored[_ids(nul_label)[0]]
+        assert label.predicted_label == "x\ufffdy" and "stored after DataError" in label.note
     reporter = token_client(served_project, scopes=("feedback",))
     response = reporter.post(f"/api/v1/projects/{served_project.slug}/feedback",
                              {"prediction_id": str(_ids(good)[1]), "label": "1"}, format="json")
