@@ -17,19 +17,21 @@ ERROR_CODES: dict[str, str] = {
     "invalid_import": "the file cannot be imported as a whole (nothing was imported)",
     "invalid_settings": "the project's settings are refused",
     "instance_not_kept": "the prediction's instance was not kept: send the instance again",
+    "invalid_text": "a text cannot be stored: a NUL, invalid Unicode, too long or nested too deep",
     # 401, 403: who is asking.
     "not_authenticated": "no credentials were given",
     "authentication_failed": "the token is malformed, unknown or revoked, or its user inactive",
-    "permission_denied": "no role or scope for this, or a token of another project",
+    "permission_denied": "no role or scope for this",
     # 404, 405, 406: what is asked for.
-    "not_found": "no such project, sample, import or image (or URL)",
+    "not_found": "no such project (or one these credentials may not reach), sample, import, "
+                 "image or API route",
     "unknown_version": "the project has no such model version",
     "unknown_prediction": "the project has no such prediction (yet)",
     "method_not_allowed": "the endpoint does not take this HTTP method",
     "not_acceptable": "no answer in a media type the Accept header allows",
     # 409: the state of things.
-    "sample_not_available": "the sample is leased by someone else, already labeled, or labeled "
-                            "by you with another value",
+    "sample_not_available": "the sample is leased by someone else, already labeled, labeled "
+                            "by you with another value, or a held-out sample not given to you",
     "nothing_to_undo": "there is no label of yours to undo",
     "no_model": "the project has no served model yet",
     "version_not_ready": "the model version is not trained (yet)",

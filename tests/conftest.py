@@ -56,7 +56,7 @@ def make_samples(project):
 def text_project_labeled(project, annotator):
     """The project as a text project: 40 labeled texts (30 pool, 10 test), 10 unlabeled."""
     from annotation.models import Project, Sample
-    from annotation.services import label_submit
+    from tests.factories import label_given
 
     project.kind = Project.Kind.TEXT
     project.labels = ["spam", "ham"]
@@ -67,7 +67,7 @@ def text_project_labeled(project, annotator):
         label = "spam" if i % 2 else "ham"
         split = Sample.Split.TEST if i >= 30 else Sample.Split.POOL
         sample = Sample.objects.create(project=project, text=f"{words[label]} {i}", split=split)
-        label_submit(sample=sample, annotator=annotator, value=label)
+        label_given(sample=sample, annotator=annotator, value=label)
     for i in range(10):
         Sample.objects.create(project=project, text=f"free lunch {i}")
     return project

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotation.services import label_submit
+from tests.factories import label_given
 from learning import artifacts, models
 from learning.models import ModelVersion
 from learning.services import model_version_request, model_version_train
@@ -113,7 +113,7 @@ def test_a_pickle_planted_in_the_pixel_cache_is_refused_and_training_succeeds(
     project.batch_size = 1000
     project.save()
     for i, sample in enumerate(make_samples(24, 9)):
-        label_submit(sample=sample, annotator=annotator, value=project.labels[i % 3])
+        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
     make_samples(6)
     assert _train(project).status == "ready"
     cache_dir = Path(settings.ARTIFACT_ROOT) / "features" / str(project.pk) / "image-8"
