@@ -330,7 +330,12 @@ class Label(models.Model):
                 name="one_current_label_per_annotator",
             )
         ]
-        indexes = [models.Index(fields=["sample", "superseded_at"], name="label_current")]
+        indexes = [
+            models.Index(fields=["sample", "superseded_at"], name="label_current"),
+            # A person's labels over a time window (the annotators page), without reading
+            # their whole history.
+            models.Index(fields=["annotator", "created_at"], name="label_by_annotator_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sample_id}={self.value}"
