@@ -3,6 +3,7 @@ from django.urls import path, re_path
 
 from annotation.apis import ImportJobDetailApi, LabelExportApi, SampleImportApi
 from annotation.labeling_apis import LabelSubmitApi, NextSampleApi, SampleImageApi
+from annotation.stats_apis import AnnotatorStatsApi
 
 urlpatterns = [
     path("projects/<slug:slug>/next", NextSampleApi.as_view(), name="api-next"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("projects/<slug:slug>/samples", SampleImportApi.as_view(), name="api-samples"),
     path("projects/<slug:slug>/imports/<int:job_id>", ImportJobDetailApi.as_view(),
          name="api-import-job"),
+    path("projects/<slug:slug>/annotators", AnnotatorStatsApi.as_view(), name="api-annotators"),
     re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export\.(?P<fmt>csv|jsonl)$",
             LabelExportApi.as_view(), name="api-export"),
 ]

@@ -1,7 +1,7 @@
 """Page routes of projects, imports, labeling and review."""
 from django.urls import path, re_path
 
-from annotation import views
+from annotation import stats_views, views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<slug:slug>/review/", views.review, name="review"),
     path("projects/<slug:slug>/review/<int:sample_id>/correct", views.review_correct,
          name="review-correct"),
+    path("projects/<slug:slug>/annotators/", stats_views.annotators, name="annotators"),
     path("projects/<slug:slug>/settings/", views.project_settings, name="project-settings"),
     path("projects/<slug:slug>/samples/<int:sample_id>/suggestion", views.sample_suggestion,
          name="sample-suggestion"),
