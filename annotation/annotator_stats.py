@@ -40,7 +40,18 @@ from dataclasses import dataclass
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Aggregate, Count, Exists, F, FloatField, OuterRef, Q, QuerySet
+from django.db.models import (
+    Aggregate,
+    Count,
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 from django.db.models.functions import RowNumber, TruncHour
 from django.db.models.expressions import Window
 from django.utils import timezone
@@ -61,6 +72,8 @@ WINDOW_NAMES = {"24h": "24 h", "7d": "7 days", "30d": "30 days", "all": "all tim
 DEFAULT_WINDOW = "7d"
 # Labels per person the served model predicts for its agreement: the latest ones.
 MODEL_SAMPLE_PER_ANNOTATOR = 200
+# A review correction's label is written within this long of its stamp on the old labels.
+_CORRECTION_DELAY = dt.timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -201,9 +214,13 @@ def _label_counts(project: Project, people: Sequence[int],
                   span: _Span) -> dict[int, dict]:
     given = Q(is_correction=False)
     superseded = given & Q(superseded_at__isnull=False)
+    # A correction stamps the labels it supersedes, then writes itself a moment later; an
+    # earlier undo of the same sample is no correction.
+    superseded_at = OuterRef("superseded_at")
     by_correction = Exists(Label.objects.filter(
-        sample_id=OuterRef("sample_id"), is_correction=True,
-        created_at__gte=OuterRef("superseded_at")))
+        sample_id=OuterRef("sample_id"), is_correction=True, created_at__gte=superseded_at,
+        created_at__lte=ExpressionWrapper(superseded_at + _CORRECTION_DELAY,
+                                          output_field=DateTimeField())))
     aggregates = {
         "labels": Count("pk", filter=given),
         "untimed": Count("pk", filter=given & Q(duration_ms__isnull=True)),

@@ -173,6 +173,16 @@ def test_corrections_count_as_superseded_and_corrected(data):
     assert (rows["bob"].superseded, rows["bob"].corrected) == (1, 1)
     assert (rows["sci"].labels, rows["sci"].corrections_made) == (0, 1)
     assert rows["alice"].labels == 6  # work done stays counted
+    # An undo long before a correction of the same sample is no correction of alice's.
+    sample = _sample(project, "later")
+    undone = label_given(sample=sample, annotator=people["alice"], value="y")
+    label_undo_last(project=project, annotator=people["alice"])
+    Label.objects.filter(pk=undone.pk).update(superseded_at=timezone.now() - HOUR)
+    label_given(sample=sample, annotator=people["bob"], value="y")
+    label_correct(sample=sample, scientist=scientist, value="x")
+    rows = {row.username: row for row in annotator_stats(project=project, user=scientist).rows}
+    assert (rows["alice"].superseded, rows["alice"].corrected) == (3, 1)
+    assert (rows["bob"].superseded, rows["bob"].corrected) == (2, 2)
 
 
 def test_overlap_one_has_no_fleiss_kappa(data):
