@@ -53,7 +53,7 @@ def test_every_page_carries_the_policy(owner_client, project):
     pages = ["/", "/projects/new/", f"/projects/{slug}/", f"/projects/{slug}/label/",
              f"/projects/{slug}/review/", f"/projects/{slug}/import/",
              f"/projects/{slug}/imports/{job.pk}/", f"/projects/{slug}/settings/",
-             f"/projects/{slug}/tokens/"]
+             f"/projects/{slug}/tokens/", f"/projects/{slug}/annotators/"]
     for path in pages:
         response = owner_client.get(path)
         assert response.status_code == 200, path
