@@ -6,10 +6,9 @@ A fixed number of queries, whatever the number of labels, each aggregated in the
 
 1. the members;
 2. per person, the labels of the window: count, labels without a time, active hours,
-   superseded and corrected ones, corrections made, and on PostgreSQL the median and p90
-   time (``percentile_cont``); SQLite has no percentile aggregate, so
-3. (SQLite only) the window's label times, for numpy's percentiles, which interpolate
-   linearly as ``percentile_cont`` does;
+   superseded and corrected ones, corrections made;
+3. per person, the median and p90 time: the times ranked in the database, which returns
+   only the ranks around each percentile;
 4. per person, the skips of the window;
 5. per pair of people and pair of values, the samples both labeled (Cohen's κ);
 6. (overlap > 1) per number of raters, value and count, the samples (Fleiss' κ);
@@ -41,13 +40,11 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import (
-    Aggregate,
     Count,
     DateTimeField,
     Exists,
     ExpressionWrapper,
     F,
-    FloatField,
     OuterRef,
     Q,
     QuerySet,
@@ -191,18 +188,6 @@ class _Span:
     until: dt.datetime
 
 
-class _Percentile(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``:
-    linear interpolation between the closest ranks, as numpy's default; nulls ignored."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, *, fraction: float, **extra) -> None:
-        super().__init__(expression, fraction=repr(float(fraction)), **extra)
-
-
 def _labels(project: Project, people: Sequence[int], span: _Span) -> QuerySet[Label]:
     """The project's labels by ``people`` given in ``span`` (index: annotator, created_at)."""
     labels = Label.objects.filter(annotator_id__in=people, sample__project=project,
@@ -230,27 +215,58 @@ def _label_counts(project: Project, people: Sequence[int],
         "corrected": Count("pk", filter=superseded & Q(by_correction)),
         "corrections_made": Count("pk", filter=Q(is_correction=True)),
     }
-    if connection.vendor == "postgresql":
-        aggregates["median_ms"] = _Percentile("duration_ms", fraction=0.5, filter=given)
-        aggregates["p90_ms"] = _Percentile("duration_ms", fraction=0.9, filter=given)
     rows = _labels(project, people, span).order_by().values("annotator_id").annotate(**aggregates)
     counts = {row.pop("annotator_id"): row for row in rows}
-    if connection.vendor != "postgresql":
-        for person, (median, p90) in _duration_percentiles(project, people, span).items():
-            counts[person]["median_ms"], counts[person]["p90_ms"] = median, p90
+    for person, percentiles in _duration_percentiles(project, people, span).items():
+        counts[person].update(percentiles)
     return counts
 
 
+# The percentiles shown, in tenths: the median and p90.
+_PERCENTILES = {"median_ms": 5, "p90_ms": 9}
+
+
 def _duration_percentiles(project: Project, people: Sequence[int],
-                          span: _Span) -> dict[int, tuple[float, float]]:
-    """Median and p90 of the window's label times per person, in numpy (one query)."""
-    durations: dict[int, list[int]] = defaultdict(list)
+                          span: _Span) -> dict[int, dict[str, float]]:
+    """Median and p90 of each person's label times in ``span``, from one query.
+
+    The q-th percentile of n sorted times d_0 ≤ … ≤ d_(n-1) interpolates linearly at rank
+    q·(n − 1), as numpy's default and PostgreSQL's ``percentile_cont`` do. SQLite has no
+    percentile aggregate, so the database numbers the times per person (window functions,
+    both databases) and returns only the two ranks around each percentile: at most four
+    rows per person, however many labels there are.
+    """
     times = (_labels(project, people, span).filter(is_correction=False, duration_ms__isnull=False)
-             .order_by().values_list("annotator_id", "duration_ms"))
-    for person, duration in times.iterator(chunk_size=10_000):
-        durations[person].append(duration)
-    return {person: tuple(float(q) for q in np.percentile(values, [50, 90]))
-            for person, values in durations.items()}
+             .order_by().values("annotator_id", "duration_ms"))
+    times_sql, params = times.query.sql_with_params()
+    # (n - 1) * tenths / 10 in integers: the lower rank, truncated alike by both databases.
+    ranks = ", ".join(f"(n - 1) * {t} / 10, (n - 1) * {t} / 10 + 1"
+                      for t in _PERCENTILES.values())
+    sql = (
+        f"WITH times (annotator_id, d) AS ({times_sql}),"
+        " ranked AS (SELECT annotator_id, d, COUNT(*) OVER (PARTITION BY annotator_id) AS n,"
+        "            ROW_NUMBER() OVER (PARTITION BY annotator_id ORDER BY d) - 1 AS r"
+        "            FROM times)"
+        f" SELECT annotator_id, n, r, d FROM ranked WHERE r IN ({ranks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    by_rank: dict[int, dict[int, float]] = defaultdict(dict)
+    sizes: dict[int, int] = {}
+    for person, n, rank, duration in rows:
+        by_rank[person][rank] = float(duration)
+        sizes[person] = n
+    result = {}
+    for person, n in sizes.items():
+        values = {}
+        for name, tenths in _PERCENTILES.items():
+            low, rest = divmod((n - 1) * tenths, 10)
+            below = by_rank[person][low]
+            above = by_rank[person].get(low + 1, below)
+            values[name] = below + (above - below) * rest / 10
+        result[person] = values
+    return result
 
 
 def _skips(project: Project, people: Sequence[int], span: _Span) -> dict[int, int]:
