@@ -1,8 +1,8 @@
 """What annotation asks of the apps above it, through functions they register at start-up.
 
 annotation imports neither learning nor serving. Where a label write may make a retrain
-due, an import asks for the cold start, or a labeling page shows the served model and its
-suggestion, annotation calls a hook here; learning and serving register the functions in
+due, an import asks for the cold start, a labeling page shows the served model and its
+suggestion, or a label records the served version, annotation calls a hook here; learning and serving register the functions in
 their ``AppConfig.ready()``. A hook nobody registered does nothing and answers its neutral
 value (no model, no suggestion), so annotation works on its own.
 """

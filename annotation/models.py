@@ -319,6 +319,12 @@ class Label(models.Model):
     # Corrections add a new label and stamp the old one, so history is never lost.
     superseded_at = models.DateTimeField(null=True, blank=True)
     is_correction = models.BooleanField(default=False, db_default=False)
+    # Provenance, as numbers of learning's ModelVersion (annotation has no key to it): the
+    # version the project served when the label was written (None before any model, and on
+    # imported labels), and the version whose suggestion the annotator saw for this sample
+    # (None when none was shown: held-out test samples, suggestions off, not loaded yet).
+    served_version = models.PositiveIntegerField(null=True, blank=True)
+    suggested_version = models.PositiveIntegerField(null=True, blank=True)
 
     objects = LabelQuerySet.as_manager()
 

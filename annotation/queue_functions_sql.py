@@ -116,11 +116,11 @@ $$;
 LABEL_SUBMIT = r"""
 CREATE OR REPLACE FUNCTION annotation_label_submit(
     p_project bigint, p_sample bigint, p_annotator integer, p_value varchar,
-    p_duration_ms integer, p_overlap integer, p_now timestamptz
+    p_duration_ms integer, p_suggested_version integer, p_overlap integer, p_now timestamptz
 ) RETURNS TABLE (
     outcome text, label_id bigint, label_value varchar, label_duration_ms integer,
-    label_created_at timestamptz, label_is_correction boolean, current_labels integer,
-    counted_from integer
+    label_created_at timestamptz, label_is_correction boolean, label_served_version integer,
+    label_suggested_version integer, current_labels integer, counted_from integer
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 -- label_submit after its role and value checks. outcome: not_found, existing (the
@@ -128,7 +128,8 @@ CREATE OR REPLACE FUNCTION annotation_label_submit(
 -- test sample never leased to the annotator), leased, no_counts
 -- (nothing written: the caller takes the Python path, which creates the counter row),
 -- created (with the new counter and the newest model version's
--- requested_at_label_count, for the retrain-due check).
+-- requested_at_label_count, for the retrain-due check). The label records the served
+-- version and p_suggested_version, but none on a held-out test sample (shown none).
 DECLARE
     v_split varchar;
     v_status varchar;
@@ -140,13 +141,16 @@ DECLARE
     v_done boolean;
     v_from integer;
     v_current integer;
+    v_served integer;
+    v_suggested integer;
     v_mine annotation_label%ROWTYPE;
 BEGIN
     SELECT s.split, s.status, s.label_count INTO v_split, v_status, v_count
       FROM annotation_sample s WHERE s.id = p_sample AND s.project_id = p_project FOR UPDATE;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'not_found', NULL::bigint, NULL::varchar, NULL::integer,
-                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer,
+                            NULL::integer, NULL::integer;
         RETURN;
     END IF;
     -- Statements after the lock see labels and leases committed while it was awaited.
@@ -154,12 +158,14 @@ BEGIN
      WHERE b.sample_id = p_sample AND b.annotator_id = p_annotator AND b.superseded_at IS NULL;
     IF FOUND THEN
         RETURN QUERY SELECT 'existing', v_mine.id, v_mine.value, v_mine.duration_ms,
-                            v_mine.created_at, v_mine.is_correction, NULL::integer, NULL::integer;
+                            v_mine.created_at, v_mine.is_correction, v_mine.served_version,
+                            v_mine.suggested_version, NULL::integer, NULL::integer;
         RETURN;
     END IF;
     IF v_status = 'labeled' THEN
         RETURN QUERY SELECT 'already_labeled', NULL::bigint, NULL::varchar, NULL::integer,
-                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer,
+                            NULL::integer, NULL::integer;
         RETURN;
     END IF;
     SELECT count(*) FILTER (WHERE l.expires_at > p_now),
@@ -170,23 +176,32 @@ BEGIN
      WHERE l.sample_id = p_sample AND NOT l.skipped;
     IF v_split = 'test' AND v_given = 0 THEN
         RETURN QUERY SELECT 'not_given', NULL::bigint, NULL::varchar, NULL::integer,
-                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer,
+                            NULL::integer, NULL::integer;
         RETURN;
     END IF;
     IF v_my_live = 0 AND v_count + v_live >= p_overlap THEN
         RETURN QUERY SELECT 'leased', NULL::bigint, NULL::varchar, NULL::integer,
-                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer,
+                            NULL::integer, NULL::integer;
         RETURN;
     END IF;
     PERFORM 1 FROM annotation_labelcounts c WHERE c.project_id = p_project;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'no_counts', NULL::bigint, NULL::varchar, NULL::integer,
-                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer;
+                            NULL::timestamptz, NULL::boolean, NULL::integer, NULL::integer,
+                            NULL::integer, NULL::integer;
         RETURN;
     END IF;
+    -- The ledger's served_version (the served_model hook): read here, in the same call.
+    SELECT m.number INTO v_served FROM learning_modelversion m
+     WHERE m.project_id = p_project AND m.is_served;
+    v_suggested := CASE WHEN v_split = 'test' THEN NULL ELSE p_suggested_version END;
     INSERT INTO annotation_label
-           (sample_id, annotator_id, value, duration_ms, created_at, superseded_at, is_correction)
-    VALUES (p_sample, p_annotator, p_value, p_duration_ms, p_now, NULL, false)
+           (sample_id, annotator_id, value, duration_ms, created_at, superseded_at, is_correction,
+            served_version, suggested_version)
+    VALUES (p_sample, p_annotator, p_value, p_duration_ms, p_now, NULL, false, v_served,
+            v_suggested)
     RETURNING annotation_label.id INTO v_label;
     v_done := v_count + 1 >= p_overlap;
     UPDATE annotation_sample
@@ -209,8 +224,8 @@ BEGIN
     -- (each would then take the retrain-due check's slow path).
     SELECT m.requested_at_label_count INTO v_from FROM learning_modelversion m
      WHERE m.project_id = p_project ORDER BY m.number DESC LIMIT 1;
-    RETURN QUERY SELECT 'created', v_label, p_value, p_duration_ms, p_now, false, v_current,
-                        coalesce(v_from, 0);
+    RETURN QUERY SELECT 'created', v_label, p_value, p_duration_ms, p_now, false, v_served,
+                        v_suggested, v_current, coalesce(v_from, 0);
 END
 $$;
 """
@@ -220,7 +235,8 @@ LEASE_NEXT_SIGNATURE = (
     "annotation_lease_next(bigint, integer, double precision, timestamptz, timestamptz, boolean)"
 )
 LABEL_SUBMIT_SIGNATURE = (
-    "annotation_label_submit(bigint, bigint, integer, varchar, integer, integer, timestamptz)"
+    "annotation_label_submit(bigint, bigint, integer, varchar, integer, integer, integer,"
+    " timestamptz)"
 )
 
 CREATE = (LEASE_NEXT, LABEL_SUBMIT)

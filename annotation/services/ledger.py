@@ -7,7 +7,12 @@ scientist's correction (``review``), an import (``imports``), production feedbac
 :func:`label_check`, which has the one error shape. The ledger keeps four things in step
 inside the writer's transaction:
 
-- the label rows (a label is superseded, never deleted, except with an import undone);
+- the label rows (a label is superseded, never deleted, except with an import undone),
+  each with its provenance: ``served_version``, the number of the model version the
+  project serves as the row is written (:func:`served_version`), on every label written
+  here; and on an annotator's label (:func:`label_add`) ``suggested_version``, the version
+  whose suggestion the annotator saw, as their page or tool says (never on a held-out
+  test sample, which is shown none);
 - each sample's ``label_count`` and ``status`` (labeled at the project's overlap, or at
   once when its label settles it: an import, production feedback, a correction);
 - the project's running ``LabelCounts``, written last (on PostgreSQL the counter row stays
@@ -17,14 +22,17 @@ inside the writer's transaction:
 An import alone streams its new samples and label rows itself (COPY or one prepared
 statement per batch: a million rows cannot go through per-label calls), taking each new
 sample's state from :func:`new_sample_state` and counting through :func:`label_counts_add`.
+Its label rows record no versions: they were given outside this service, under no model
+of its.
 
 On PostgreSQL the submit's hot path writes through the ledger's database twin instead:
 ``annotation_label_submit`` (``annotation.queue_functions_sql``) does what
-:func:`label_add` does (label row, sample status, counts) in one round trip and returns
-what the retrain check needs. Its text mirrors this module, statement for statement:
-change one, change the other; tests/annotation/test_queue_functions.py holds the two to
-the same outcomes, and tests/annotation/test_ledger.py fails if another module writes
-the counts or calls the trigger.
+:func:`label_add` does (label row with its served version, sample status, counts) in one
+round trip and returns what the retrain check needs. Its text mirrors this module,
+statement for statement: change one, change the other;
+tests/annotation/test_queue_functions.py holds the two to the same outcomes, and
+tests/annotation/test_ledger.py fails if another module writes the counts or calls the
+trigger.
 """
 from __future__ import annotations
 
@@ -54,6 +62,13 @@ def new_sample_state(*, labeled: bool) -> tuple[str, int]:
     return (Sample.Status.LABELED, 1) if labeled else (Sample.Status.UNLABELED, 0)
 
 
+def served_version(*, project: Project) -> int | None:
+    """The number of the version ``project`` serves now (None before any model): the
+    ``served_model`` hook, one query."""
+    served = hooks.served_model(project=project)
+    return None if served is None else served.number
+
+
 def retrain_if_due(*, project: Project, label_count: int | None = None,
                    counted_from: int | None = None) -> None:
     """Labels were added in this transaction: queue a retrain if a batch is full.
@@ -66,14 +81,19 @@ def retrain_if_due(*, project: Project, label_count: int | None = None,
 
 
 def label_add(*, project: Project, sample_id: int, split: str, label_count: int,
-              annotator: AbstractBaseUser, value: str, duration_ms: int | None) -> Label:
+              annotator: AbstractBaseUser, value: str, duration_ms: int | None,
+              suggested_version: int | None = None) -> Label:
     """Add ``annotator``'s label to a sample that had ``label_count`` labels; the caller
     holds the sample's row lock and checked that the sample takes the label.
 
-    The sample becomes labeled at the project's overlap. Returns the label, ``is_new``.
+    ``suggested_version`` is the version whose suggestion the annotator was shown, as their
+    client says; a held-out test sample is never shown one, so it records None there. The
+    sample becomes labeled at the project's overlap. Returns the label, ``is_new``.
     """
     label = Label.objects.create(
-        sample_id=sample_id, annotator=annotator, value=value, duration_ms=duration_ms
+        sample_id=sample_id, annotator=annotator, value=value, duration_ms=duration_ms,
+        served_version=served_version(project=project),
+        suggested_version=None if split == Sample.Split.TEST else suggested_version,
     )
     label.is_new = True
     count = label_count + 1
@@ -94,7 +114,8 @@ def label_add_with_sample(*, project: Project, sample: Sample, annotator: Abstra
     """Save the new ``sample`` labeled by its one label ``value`` and count it."""
     sample.status, sample.label_count = new_sample_state(labeled=True)
     sample.save()
-    label = Label.objects.create(sample=sample, annotator=annotator, value=value)
+    label = Label.objects.create(sample=sample, annotator=annotator, value=value,
+                                 served_version=served_version(project=project))
     # Counters first: the retrain check reads them and must see this label.
     label_count = label_counts_add(project_id=project.pk, current_labels=1,
                                    **_labeled_delta(sample.split, 1))
@@ -123,7 +144,8 @@ def correction_add(*, project: Project, sample: Sample, current: Sequence[Label]
     Label.objects.filter(pk__in=[label.pk for label in current]).update(
         superseded_at=timezone.now())
     label = Label.objects.create(sample=sample, annotator=scientist, value=value,
-                                 is_correction=True)
+                                 is_correction=True,
+                                 served_version=served_version(project=project))
     newly_labeled = sample.status != Sample.Status.LABELED
     Sample.objects.filter(pk=sample.pk).update(status=Sample.Status.LABELED, label_count=1)
     label_counts_add(project_id=project.pk, current_labels=1 - len(current),
@@ -145,7 +167,8 @@ def label_replace(*, project: Project, sample_id: int, annotator_id: int, value:
         return current
     if current is not None:
         Label.objects.filter(pk=current.pk).update(superseded_at=timezone.now())
-    replaced = Label.objects.create(sample_id=sample_id, annotator_id=annotator_id, value=value)
+    replaced = Label.objects.create(sample_id=sample_id, annotator_id=annotator_id, value=value,
+                                    served_version=served_version(project=project))
     if current is None:  # no current label was replaced: one more current label
         label_counts_add(project_id=project.pk, current_labels=1)
     return replaced

@@ -79,13 +79,16 @@ _VALUES_FIELD = Sample._meta.get_field("values")
 
 
 def label_submit_in_database(*, project: Project, sample_id: int, annotator: AbstractBaseUser,
-                             value: str, duration_ms: int | None, now: dt.datetime) -> tuple:
+                             value: str, duration_ms: int | None, suggested_version: int | None,
+                             now: dt.datetime) -> tuple:
     """One call of ``annotation_label_submit``: (outcome, label id, value, duration_ms,
-    created_at, is_correction, current labels, start of the batch); see its text."""
+    created_at, is_correction, served_version, suggested_version, current labels, start of
+    the batch); see its text."""
     return _call_queue_function(
         "SELECT * FROM annotation_label_submit(%s::bigint, %s::bigint, %s::integer,"
-        " %s::varchar, %s::integer, %s::integer, %s::timestamptz)",
-        [project.pk, sample_id, annotator.pk, value, duration_ms, project.overlap, now],
+        " %s::varchar, %s::integer, %s::integer, %s::integer, %s::timestamptz)",
+        [project.pk, sample_id, annotator.pk, value, duration_ms, suggested_version,
+         project.overlap, now],
     )
 
 

@@ -23,6 +23,7 @@ def label_submit(
     annotator: AbstractBaseUser,
     value: str,
     duration_ms: int | None = None,
+    suggested_version: int | None = None,
     membership: Membership | None = None,
 ) -> Label:
     """Record ``annotator``'s label for ``sample`` and request a retrain when a batch is full.
@@ -33,7 +34,11 @@ def label_submit(
     still has a free place; otherwise SampleNotAvailable (409). A held-out test sample
     takes a label only from an annotator it was leased to (live or expired, not skipped):
     nobody picks test samples by id. The sample becomes labeled
-    when it has the project's overlap of labels. Only ``sample.pk`` and ``sample.project``
+    when it has the project's overlap of labels. The label records the version the project
+    serves now and ``suggested_version``, the version whose suggestion the annotator saw
+    (None: none shown), as the client says; on a held-out test sample, which is shown no
+    suggestion, None whatever it says. A repeat keeps what the first submit recorded.
+    Only ``sample.pk`` and ``sample.project``
     are read from ``sample``: the row is loaded here, locked, and must belong to that
     project (else SampleNotFound), so callers need not load it first. ``membership``, the
     annotator's already loaded for this request, saves the role check's query.
@@ -47,11 +52,13 @@ def label_submit(
     if queue_db.has_queue_functions() and _is_bigint(sample.pk):
         label = _label_submit_in_database(project=project, sample_id=sample.pk,
                                           annotator=annotator, value=value,
-                                          duration_ms=duration_ms)
+                                          duration_ms=duration_ms,
+                                          suggested_version=suggested_version)
         if label is not None:
             return label
     return _label_submit(project=project, sample_id=sample.pk, annotator=annotator,
-                         value=value, duration_ms=duration_ms)
+                         value=value, duration_ms=duration_ms,
+                         suggested_version=suggested_version)
 
 
 def _is_bigint(value: object) -> bool:
@@ -62,14 +69,14 @@ def _is_bigint(value: object) -> bool:
 
 def _label_submit_in_database(
     *, project: Project, sample_id: int, annotator: AbstractBaseUser, value: str,
-    duration_ms: int | None,
+    duration_ms: int | None, suggested_version: int | None,
 ) -> Label | None:
     """``_label_submit`` in one statement; None when it wrote nothing because the project
     has no counter row yet (the Python path makes one)."""
-    outcome, label_id, label_value, label_duration_ms, created_at, is_correction, current, \
-        counted_from = queue_db.label_submit_in_database(
+    outcome, label_id, label_value, label_duration_ms, created_at, is_correction, \
+        served, suggested, current, counted_from = queue_db.label_submit_in_database(
             project=project, sample_id=sample_id, annotator=annotator, value=value,
-            duration_ms=duration_ms, now=timezone.now(),
+            duration_ms=duration_ms, suggested_version=suggested_version, now=timezone.now(),
         )
     if outcome == "no_counts":
         return None
@@ -85,7 +92,8 @@ def _label_submit_in_database(
         raise _labeled_otherwise(sample_id, label_value)
     label = Label(id=label_id, sample_id=sample_id, annotator=annotator, value=label_value,
                   duration_ms=label_duration_ms, created_at=created_at, superseded_at=None,
-                  is_correction=is_correction)
+                  is_correction=is_correction, served_version=served,
+                  suggested_version=suggested)
     label._state.adding, label._state.db = False, connection.alias
     label.is_new = outcome == "created"
     if label.is_new:
@@ -124,7 +132,7 @@ def _labeled_otherwise(sample_id: int, value: str) -> SampleNotAvailable:
 @transaction.atomic
 def _label_submit(
     *, project: Project, sample_id: int, annotator: AbstractBaseUser, value: str,
-    duration_ms: int | None,
+    duration_ms: int | None, suggested_version: int | None,
 ) -> Label:
     """``label_submit`` after the role and value checks, in the ORM and SQL that every
     database runs."""
@@ -169,4 +177,4 @@ def _label_submit(
                      [sample_id, annotator.pk])
     return ledger.label_add(project=project, sample_id=sample_id, split=split,
                             label_count=label_count, annotator=annotator, value=value,
-                            duration_ms=duration_ms)
+                            duration_ms=duration_ms, suggested_version=suggested_version)

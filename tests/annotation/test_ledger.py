@@ -141,3 +141,29 @@ def test_every_label_writer_refuses_an_unknown_value_in_one_shape(project, annot
                 {"value": "cat", "labels": project.labels})
     assert shapes == dict.fromkeys(writers, expected)
     assert Label.objects.count() == 1
+
+
+def test_every_label_writer_records_the_version_served_as_it_writes(project, annotator,
+                                                                      make_samples):
+    from learning.models import ModelVersion
+    from tests.factories import png_bytes
+
+    make_samples(2)
+    before = label_submit(sample=sample_lease_next(project=project, annotator=annotator),
+                          annotator=annotator, value=project.labels[0])
+    ModelVersion.objects.create(project=project, number=1, status="ready")
+    ModelVersion.objects.create(project=project, number=2, status="ready", is_served=True)
+    sample = sample_lease_next(project=project, annotator=annotator)
+    labels = {"submit": label_submit(sample=sample, annotator=annotator,
+                                     value=project.labels[0], suggested_version=1)}
+    labels["correction"] = label_correct(sample=sample, scientist=project.owner,
+                                         value=project.labels[1])
+    labels["production"] = production_sample_create(
+        project=project, payload=ProductionPayload(image=png_bytes(1)), value=project.labels[0])
+    labels["production correction"] = production_label_correct(label=labels["production"],
+                                                               value=project.labels[1])
+    stored = {name: Label.objects.values_list("served_version", "suggested_version")
+              .get(pk=label.pk) for name, label in labels.items()}
+    assert stored == {"submit": (2, 1), "correction": (2, None), "production": (2, None),
+                      "production correction": (2, None)}
+    assert (before.served_version, before.suggested_version) == (None, None)

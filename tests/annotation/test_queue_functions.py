@@ -112,20 +112,24 @@ def _counts(project: Project) -> tuple[int, int, int]:
 @on_postgresql
 @pytest.mark.parametrize("overlap", [1, 2])
 def test_a_random_walk_gives_the_same_outcomes_on_both_paths(monkeypatch, overlap):
-    """Leases, labels, repeats, other values, skips, expiries and undos in a random order,
-    replayed on two like projects, one per path: every outcome and every row must match."""
+    """Leases, labels (with a suggestion shown or not), repeats, other values, skips,
+    expiries, undos and newly served models in a random order, replayed on two like
+    projects, one per path: every outcome and every row must match."""
 
     def walk(project: Project) -> list:
         users = _annotators(project, 3)
         rng = random.Random(7)
         held: dict[int, str] = {}
         trace = []
-        for _step in range(120):
+        for _step in range(140):
             op, i = rng.choice(["next", "next", "label", "label", "again", "other", "stale",
-                                "skip", "expire", "undo", "foreign"]), rng.randrange(3)
+                                "skip", "expire", "undo", "foreign", "serve"]), rng.randrange(3)
             user = users[i]
+            suggested = rng.choice([None, 1, 2])
             try:
-                if op == "next":
+                if op == "serve":
+                    trace.append((op, _serve_next_version(project)))
+                elif op == "next":
                     sample = sample_lease_next(project=project, annotator=user)
                     trace.append((op, i, _ext(sample),
                                   sample is not None and sample.lease_expires is not None))
@@ -134,14 +138,17 @@ def test_a_random_walk_gives_the_same_outcomes_on_both_paths(monkeypatch, overla
                 elif op in ("label", "again", "other") and i in held:
                     value = project.labels[1 if op == "other" else 0]
                     label = label_submit(sample=_sample(project, held[i]), annotator=user,
-                                         value=value, duration_ms=i * 100)
+                                         value=value, duration_ms=i * 100,
+                                         suggested_version=suggested)
                     trace.append((op, i, held[i], label.value, label.is_new,
-                                  label.duration_ms, label.annotator_id == user.pk))
+                                  label.duration_ms, label.annotator_id == user.pk,
+                                  label.served_version, label.suggested_version))
                 elif op == "stale":  # a sample this annotator was never given
                     external_id = rng.choice(["pool0", "pool3", "test1"])
                     label = label_submit(sample=_sample(project, external_id), annotator=user,
-                                         value="0")
-                    trace.append((op, i, external_id, label.value, label.is_new))
+                                         value="0", suggested_version=suggested)
+                    trace.append((op, i, external_id, label.value, label.is_new,
+                                  label.served_version, label.suggested_version))
                 elif op == "skip" and i in held:
                     sample_skip(sample=_sample(project, held[i]), annotator=user)
                     trace.append((op, i, held.pop(i)))
@@ -165,7 +172,8 @@ def test_a_random_walk_gives_the_same_outcomes_on_both_paths(monkeypatch, overla
             "samples": sorted(Sample.objects.filter(project=project).values_list(
                 "external_id", "status", "label_count")),
             "labels": sorted(((label.sample.external_id, users.index(label.annotator),
-                               label.value, label.duration_ms, label.superseded_at is None)
+                               label.value, label.duration_ms, label.superseded_at is None,
+                               label.served_version, label.suggested_version)
                               for label in Label.objects.filter(sample__project=project)),
                              key=repr),
             "leases": sorted((lease.sample.external_id, users.index(lease.annotator),
@@ -184,7 +192,45 @@ def test_a_random_walk_gives_the_same_outcomes_on_both_paths(monkeypatch, overla
     assert got[0] == expected[0]
     assert got[1] == expected[1]
     assert {step[0] for step in expected[0]} >= {"next", "label", "again", "other", "skip",
-                                                 "undo", "foreign", "stale"}
+                                                 "undo", "foreign", "stale", "serve"}
+    versions = {row[5:] for row in expected[1]["labels"]}
+    assert {served for served, _ in versions} >= {None, 1, 2}  # labels before and under models
+    assert {suggested for _, suggested in versions} >= {None, 1, 2}
+
+
+def _serve_next_version(project: Project) -> int:
+    """Promote a new model version of ``project`` (as promotion does: one served at a time)."""
+    number = ModelVersion.objects.filter(project=project).count() + 1
+    ModelVersion.objects.filter(project=project).update(is_served=False)
+    ModelVersion.objects.create(project=project, number=number, status="ready", is_served=True)
+    return number
+
+
+def test_a_label_records_the_served_version_and_the_suggestion_shown(path):
+    project = _project(n_pool=4, n_test=2, test_fraction=0.0)
+    (user,) = _annotators(project, 1)
+
+    def submit(external_id, suggested=None, value="0"):
+        if Sample.objects.get(project=project, external_id=external_id).split == "test":
+            now = timezone.now()  # held-out samples come leased by the queue
+            Lease.objects.create(sample=_sample(project, external_id), annotator=user,
+                                 project=project, created_at=now,
+                                 expires_at=now + dt.timedelta(minutes=5))
+        label = label_submit(sample=_sample(project, external_id), annotator=user, value=value,
+                             suggested_version=suggested)
+        stored = Label.objects.get(pk=label.pk)
+        assert (stored.served_version, stored.suggested_version) \
+            == (label.served_version, label.suggested_version)
+        return label.served_version, label.suggested_version
+
+    assert submit("pool0", suggested=None) == (None, None)  # no model yet
+    _serve_next_version(project)
+    assert submit("pool1", suggested=1) == (1, 1)
+    assert submit("pool2") == (1, None)  # no suggestion shown
+    assert submit("test0", suggested=1) == (1, None)  # never one on a held-out sample
+    assert submit("pool1", suggested=7) == (1, 1)  # a repeat keeps what was recorded
+    _serve_next_version(project)
+    assert submit("pool3", suggested=1) == (2, 1)  # an older suggestion, as the client says
 
 
 @on_postgresql
