@@ -13,3 +13,6 @@ VALUE_MAX_LENGTH: int = Label._meta.get_field("value").max_length
 # Time spent on a label, in milliseconds: at most a day (more is a clock or client error).
 DURATION_MS_MIN = 0
 DURATION_MS_MAX = 86_400_000
+# The number of the model version whose suggestion was shown: a positive integer column.
+VERSION_MIN = 1
+VERSION_MAX = 2**31 - 1

@@ -95,6 +95,7 @@ def label_output(label: Label) -> dict:
         "id": label.pk, "sample": label.sample_id, "value": label.value,
         "annotator": label.annotator.username, "duration_ms": label.duration_ms,
         "created_at": _datetime.to_representation(label.created_at),
+        "served_version": label.served_version, "suggested_version": label.suggested_version,
     }
 
 
@@ -152,6 +153,13 @@ class LabelSubmitApi(_LabelingApi):
     A label is accepted while the caller's lease is live, and also after it expired as
     long as nobody else took the sample (409 once it was leased to someone else). 400 for
     a value outside the project's labels, 404 for a sample outside the project.
+
+    ``suggested_version``: the number of the model version whose suggestion the tool showed
+    for this sample (from ``predict``'s ``model_version``), null or absent when it showed
+    none. It is recorded as given, not checked against the project's versions; a held-out
+    test sample records null whatever it says (the labeling page shows none there). The
+    label also records ``served_version``, the version the project served as it was
+    written. A repeat keeps what the first submit recorded.
     """
 
     @extend_schema_serializer(component_name="LabelSubmitInput")
@@ -163,6 +171,9 @@ class LabelSubmitApi(_LabelingApi):
         duration_ms = serializers.IntegerField(min_value=label_limits.DURATION_MS_MIN,
                                                max_value=label_limits.DURATION_MS_MAX,
                                                required=False)
+        suggested_version = serializers.IntegerField(min_value=label_limits.VERSION_MIN,
+                                                     max_value=label_limits.VERSION_MAX,
+                                                     required=False, allow_null=True)
 
     @extend_schema_serializer(component_name="LabelOutput")
     class OutputSerializer(serializers.ModelSerializer):
@@ -170,7 +181,8 @@ class LabelSubmitApi(_LabelingApi):
 
         class Meta:
             model = Label
-            fields = ["id", "sample", "value", "annotator", "duration_ms", "created_at"]
+            fields = ["id", "sample", "value", "annotator", "duration_ms", "created_at",
+                      "served_version", "suggested_version"]
 
     @extend_schema(
         operation_id="labels_create",
@@ -180,9 +192,13 @@ class LabelSubmitApi(_LabelingApi):
                    **error_responses(400, 401, 403, 404, 409, 413, 429)},
         examples=[
             OpenApiExample("A label", request_only=True, value={"sample": 42, "value": "pos"}),
+            OpenApiExample("A label given with model v3's suggestion shown", request_only=True,
+                           value={"sample": 42, "value": "pos", "duration_ms": 1200,
+                                  "suggested_version": 3}),
             OpenApiExample("Recorded", response_only=True, status_codes=["201", "200"], value={
                 "id": 7, "sample": 42, "value": "pos", "annotator": "ann",
-                "duration_ms": None, "created_at": "2026-11-21T20:01:00Z"}),
+                "duration_ms": None, "created_at": "2026-11-21T20:01:00Z",
+                "served_version": 3, "suggested_version": None}),
             *error_examples({
                 "400": ("Unknown label", "invalid_label", "'cat' is not a label of project 'news'",
                         ["pos", "neg"]),
@@ -203,7 +219,9 @@ class LabelSubmitApi(_LabelingApi):
         # sample outside the project: no separate look-up here.
         sample = Sample(pk=data["sample"], project=self.project)
         label = label_submit(sample=sample, annotator=self.annotator, value=data["value"],
-                             duration_ms=data.get("duration_ms"), membership=self.membership)
+                             duration_ms=data.get("duration_ms"),
+                             suggested_version=data.get("suggested_version"),
+                             membership=self.membership)
         code = status.HTTP_201_CREATED if label.is_new else status.HTTP_200_OK
         return Response(label_output(label), status=code)
 

@@ -179,7 +179,9 @@ class LabelingFastPath:
                 return None
             label = label_submit(sample=Sample(pk=data["sample"], project=project),
                                  annotator=annotator, value=data["value"],
-                                 duration_ms=data.get("duration_ms"), membership=membership)
+                                 duration_ms=data.get("duration_ms"),
+                                 suggested_version=data.get("suggested_version"),
+                                 membership=membership)
         except NotAMember:
             return None  # Django answers the 403 with its own wording
         except DomainError as exc:
@@ -263,12 +265,14 @@ def _read_body(environ, route: _Route) -> bytes | None:
     return environ["wsgi.input"].read(length)
 
 
-def _input_checks(serializer_class) -> tuple[dict[str, tuple[type, int | None, int | None]], frozenset[str]]:
-    """``({field: (type, low, high)}, required fields)``: what ``serializer_class`` accepts
-    as it stands, for the fast path to check without DRF. ``low``/``high`` bound an
-    integer's value or a string's length, as the field's own arguments say. Raises for a
-    field or validation the fast path cannot make the same way, rather than accept a body
-    the view would refuse."""
+def _input_checks(serializer_class) -> tuple[dict[str, tuple[type, int | None, int | None, bool]],
+                                             frozenset[str]]:
+    """``({field: (type, low, high, nullable)}, required fields)``: what
+    ``serializer_class`` accepts as it stands, for the fast path to check without DRF.
+    ``low``/``high`` bound an integer's value or a string's length, as the field's own
+    arguments say; ``nullable``, whether it takes null (``allow_null``: DRF then runs no
+    check on it). Raises for a field or validation the fast path cannot make the same way,
+    rather than accept a body the view would refuse."""
     serializer = serializer_class()
     if type(serializer).validate is not serializers.Serializer.validate:
         raise TypeError(f"{serializer_class.__name__}.validate: the fast path cannot mirror it")
@@ -279,10 +283,10 @@ def _input_checks(serializer_class) -> tuple[dict[str, tuple[type, int | None, i
     checks = {}
     for name, field in serializer.fields.items():
         if type(field) is serializers.IntegerField:
-            checks[name] = (int, field.min_value, field.max_value)
+            checks[name] = (int, field.min_value, field.max_value, field.allow_null)
         elif type(field) is serializers.CharField and field.trim_whitespace:
             low = field.min_length if field.min_length is not None else int(not field.allow_blank)
-            checks[name] = (str, low, field.max_length)
+            checks[name] = (str, low, field.max_length, field.allow_null)
         else:
             raise TypeError(f"{serializer_class.__name__}.{name}: the fast path cannot check "
                             f"a {type(field).__name__} as DRF does")
@@ -306,7 +310,9 @@ def _label_input(body: bytes) -> dict | None:
     if not isinstance(data, dict) or not _REQUIRED <= data.keys() <= _INPUT.keys():
         return None
     for name, value in data.items():
-        kind, low, high = _INPUT[name]
+        kind, low, high, nullable = _INPUT[name]
+        if value is None and nullable:
+            continue
         if type(value) is not kind:  # not bool for int, nor a number DRF would make a str
             return None
         if kind is str:

@@ -79,6 +79,39 @@ def test_label_api_errors_are_json_and_write_nothing(project, annotator, make_sa
     assert not Label.objects.exists()
 
 
+def test_the_labeling_api_records_the_suggestion_shown_but_never_on_a_test_sample(
+        project, annotator, make_samples):
+    from learning.models import ModelVersion
+
+    make_samples(2, n_test=1)
+    ModelVersion.objects.create(project=project, number=3, status="ready", is_served=True)
+    api = _client(project, annotator)
+    url = f"/api/v1/projects/{project.slug}/labels"
+    recorded, sent = {}, iter([3, None, 3])
+    while (sample := api.get(f"/api/v1/projects/{project.slug}/next").json()["sample"]):
+        if sample["split"] == "pool":
+            for bad in (0, "x", 2**31):
+                refused = api.post(url, {"sample": sample["id"], "value": "1",
+                                         "suggested_version": bad}, format="json")
+                assert refused.status_code == 400 and refused.json()["code"] == "invalid"
+                assert refused.json()["error"].startswith("suggested_version")
+        body = {"sample": sample["id"], "value": "1"}
+        suggested = next(sent)
+        if suggested is not None or sample["split"] == "test":
+            body["suggested_version"] = suggested
+        answer = api.post(url, body, format="json")
+        assert answer.status_code == 201
+        recorded[(sample["split"], suggested)] = (answer.json()["served_version"],
+                                                  answer.json()["suggested_version"])
+    # A held-out sample is never shown a suggestion (the page shows none): null, not refused.
+    assert sorted(recorded.items(), key=repr) == sorted({
+        ("pool", 3): (3, 3), ("pool", None): (3, None), ("test", 3): (3, None)}.items(),
+        key=repr)
+    assert sorted(Label.objects.values_list("sample__split", "served_version",
+                                            "suggested_version"), key=repr) == sorted(
+        [("pool", 3, 3), ("pool", 3, None), ("test", 3, None)], key=repr)
+
+
 def test_label_api_refuses_non_members_project_tokens_and_anonymous(project, make_samples):
     (sample,) = make_samples(1)
     outsider = UserFactory()

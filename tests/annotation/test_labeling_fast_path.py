@@ -140,6 +140,7 @@ def test_refusals_of_the_services_get_the_apis_error_bodies(
     {"sample": 1},                          # missing value: DRF's 400 wording
     {"sample": 1, "value": "1", "extra": True},
     {"sample": 1, "value": "1", "duration_ms": None},
+    {"sample": 1, "value": "1", "suggested_version": "2"},  # DRF coerces: Django decides
     b"{not json",
 ])
 def test_bodies_drf_might_read_differently_go_to_django_intact(
@@ -284,6 +285,11 @@ _LIMITS = label_limits
     ({"sample": _LIMITS.SAMPLE_ID_MIN - 1}, 400),
     ({"sample": _LIMITS.SAMPLE_ID_MAX}, 404),  # within bounds: the project has no such sample
     ({"sample": _LIMITS.SAMPLE_ID_MAX + 1}, 400),
+    ({"suggested_version": None}, 201),  # none shown: null is taken as absent
+    ({"suggested_version": _LIMITS.VERSION_MIN}, 201),
+    ({"suggested_version": _LIMITS.VERSION_MIN - 1}, 400),
+    ({"suggested_version": _LIMITS.VERSION_MAX}, 201),
+    ({"suggested_version": _LIMITS.VERSION_MAX + 1}, 400),  # wider than the column
 ])
 def test_each_input_limit_is_the_same_on_both_paths_at_its_boundary(
         fast, django_app, project, labeler, change, status):
@@ -342,11 +348,39 @@ def test_a_route_renamed_in_the_urlconf_moves_the_fast_path_with_it(
 class _Checked(serializers.Serializer):
     sample = serializers.IntegerField(min_value=1, max_value=9)
     value = serializers.CharField(max_length=5, required=False)
+    version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
 
 def test_input_checks_come_from_the_serializers_fields():
     checks, required = labeling_fast_path._input_checks(_Checked)
-    assert checks == {"sample": (int, 1, 9), "value": (str, 1, 5)} and required == {"sample"}
+    assert checks == {"sample": (int, 1, 9, False), "value": (str, 1, 5, False),
+                      "version": (int, 1, None, True)}
+    assert required == {"sample"}
+
+
+@pytest.mark.parametrize("suggested", [None, 1, 2, "absent"])
+def test_a_suggested_version_is_recorded_and_answered_alike_on_both_paths(
+        fast, django_app, project, labeler, suggested):
+    from learning.models import ModelVersion
+
+    ModelVersion.objects.create(project=project, number=2, status="ready", is_served=True)
+    slug = project.slug
+    sample_id = call(fast, "GET", f"/api/v1/projects/{slug}/next", key=labeler)[2]["sample"]["id"]
+    body = {"sample": sample_id, "value": "1"}
+    if suggested != "absent":
+        body["suggested_version"] = suggested
+    (fast_status, fast_body, answered_itself), drf = _both(
+        fast, django_app, f"/api/v1/projects/{slug}/labels", labeler, body)
+    assert (fast_status, fast_body) == drf and answered_itself
+    recorded = None if suggested == "absent" else suggested
+    assert fast_status == 201
+    assert (fast_body["served_version"], fast_body["suggested_version"]) == (2, recorded)
+    # And what the answer says is what the row holds.
+    status, _, created = call(fast, "POST", f"/api/v1/projects/{slug}/labels", key=labeler,
+                              body=body)
+    assert status == 201
+    assert Label.objects.values_list("served_version", "suggested_version").get(
+        pk=created["id"]) == (2, recorded)
 
 
 @pytest.mark.parametrize("field, method", [
