@@ -4,7 +4,9 @@ from __future__ import annotations
 from django import forms
 
 from annotation import label_limits
+from annotation.errors import InvalidLabel
 from annotation.models import Project
+from annotation.services import ledger
 
 
 class LabelForm(forms.Form):
@@ -13,6 +15,10 @@ class LabelForm(forms.Form):
     value = forms.CharField(max_length=label_limits.VALUE_MAX_LENGTH)
     duration_ms = forms.IntegerField(min_value=label_limits.DURATION_MS_MIN,
                                      max_value=label_limits.DURATION_MS_MAX, required=False)
+    # The version whose suggestion the card showed: the suggestion partial's hidden input,
+    # absent when none was shown (or before it loaded).
+    suggested_version = forms.IntegerField(min_value=label_limits.VERSION_MIN,
+                                           max_value=label_limits.VERSION_MAX, required=False)
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -20,8 +26,10 @@ class LabelForm(forms.Form):
 
     def clean_value(self) -> str:
         value = self.cleaned_data["value"]
-        if value not in self.project.labels:
-            raise forms.ValidationError(f"{value!r} is not one of this project's labels")
+        try:
+            ledger.label_check(project=self.project, value=value)  # the one check and message
+        except InvalidLabel as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
         return value
 
 

@@ -186,6 +186,7 @@ def label(request: HttpRequest, project: Project) -> HttpResponse:
                     annotator=request.user,
                     value=form.cleaned_data["value"],
                     duration_ms=form.cleaned_data["duration_ms"],
+                    suggested_version=form.cleaned_data["suggested_version"],
                 )
             except DomainError as exc:
                 error = exc.message

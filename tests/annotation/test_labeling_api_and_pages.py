@@ -211,6 +211,85 @@ def test_card_loads_suggestion_after_render_and_prefetches_the_next_image(client
     assert b"suggestion" not in client.get(f"/projects/{project.slug}/label/").content.split(b"<main>")[1].split(b"keys-help")[0]
 
 
+def _label_as_the_page_does(client, project, page, *, load_suggestion: bool):
+    """Post the card's label form as the browser does: its own fields, and (with the
+    suggestion loaded, swapped in by htmx) the partial's inputs of ``form="label-form"``."""
+    shown = _shown(page)
+    data = {"sample": shown, "value": "1", "duration_ms": "800"}
+    if load_suggestion and f"/samples/{shown}/suggestion".encode() in page.content:
+        hint = client.get(f"/projects/{project.slug}/samples/{shown}/suggestion",
+                          HTTP_HX_REQUEST="true")
+        for name, value in re.findall(rb'<input type="hidden" name="(\w+)" value="(\d+)"'
+                                      rb' form="label-form">', hint.content):
+            data[name.decode()] = value.decode()
+    answer = client.post(f"/projects/{project.slug}/label/", data, HTTP_HX_REQUEST="true")
+    assert answer.status_code == 200 and b'class="error"' not in answer.content
+    label = Label.objects.get(sample_id=shown)
+    return answer, (label.sample.split, label.served_version, label.suggested_version)
+
+
+def test_a_page_label_records_the_served_version_and_the_suggestion_the_card_showed(
+        client, project, annotator, make_samples, monkeypatch):
+    from learning.models import ModelVersion
+    from serving.suggestions import Suggestion
+
+    make_samples(3, n_test=1)
+    monkeypatch.setitem(hooks._registry, "suggestions", lambda *, project, samples: {
+        sample.pk: Suggestion(label="2", confidence=0.8, model_version=4) for sample in samples})
+    client.force_login(annotator)
+    page = client.get(f"/projects/{project.slug}/label/")
+    # No model yet: nothing served, nothing suggested.
+    page, recorded = _label_as_the_page_does(client, project, page, load_suggestion=True)
+    assert recorded == ("test", None, None)  # the queue hands the held-out share first
+    ModelVersion.objects.create(project=project, number=4, status="ready", is_served=True)
+    page = client.get(f"/projects/{project.slug}/label/")
+    page, recorded = _label_as_the_page_does(client, project, page, load_suggestion=True)
+    assert recorded == ("pool", 4, 4)  # the suggestion was shown
+    page, recorded = _label_as_the_page_does(client, project, page, load_suggestion=False)
+    assert recorded == ("pool", 4, None)  # labeled before the suggestion loaded
+    project.show_suggestion = False
+    project.save(update_fields=["show_suggestion"])
+    page = client.get(f"/projects/{project.slug}/label/")
+    page, recorded = _label_as_the_page_does(client, project, page, load_suggestion=True)
+    assert recorded == ("pool", 4, None)  # suggestions off: none shown
+
+
+def test_the_suggestion_partial_joins_its_version_to_the_label_form_only_when_shown(
+        client, project, annotator, make_samples, monkeypatch):
+    from learning.models import ModelVersion
+    from serving.suggestions import Suggestion
+
+    (pool,), (test,) = make_samples(1), make_samples(0, n_test=1)
+    ModelVersion.objects.create(project=project, number=5, status="ready", is_served=True)
+    monkeypatch.setitem(hooks._registry, "suggestions", lambda *, project, samples: {
+        sample.pk: Suggestion(label="2", confidence=0.8, model_version=5) for sample in samples})
+    client.force_login(annotator)
+    field = b'<input type="hidden" name="suggested_version" value="5" form="label-form">'
+    for sample, shown in ((pool, True), (test, False)):
+        hint = client.get(f"/projects/{project.slug}/samples/{sample.pk}/suggestion",
+                          HTTP_HX_REQUEST="true")
+        assert (field in hint.content) is shown
+    monkeypatch.setitem(hooks._registry, "suggestions", lambda *, project, samples: {})
+    hint = client.get(f"/projects/{project.slug}/samples/{pool.pk}/suggestion",
+                      HTTP_HX_REQUEST="true")
+    assert b"No suggestion for this sample" in hint.content and b"suggested_version" not in hint.content
+
+
+def test_the_page_refuses_an_unknown_label_with_the_ledgers_one_message(client, project,
+                                                                         annotator, make_samples):
+    make_samples(1)
+    client.force_login(annotator)
+    shown = _shown(client.get(f"/projects/{project.slug}/label/"))
+    for data, message in (
+        ({"value": "cat"}, f"&#x27;cat&#x27; is not a label of project &#x27;{project.slug}&#x27;"),
+        ({"value": "1", "suggested_version": "0"}, "greater than or equal to 1"),
+    ):
+        answer = client.post(f"/projects/{project.slug}/label/", {"sample": shown, **data},
+                             HTTP_HX_REQUEST="true")
+        assert message.encode() in answer.content, answer.content
+    assert not Label.objects.exists()
+
+
 def test_annotators_see_labeling_pages_only(client, project, annotator):
     client.force_login(annotator)
     base = f"/projects/{project.slug}"

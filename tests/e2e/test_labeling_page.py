@@ -78,6 +78,8 @@ def test_keyboard_labeling_swaps_samples_without_reload(
         zip(map(int, shown[:-1]), keys)
     )
     assert all(label.duration_ms is not None and label.duration_ms >= 0 for label in labels)
+    # No model yet: no version served, no suggestion shown.
+    assert {(label.served_version, label.suggested_version) for label in labels} == {(None, None)}
     current = Sample.objects.get(pk=int(shown[-1]))
     assert current.status != Sample.Status.LABELED
     assert current.leases.get().annotator_id == annotator.pk
@@ -213,6 +215,9 @@ def test_suggestion_loads_after_the_card_and_next_image_is_prefetched(
     page.keyboard.press("1")
     page.wait_for_function(CARD_SHOWS_NEW_SAMPLE, arg=first)
     assert _shown_sample(page) == following
+    # The label records the served version and the version whose suggestion was shown.
+    assert Label.objects.values_list("sample_id", "served_version", "suggested_version").get(
+        annotator=annotator) == (int(first), 1, 1)
     page.wait_for_function(CARD_IMAGE_LOADED)
     page.locator('#suggestion[data-label="2"]').wait_for()
     assert page.evaluate("window.__noReload") == 42
