@@ -303,14 +303,16 @@ def import_job_list(*, project: Project, limit: int = 10) -> QuerySet[ImportJob]
 
 CURRENT_EXPORT_FIELDS = ("sample_id", "external_id", "split", "label", "annotator", "labeled_at")
 HISTORY_EXPORT_FIELDS = ("label_id", "sample_id", "external_id", "split", "label", "annotator",
-                         "created_at", "superseded_at", "duration_ms")
+                         "created_at", "superseded_at", "duration_ms", "served_version",
+                         "suggested_version")
 
 
 def label_export_rows(*, project: Project, history: bool = False) -> Iterator[dict]:
     """Yield the project's labels as flat dicts, streaming from the database in chunks.
 
     Current: one row per labeled sample, its most recent current label. History: every
-    label ever given, superseded ones included, in the order they were given per sample.
+    label ever given, superseded ones included, in the order they were given per sample,
+    with the model versions it was given under (served, and whose suggestion was shown).
     """
     labels = Label.objects.filter(sample__project=project)
     if not history:
@@ -319,16 +321,18 @@ def label_export_rows(*, project: Project, history: bool = False) -> Iterator[di
         labels = labels.order_by("sample_id", "created_at", "id")
     values = labels.values_list(
         "id", "sample_id", "sample__external_id", "sample__split", "value",
-        "annotator__username", "created_at", "superseded_at", "duration_ms",
+        "annotator__username", "created_at", "superseded_at", "duration_ms", "served_version",
+        "suggested_version",
     ).iterator(chunk_size=EXPORT_CHUNK)
     previous = None
     for (label_id, sample_id, external_id, split, value, annotator, created_at, superseded_at,
-         duration_ms) in values:
+         duration_ms, served_version, suggested_version) in values:
         if history:
             yield {"label_id": label_id, "sample_id": sample_id, "external_id": external_id,
                    "split": split, "label": value, "annotator": annotator,
                    "created_at": created_at, "superseded_at": superseded_at,
-                   "duration_ms": duration_ms}
+                   "duration_ms": duration_ms, "served_version": served_version,
+                   "suggested_version": suggested_version}
             continue
         if sample_id == previous:
             continue

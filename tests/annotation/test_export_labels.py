@@ -57,3 +57,22 @@ def test_export_streams_in_chunks(db, settings):
     chunks = list(label_export_chunks(project=project, history=False, fmt="csv"))
     assert len(chunks) >= 3  # header chunk + 500-row chunks, never one big string
     assert sum(chunk.count("\n") for chunk in chunks) == 1201
+
+
+def test_export_history_has_the_versions_each_label_was_given_under(client, db):
+    project = ProjectFactory(kind="text", labels=["a", "b"])
+    sample = _labeled(project, "s1", "a", "b")
+    first, second = Label.objects.filter(sample=sample).order_by("id")
+    Label.objects.filter(pk=second.pk).update(served_version=3, suggested_version=2)
+    client.force_login(project.owner)
+    url = f"/projects/{project.slug}/export"
+    rows = list(csv.DictReader(io.StringIO(
+        b"".join(client.get(f"{url}.csv?history=1").streaming_content).decode())))
+    assert [(r["label"], r["served_version"], r["suggested_version"]) for r in rows] == [
+        ("a", "", ""), ("b", "3", "2")]  # CSV leaves a null empty
+    lines = [json.loads(line) for line in
+             b"".join(client.get(f"{url}.jsonl?history=1").streaming_content).splitlines()]
+    assert [(line["label"], line["served_version"], line["suggested_version"])
+            for line in lines] == [("a", None, None), ("b", 3, 2)]
+    current = b"".join(client.get(f"{url}.csv").streaming_content).decode().splitlines()[0]
+    assert current == "sample_id,external_id,split,label,annotator,labeled_at"  # unchanged
