@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0008_queue_functions_test_needs_lease'),
+        ('annotation', '0009_label_by_annotator_time'),
     ]
 
     operations = [

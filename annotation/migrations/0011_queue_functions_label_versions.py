@@ -253,8 +253,8 @@ def _run(*groups):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("annotation", "0009_label_versions"),
-        ("learning", "0002_pool_scoring_chunks"),  # the functions read learning tables too
+        ("annotation", "0010_label_versions"),
+        ("learning", "0003_cached_file"),  # the functions read learning tables too
     ]
 
     operations = [
