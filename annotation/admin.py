@@ -1,12 +1,37 @@
 """Admin registrations for inspecting projects, samples, labels and tokens."""
 from django.contrib import admin
 
-from annotation.models import ApiToken, ImportJob, Label, Lease, Membership, Project, Sample
+from annotation.models import (
+    ApiToken,
+    ImportJob,
+    Label,
+    Lease,
+    Membership,
+    Project,
+    ProjectSettingsChange,
+    Sample,
+)
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "kind", "batch_size", "overlap", "query_strategy"]
+    list_display = ["slug", "name", "kind", "batch_size", "overlap", "query_strategy", "promotion",
+                    "test_fraction"]
+
+
+@admin.register(ProjectSettingsChange)
+class ProjectSettingsChangeAdmin(admin.ModelAdmin):
+    """The settings history, read only: rows are written by the settings services alone."""
+
+    list_display = ["changed_at", "project", "user", "field", "old_value", "new_value"]
+    list_filter = ["field", "project"]
+    list_select_related = ["project", "user"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Membership)

@@ -6,6 +6,7 @@ import random
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Project(models.Model):
@@ -25,6 +26,18 @@ class Project(models.Model):
     class Promotion(models.TextChoices):
         BEST = "best", "best macro-F1 on the test split"
         LATEST = "latest", "latest ready version"
+
+    # The estimators a project can choose, stored as model_spec["estimator"]. The registry is
+    # learning.estimators.ESTIMATORS, which annotation cannot import (it is the lower layer);
+    # tests/learning/test_estimators.py checks that the two lists agree.
+    class Estimator(models.TextChoices):
+        LOGREG = "logreg", "logistic regression"
+        LINEAR_SVM = "linear_svm", "linear SVM (calibrated)"
+        RANDOM_FOREST = "random_forest", "random forest"
+        HIST_GB = "hist_gb", "histogram gradient boosting"
+
+    # What trains when model_spec names no estimator (learning's default for every kind).
+    DEFAULT_ESTIMATOR = Estimator.LOGREG
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -73,6 +86,16 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def estimator(self) -> str:
+        """The estimator the next retrain fits: the model spec's, else the default."""
+        return (self.model_spec or {}).get("estimator") or self.DEFAULT_ESTIMATOR
+
+    @property
+    def estimator_params(self) -> dict:
+        """The estimator parameters of the model spec (empty: the estimator's defaults)."""
+        return dict((self.model_spec or {}).get("params") or {})
+
     def label_keys(self) -> list[tuple[str, str]]:
         """Return (key, label) pairs: the configured keys, else the label itself when every
         label is one character (and none is a command key), else 1-9."""
@@ -85,6 +108,46 @@ class Project(models.Model):
 
 # Keys the labeling page keeps for itself: skip, undo, zoom, help.
 COMMAND_KEYS = ("s", "u", "z", "?")
+
+
+class ProjectSettingsChange(models.Model):
+    """One setting of a project changed: who (no user: an operator's command), when, from
+    what to what. Written by the settings service in the transaction of the change."""
+
+    class Field(models.TextChoices):
+        QUERY_STRATEGY = "query_strategy", "query strategy"
+        ESTIMATOR = "estimator", "model"
+        C = "C", "model: C"
+        N_ESTIMATORS = "n_estimators", "model: trees"
+        PROMOTION = "promotion", "promotion policy"
+        TEST_FRACTION = "test_fraction", "test fraction"
+        BATCH_SIZE = "batch_size", "batch size"
+        OVERLAP = "overlap", "overlap"
+        KEYS = "keys", "label keys"
+        SHOW_SUGGESTION = "show_suggestion", "show suggestion"
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="settings_changes", db_index=False
+    )
+    # Kept like an import's user: a change's author is not erased with their account.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # One time for every field changed together, so they list in the order they were given.
+    changed_at = models.DateTimeField(default=timezone.now)
+    field = models.CharField(max_length=30, choices=Field.choices)
+    # Empty: the default (an estimator parameter left to the estimator).
+    old_value = models.CharField(max_length=500, blank=True, default="")
+    new_value = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-changed_at", "pk"]
+        indexes = [
+            models.Index(fields=["project", "-changed_at"], name="settings_change_by_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.field}: {self.old_value!r} -> {self.new_value!r}"
 
 
 class Membership(models.Model):
