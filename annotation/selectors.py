@@ -12,7 +12,15 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from annotation import hooks
 from annotation.access import SCIENCE_ROLES, member_require
 from annotation.exports import export_chunks
-from annotation.models import ImportJob, Label, LabelCounts, Membership, Project, Sample
+from annotation.models import (
+    ImportJob,
+    Label,
+    LabelCounts,
+    Membership,
+    Project,
+    ProjectSettingsChange,
+    Sample,
+)
 
 EXPORT_CHUNK = 2000
 
@@ -66,6 +74,12 @@ def project_roles_for_user(*, user: AbstractBaseUser) -> dict[int, str]:
     if getattr(user, "is_superuser", False):
         return {pk: Membership.Role.OWNER for pk in Project.objects.values_list("pk", flat=True)}
     return dict(Membership.objects.filter(user_id=user.pk).values_list("project_id", "role"))
+
+
+def project_settings_history(*, project: Project, limit: int = 50) -> list[ProjectSettingsChange]:
+    """Return the project's newest ``limit`` settings changes, newest first, with their users."""
+    return list(ProjectSettingsChange.objects.filter(project=project)
+                .select_related("user").order_by("-changed_at", "pk")[:limit])
 
 
 @dataclass(frozen=True)

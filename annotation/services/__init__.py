@@ -19,6 +19,7 @@ from annotation.services.projects import (
     personal_token_create,
     project_create,
     project_create_by,
+    project_settings_set,
     project_settings_update,
 )
 from annotation.services.leases import label_undo_last, sample_lease_next, sample_skip
@@ -49,6 +50,7 @@ __all__ = [
     "personal_token_create",
     "project_create",
     "project_create_by",
+    "project_settings_set",
     "project_settings_update",
     "sample_lease_next",
     "sample_scores_write",

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import models, transaction
+from django.utils import timezone
 
 from annotation.access import (
     LABELING_ROLES,
@@ -15,11 +17,15 @@ from annotation.access import (
 )
 from annotation.authentication import key_hash
 from annotation.errors import InvalidLabel
-from annotation.models import COMMAND_KEYS, ApiToken, Membership, Project
+from annotation import project_limits as limits
+from annotation.models import COMMAND_KEYS, ApiToken, Membership, Project, ProjectSettingsChange
 from annotation.services import ledger
 from core.errors import DomainError
 from core.text import text_check
 
+
+class InvalidSettings(DomainError):
+    code = "invalid_settings"
 
 
 @transaction.atomic
@@ -32,15 +38,32 @@ def project_create(
     labels: Sequence[str],
     batch_size: int = 20,
     test_fraction: float = 0.2,
-    query_strategy: str = Project.Strategy.DEFAULT,
+    query_strategy: str | None = None,
+    promotion: str | None = None,
+    estimator: str | None = None,
+    model_params: Mapping[str, Any] | None = None,
 ) -> Project:
-    """Create a project and make ``owner`` its owner."""
+    """Create a project and make ``owner`` its owner.
+
+    A strategy or promotion policy left out (``None``) is the default; without
+    ``estimator`` the project trains the default for its kind. The forms keep
+    ``test_fraction`` within the limits of ``annotation.project_limits``; callers in code
+    (benchmarks, tests) may hold out anything the table allows, 0 included.
+    """
     text_check(slug, field="slug", max_chars=100)
     text_check(name, field="name", max_chars=200)
     labels = [text_check(str(label), field="labels", max_chars=200).strip()
               for label in labels if str(label).strip()]
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise InvalidLabel("a project needs at least two distinct labels", detail=labels)
+    if not isinstance(batch_size, int) or batch_size < limits.BATCH_SIZE_MIN:
+        raise InvalidSettings(f"batch size is at least {limits.BATCH_SIZE_MIN}")
+    if not 0 <= test_fraction < 1:
+        raise InvalidSettings("the test fraction is at least 0 and below 1")
+    model_spec = {}
+    if estimator is not None or model_params:
+        model_spec = _model_spec_with({}, *_model_check(estimator or Project.DEFAULT_ESTIMATOR,
+                                                        model_params or {}, kind=kind))
     project = Project.objects.create(
         owner=owner,
         slug=slug,
@@ -49,15 +72,15 @@ def project_create(
         labels=labels,
         batch_size=batch_size,
         test_fraction=test_fraction,
-        query_strategy=query_strategy,
+        query_strategy=_choice_check(query_strategy or Project.Strategy.DEFAULT,
+                                     Project.Strategy, "query strategy"),
+        promotion=_choice_check(promotion or Project.Promotion.BEST,
+                                Project.Promotion, "promotion policy"),
+        model_spec=model_spec,
     )
     Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
     ledger.label_counts_create(project=project)
     return project
-
-
-class InvalidSettings(DomainError):
-    code = "invalid_settings"
 
 
 def project_create_by(*, user: AbstractBaseUser, **fields) -> Project:
@@ -68,6 +91,60 @@ def project_create_by(*, user: AbstractBaseUser, **fields) -> Project:
     """
     project_create_require(user)
     return project_create(owner=user, **fields)
+
+
+def _choice_check(value: str, choices: type[models.TextChoices], what: str) -> str:
+    if value not in choices.values:
+        raise InvalidSettings(f"unknown {what} {value!r}; choose from {', '.join(choices.values)}")
+    return str(value)
+
+
+def _model_check(estimator: str, params: Mapping[str, Any], *, kind: str
+                 ) -> tuple[str, dict[str, Any]]:
+    """Return the estimator and the parameters set (``None`` leaves one to its default)."""
+    estimator = _choice_check(estimator, Project.Estimator, "model")
+    reason = limits.estimator_unfit_reason(estimator=estimator, kind=kind)
+    if reason:
+        raise InvalidSettings(reason)
+    params = {name: value for name, value in params.items() if value is not None}
+    for name, value in params.items():
+        takers = limits.ESTIMATOR_PARAMS.get(name)
+        if takers is None:
+            raise InvalidSettings(f"unknown model parameter {name!r}; "
+                                  f"choose from {', '.join(limits.ESTIMATOR_PARAMS)}")
+        if estimator not in takers:
+            raise InvalidSettings(f"{name} is a parameter of {', '.join(takers)}, not of "
+                                  f"{estimator}: leave it empty")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidSettings(f"{name} is a number")
+    if "C" in params and not limits.C_MIN <= params["C"] <= limits.C_MAX:
+        raise InvalidSettings(f"C is between {limits.C_MIN:g} and {limits.C_MAX:g}")
+    if "n_estimators" in params:
+        n = params["n_estimators"]
+        if n != int(n) or not limits.N_ESTIMATORS_MIN <= n <= limits.N_ESTIMATORS_MAX:
+            raise InvalidSettings(f"n_estimators is a whole number between "
+                                  f"{limits.N_ESTIMATORS_MIN} and {limits.N_ESTIMATORS_MAX}")
+        params["n_estimators"] = int(n)
+    return estimator, params
+
+
+def _model_spec_with(spec: Mapping[str, Any], estimator: str, params: dict[str, Any]) -> dict:
+    """Return ``spec`` training ``estimator`` with the settable ``params``.
+
+    The featurizer's part is kept, and so are other parameters when the estimator stays
+    the same; a different estimator starts from its own defaults.
+    """
+    spec = dict(spec)
+    kept = dict(spec.get("params") or {}) if estimator == spec.get("estimator") else {}
+    for name in limits.ESTIMATOR_PARAMS:
+        kept.pop(name, None)
+    kept.update(params)
+    spec["estimator"] = estimator
+    if kept:
+        spec["params"] = kept
+    else:
+        spec.pop("params", None)
+    return spec
 
 
 def _keys_check(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
@@ -86,34 +163,118 @@ def _keys_check(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
     return keys
 
 
-@transaction.atomic
-def project_settings_update(
+def _shown(value: Any) -> str:
+    """A setting's value as the history shows it; empty for a parameter left to its default."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return "".join(map(str, value))
+    return str(value)
+
+
+def _settings_apply(
     *,
     project: Project,
-    user: AbstractBaseUser,
-    overlap: int,
-    keys: Sequence[str],
-    show_suggestion: bool,
-    batch_size: int,
+    user: AbstractBaseUser | None,
+    overlap: int | None = None,
+    keys: Sequence[str] | None = None,
+    show_suggestion: bool | None = None,
+    batch_size: int | None = None,
+    query_strategy: str | None = None,
+    promotion: str | None = None,
+    test_fraction: float | None = None,
+    estimator: str | None = None,
+    model_params: Mapping[str, Any] | None = None,
 ) -> Project:
-    """Change a project's labeling settings; owners and scientists only.
+    """Check and save the settings given (``None``: unchanged) and record each change."""
+    # The row is locked so that the old values recorded are the ones replaced. NO KEY
+    # UPDATE: label and lease inserts, which share-lock the project row, do not wait.
+    current = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+    new: dict[str, Any] = {}
+    if overlap is not None:
+        if not limits.OVERLAP_MIN <= overlap <= limits.OVERLAP_MAX:
+            raise InvalidSettings(f"overlap is between {limits.OVERLAP_MIN} and "
+                                  f"{limits.OVERLAP_MAX} annotators per sample")
+        new["overlap"] = overlap
+    if keys is not None:
+        new["keys"] = _keys_check(keys, current.labels)
+    if show_suggestion is not None:
+        new["show_suggestion"] = bool(show_suggestion)
+    if batch_size is not None:
+        if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
+            raise InvalidSettings(f"batch size is between {limits.BATCH_SIZE_MIN} and "
+                                  f"{limits.BATCH_SIZE_MAX}")
+        new["batch_size"] = batch_size
+    if query_strategy is not None:
+        new["query_strategy"] = _choice_check(query_strategy, Project.Strategy, "query strategy")
+    if promotion is not None:
+        new["promotion"] = _choice_check(promotion, Project.Promotion, "promotion policy")
+    # A project made in code may hold out a fraction outside the limits; it may keep it.
+    if test_fraction is not None and test_fraction != current.test_fraction:
+        if not limits.TEST_FRACTION_MIN <= test_fraction <= limits.TEST_FRACTION_MAX:
+            raise InvalidSettings(f"the test fraction is between {limits.TEST_FRACTION_MIN:g} "
+                                  f"and {limits.TEST_FRACTION_MAX:g}")
+        new["test_fraction"] = float(test_fraction)
+    changes = [(field, getattr(current, field), value) for field, value in new.items()
+               if getattr(current, field) != value]
+
+    if estimator is not None or model_params is not None:
+        name = current.estimator if estimator is None else estimator
+        if model_params is None:  # the same estimator keeps its parameters
+            model_params = current.estimator_params if name == current.estimator else {}
+            model_params = {k: v for k, v in model_params.items() if k in limits.ESTIMATOR_PARAMS}
+        name, params = _model_check(name, model_params, kind=current.kind)
+        model_changes = [("estimator", current.estimator, name)] if name != current.estimator else []
+        old_params = current.estimator_params
+        model_changes += [(param, old_params.get(param), params.get(param))
+                          for param in limits.ESTIMATOR_PARAMS
+                          if old_params.get(param) != params.get(param)]
+        if model_changes:
+            new["model_spec"] = _model_spec_with(current.model_spec or {}, name, params)
+            changes += model_changes
+
+    if not changes:
+        return project
+    if new.get("overlap", current.overlap) < current.overlap:
+        ledger.samples_complete(project=current, overlap=new["overlap"])
+    changed = {field for field, _old, _new in changes}
+    fields = [field for field in new if field in changed or field == "model_spec"]
+    for field in fields:
+        setattr(current, field, new[field])
+        setattr(project, field, new[field])
+    current.save(update_fields=fields)
+    now = timezone.now()
+    ProjectSettingsChange.objects.bulk_create(
+        ProjectSettingsChange(project=current, user=user, changed_at=now, field=field,
+                              old_value=_shown(old), new_value=_shown(value))
+        for field, old, value in changes
+    )
+    return project
+
+
+@transaction.atomic
+def project_settings_update(*, project: Project, user: AbstractBaseUser, **values) -> Project:
+    """Change a project's settings on behalf of ``user``; owners and scientists only.
+
+    ``values`` are the settings of :func:`_settings_apply`, each ``None`` or left out to keep it.
+    Each change is recorded (``ProjectSettingsChange``) in the same transaction.
 
     A larger overlap puts labeled samples back in the queue only for samples labeled from
-    now on; samples already labeled stay labeled.
+    now on; samples already labeled stay labeled. A new test fraction never moves a sample
+    between splits: samples draw their split once, on import. A new model, strategy or
+    promotion policy is used from the next retrain on.
     """
     member_require(project=project, user=user, roles=SCIENCE_ROLES)
-    if not 1 <= overlap <= 20:
-        raise InvalidSettings("overlap is between 1 and 20 annotators per sample")
-    if batch_size < 1:
-        raise InvalidSettings("batch size is at least 1")
-    if overlap < project.overlap:
-        ledger.samples_complete(project=project, overlap=overlap)
-    project.overlap = overlap
-    project.keys = _keys_check(keys, project.labels)
-    project.show_suggestion = show_suggestion
-    project.batch_size = batch_size
-    project.save(update_fields=["overlap", "keys", "show_suggestion", "batch_size"])
-    return project
+    return _settings_apply(project=project, user=user, **values)
+
+
+@transaction.atomic
+def project_settings_set(*, project: Project, **values) -> Project:
+    """Change a project's settings as the operator (the ``project_settings`` command): no
+    role check, and the changes are recorded without a user."""
+    return _settings_apply(project=project, user=None, **values)
 
 
 @transaction.atomic
