@@ -4,6 +4,7 @@ from __future__ import annotations
 from django import forms
 
 from annotation import label_limits
+from annotation import project_limits as limits
 from annotation.errors import InvalidLabel
 from annotation.models import Project
 from annotation.services import ledger
@@ -55,37 +56,139 @@ class ReviewFilterForm(forms.Form):
                 "model_disagreement": bool(data.get("model"))}
 
 
-class ProjectSettingsForm(forms.Form):
-    overlap = forms.IntegerField(min_value=1, max_value=20,
+class LearningSettingsForm(forms.Form):
+    """The settings of how a project learns, shared by the New project and Settings forms.
+
+    ``cleaned_data`` holds the keyword arguments of the project services: the estimator's
+    parameters are gathered in ``model_params`` (left empty: the estimator's default).
+    """
+
+    batch_size = forms.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
+                                    initial=20, help_text="Retrain after this many new labels.")
+    # Left out of a request (not a browser's, which sends every select): the default for a
+    # new project, unchanged in Settings.
+    query_strategy = forms.TypedChoiceField(
+        choices=Project.Strategy.choices, initial=Project.Strategy.DEFAULT, required=False,
+        empty_value=None,
+        label="Query strategy",
+        help_text="Which unlabeled samples the queue asks first. 'default': a diverse batch of "
+                  "uncertain samples plus some random ones.")
+    estimator = forms.TypedChoiceField(
+        choices=Project.Estimator.choices, initial=Project.DEFAULT_ESTIMATOR, required=False,
+        empty_value=None, label="Model",
+        help_text="Every model trains on images and tabular rows; texts: all but histogram "
+                  "gradient boosting.")
+    C = forms.FloatField(
+        required=False, min_value=limits.C_MIN, max_value=limits.C_MAX, label="C",
+        help_text="Logistic regression and linear SVM only: inverse regularization strength; "
+                  f"smaller is simpler. Empty: {limits.ESTIMATOR_PARAM_DEFAULTS['C']:g}.")
+    n_estimators = forms.IntegerField(
+        required=False, min_value=limits.N_ESTIMATORS_MIN, max_value=limits.N_ESTIMATORS_MAX,
+        label="Trees", help_text="Random forest only: number of trees. "
+                                 f"Empty: {limits.ESTIMATOR_PARAM_DEFAULTS['n_estimators']}.")
+    promotion = forms.TypedChoiceField(
+        choices=Project.Promotion.choices, initial=Project.Promotion.BEST, required=False,
+        empty_value=None,
+        label="Promotion policy",
+        help_text="Which trained version is served: one that beats the served model's macro-F1 "
+                  "on the test split, or every new one.")
+    test_fraction = forms.FloatField(
+        initial=0.2, label="Test fraction",
+        widget=forms.NumberInput(attrs={"min": limits.TEST_FRACTION_MIN,
+                                        "max": limits.TEST_FRACTION_MAX, "step": 0.05}),
+        help_text=f"Share of samples held out to evaluate models, {limits.TEST_FRACTION_MIN:g} "
+                  f"to {limits.TEST_FRACTION_MAX:g}. Each sample draws its split once, on import.")
+
+    # A project made in code may hold out a fraction outside the limits; it may keep it.
+    kept_test_fraction: float | None = None
+    # The model trained when none is chosen: the default, or the project's in Settings.
+    current_estimator: str = Project.DEFAULT_ESTIMATOR
+
+    def project_kind(self) -> str | None:
+        """The kind of the project's samples (None while it is not known)."""
+        return None
+
+    def clean_test_fraction(self) -> float:
+        value = self.cleaned_data["test_fraction"]
+        if value != self.kept_test_fraction and not (
+                limits.TEST_FRACTION_MIN <= value <= limits.TEST_FRACTION_MAX):
+            raise forms.ValidationError(f"give a fraction between {limits.TEST_FRACTION_MIN:g} "
+                                        f"and {limits.TEST_FRACTION_MAX:g}")
+        return value
+
+    def clean(self) -> dict:
+        data = super().clean()
+        estimator = data.get("estimator") or self.current_estimator
+        kind = self.project_kind()
+        if data.get("estimator") and kind:
+            reason = limits.estimator_unfit_reason(estimator=estimator, kind=kind)
+            if reason:
+                self.add_error("estimator", reason)
+        params = {name: data.pop(name, None) for name in limits.ESTIMATOR_PARAMS}
+        for name, value in params.items():
+            takers = limits.ESTIMATOR_PARAMS[name]
+            if value is not None and estimator not in takers:
+                names = " and ".join(Project.Estimator(taker).label for taker in takers)
+                self.add_error(name, f"only for {names}: leave it empty for "
+                                     f"{Project.Estimator(estimator).label}")
+        given = {name: value for name, value in params.items() if value is not None}
+        # No model and no parameter in the request: leave the model as it is.
+        data["model_params"] = given if given or data.get("estimator") else None
+        return data
+
+
+class ProjectSettingsForm(LearningSettingsForm):
+    overlap = forms.IntegerField(min_value=limits.OVERLAP_MIN, max_value=limits.OVERLAP_MAX,
                                  help_text="How many different annotators label each sample.")
     keys = forms.CharField(max_length=200, required=False,
                            help_text="One key per label, in label order, e.g. 'asdf'. "
                                      "Empty: 1-9 (or the labels themselves when one character).")
     show_suggestion = forms.BooleanField(required=False, label="Show the model's suggestion",
                                          help_text="Hide it to avoid anchoring annotators.")
-    batch_size = forms.IntegerField(min_value=1, max_value=100_000,
-                                    help_text="Retrain after this many new labels.")
+
+    field_order = ["overlap", "keys", "show_suggestion", "batch_size", "query_strategy",
+                   "estimator", "C", "n_estimators", "promotion", "test_fraction"]
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
-        kwargs.setdefault("initial", {
+        kwargs.setdefault("initial", self.initial_for(project))
+        super().__init__(*args, **kwargs)
+        self.kept_test_fraction = project.test_fraction
+        self.current_estimator = project.estimator
+        self.project = project
+        self.fields["test_fraction"].help_text += (
+            " A new fraction moves no sample between splits: it applies to samples imported "
+            "from now on and to how often the queue offers held-out samples.")
+
+    @staticmethod
+    def initial_for(project: Project) -> dict:
+        """The form's values for the project's settings as they are."""
+        params = project.estimator_params
+        return {
             "overlap": project.overlap, "keys": "".join(project.keys),
             "show_suggestion": project.show_suggestion, "batch_size": project.batch_size,
-        })
-        super().__init__(*args, **kwargs)
+            "query_strategy": project.query_strategy, "estimator": project.estimator,
+            "C": params.get("C"), "n_estimators": params.get("n_estimators"),
+            "promotion": project.promotion, "test_fraction": project.test_fraction,
+        }
+
+    def project_kind(self) -> str:
+        return self.project.kind
 
     def clean_keys(self) -> list[str]:
         return list(self.cleaned_data["keys"].replace(" ", "").replace(",", ""))
 
 
-class ProjectCreateForm(forms.Form):
+class ProjectCreateForm(LearningSettingsForm):
     name = forms.CharField(max_length=200)
     slug = forms.SlugField(max_length=100, help_text="Used in URLs and commands.")
     kind = forms.ChoiceField(choices=Project.Kind.choices)
     labels = forms.CharField(max_length=5000, help_text="Comma-separated, at least two.")
-    batch_size = forms.IntegerField(min_value=1, max_value=100_000, initial=20,
-                                    help_text="Retrain after this many new labels.")
-    test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
-                                     help_text="Share of samples held out for evaluation.")
+
+    field_order = ["name", "slug", "kind", "labels", "batch_size", "query_strategy",
+                   "estimator", "C", "n_estimators", "promotion", "test_fraction"]
+
+    def project_kind(self) -> str | None:
+        return self.cleaned_data.get("kind")
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]

@@ -30,6 +30,7 @@ from annotation.selectors import (
     project_progress,
     project_role,
     project_roles_for_user,
+    project_settings_history,
     review_page,
     review_rows_for,
 )
@@ -278,7 +279,8 @@ def project_settings(request: HttpRequest, project: Project) -> HttpResponse:
             saved = True
     status = 400 if form.errors else 200
     return render(request, "annotation/project_settings.html",
-                  {"project": project, "form": form, "saved": saved}, status=status)
+                  {"project": project, "form": form, "saved": saved,
+                   "history": project_settings_history(project=project)}, status=status)
 
 
 @project_page(methods=("GET",))
