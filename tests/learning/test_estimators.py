@@ -64,3 +64,49 @@ def test_calibrated_svm_shrinks_folds_then_falls_back_to_softmax_with_few_labels
 @parametrize_with_checks([CalibratedLinearSVC()])
 def test_calibrated_linear_svc_follows_sklearn_conventions(estimator, check):
     check(estimator)
+
+
+def test_projects_offer_exactly_the_estimators_learning_implements():
+    """annotation may not import learning, so its choices repeat the registry; keep them equal."""
+    from annotation.models import Project
+
+    assert sorted(Project.Estimator.values) == sorted(ESTIMATORS)
+    # What the Settings page shows when the spec names no estimator is what trains.
+    from learning.estimators import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_BY_KIND
+    assert DEFAULT_ESTIMATOR == Project.DEFAULT_ESTIMATOR
+    assert set(DEFAULT_ESTIMATOR_BY_KIND.values()) == {Project.DEFAULT_ESTIMATOR}
+
+
+def test_every_parameter_the_settings_offer_reaches_the_estimators_that_take_it():
+    import inspect
+
+    from annotation import project_limits
+
+    for param, takers in project_limits.ESTIMATOR_PARAMS.items():
+        for name in ESTIMATORS:
+            accepted = inspect.signature(ESTIMATORS[name]).parameters
+            assert (param in accepted) == (name in takers), (param, name)
+        for name in takers:
+            default = inspect.signature(ESTIMATORS[name]).parameters[param].default
+            assert default == project_limits.ESTIMATOR_PARAM_DEFAULTS[param], (param, name)
+            value = {"C": 0.3, "n_estimators": 7}[param]
+            clf = build_estimator({"estimator": name, "params": {param: value}}, kind="tabular")
+            assert clf.steps[-1][1].get_params()[param] == value
+
+
+@pytest.mark.parametrize("kind,name", [
+    (kind, name) for kind in ("image", "text", "tabular") for name in sorted(ESTIMATORS)])
+def test_settings_refuse_exactly_the_estimators_that_cannot_train_a_kind(kind, name):
+    """The settings refuse hist_gb for texts; the refusal must match what fails to fit."""
+    from annotation.project_limits import estimator_unfit_reason
+
+    if kind == "text":
+        texts = ["goal match team", "chip phone battery", "match win team", "battery app"] * 3
+        X, y = features.TextFeaturizer().fit_transform(texts), ["s", "t", "s", "t"] * 3
+    else:
+        X, y = make_classification(n_samples=24, n_features=6, random_state=0)
+    if estimator_unfit_reason(estimator=name, kind=kind):
+        with pytest.raises((TypeError, ValueError)):
+            build_estimator({"estimator": name}, kind=kind).fit(X, y)
+    else:
+        build_estimator({"estimator": name}, kind=kind).fit(X, y)
