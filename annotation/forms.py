@@ -56,6 +56,13 @@ class ReviewFilterForm(forms.Form):
                 "model_disagreement": bool(data.get("model"))}
 
 
+def _optional_choice(choices, initial: str, label: str, help_text: str) -> forms.Field:
+    """A choice that a request may leave out (a browser sends every select): the default
+    for a new project, unchanged in Settings."""
+    return forms.TypedChoiceField(choices=choices.choices, initial=initial, required=False,
+                                  empty_value=None, label=label, help_text=help_text)
+
+
 class LearningSettingsForm(forms.Form):
     """The settings of how a project learns, shared by the New project and Settings forms.
 
@@ -65,19 +72,14 @@ class LearningSettingsForm(forms.Form):
 
     batch_size = forms.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
                                     initial=20, help_text="Retrain after this many new labels.")
-    # Left out of a request (not a browser's, which sends every select): the default for a
-    # new project, unchanged in Settings.
-    query_strategy = forms.TypedChoiceField(
-        choices=Project.Strategy.choices, initial=Project.Strategy.DEFAULT, required=False,
-        empty_value=None,
-        label="Query strategy",
-        help_text="Which unlabeled samples the queue asks first. 'default': a diverse batch of "
-                  "uncertain samples plus some random ones.")
-    estimator = forms.TypedChoiceField(
-        choices=Project.Estimator.choices, initial=Project.DEFAULT_ESTIMATOR, required=False,
-        empty_value=None, label="Model",
-        help_text="Every model trains on images and tabular rows; texts: all but histogram "
-                  "gradient boosting.")
+    query_strategy = _optional_choice(
+        Project.Strategy, Project.Strategy.DEFAULT, "Query strategy",
+        "Which unlabeled samples the queue asks first. 'default': a diverse batch of "
+        "uncertain samples plus some random ones.")
+    estimator = _optional_choice(
+        Project.Estimator, Project.DEFAULT_ESTIMATOR, "Model",
+        "Every model trains on images and tabular rows; texts: all but histogram "
+        "gradient boosting.")
     C = forms.FloatField(
         required=False, min_value=limits.C_MIN, max_value=limits.C_MAX, label="C",
         help_text="Logistic regression and linear SVM only: inverse regularization strength; "
@@ -86,12 +88,10 @@ class LearningSettingsForm(forms.Form):
         required=False, min_value=limits.N_ESTIMATORS_MIN, max_value=limits.N_ESTIMATORS_MAX,
         label="Trees", help_text="Random forest only: number of trees. "
                                  f"Empty: {limits.ESTIMATOR_PARAM_DEFAULTS['n_estimators']}.")
-    promotion = forms.TypedChoiceField(
-        choices=Project.Promotion.choices, initial=Project.Promotion.BEST, required=False,
-        empty_value=None,
-        label="Promotion policy",
-        help_text="Which trained version is served: one that beats the served model's macro-F1 "
-                  "on the test split, or every new one.")
+    promotion = _optional_choice(
+        Project.Promotion, Project.Promotion.BEST, "Promotion policy",
+        "Which trained version is served: one that beats the served model's macro-F1 on the "
+        "test split, or every new one.")
     test_fraction = forms.FloatField(
         initial=0.2, label="Test fraction",
         widget=forms.NumberInput(attrs={"min": limits.TEST_FRACTION_MIN,

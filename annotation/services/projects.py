@@ -93,6 +93,13 @@ def project_create_by(*, user: AbstractBaseUser, **fields) -> Project:
     return project_create(owner=user, **fields)
 
 
+def _within(value: float, low: float, high: float, what: str) -> float:
+    """Return ``value`` when ``low <= value <= high`` (so never NaN); else refuse it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidSettings(f"{what} is between {low:g} and {high:g}")
+    return value
+
+
 def _choice_check(value: str, choices: type[models.TextChoices], what: str) -> str:
     if value not in choices.values:
         raise InvalidSettings(f"unknown {what} {value!r}; choose from {', '.join(choices.values)}")
@@ -115,15 +122,13 @@ def _model_check(estimator: str, params: Mapping[str, Any], *, kind: str
         if estimator not in takers:
             raise InvalidSettings(f"{name} is a parameter of {', '.join(takers)}, not of "
                                   f"{estimator}: leave it empty")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidSettings(f"{name} is a number")
-    if "C" in params and not limits.C_MIN <= params["C"] <= limits.C_MAX:
-        raise InvalidSettings(f"C is between {limits.C_MIN:g} and {limits.C_MAX:g}")
+    if "C" in params:
+        _within(params["C"], limits.C_MIN, limits.C_MAX, "C")
     if "n_estimators" in params:
-        n = params["n_estimators"]
-        if n != int(n) or not limits.N_ESTIMATORS_MIN <= n <= limits.N_ESTIMATORS_MAX:
-            raise InvalidSettings(f"n_estimators is a whole number between "
-                                  f"{limits.N_ESTIMATORS_MIN} and {limits.N_ESTIMATORS_MAX}")
+        n = _within(params["n_estimators"], limits.N_ESTIMATORS_MIN, limits.N_ESTIMATORS_MAX,
+                    "n_estimators")
+        if n != int(n):
+            raise InvalidSettings("n_estimators is a whole number")
         params["n_estimators"] = int(n)
     return estimator, params
 
@@ -194,29 +199,23 @@ def _settings_apply(
     current = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     new: dict[str, Any] = {}
     if overlap is not None:
-        if not limits.OVERLAP_MIN <= overlap <= limits.OVERLAP_MAX:
-            raise InvalidSettings(f"overlap is between {limits.OVERLAP_MIN} and "
-                                  f"{limits.OVERLAP_MAX} annotators per sample")
-        new["overlap"] = overlap
+        new["overlap"] = _within(overlap, limits.OVERLAP_MIN, limits.OVERLAP_MAX,
+                                 "overlap (annotators per sample)")
     if keys is not None:
         new["keys"] = _keys_check(keys, current.labels)
     if show_suggestion is not None:
         new["show_suggestion"] = bool(show_suggestion)
     if batch_size is not None:
-        if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
-            raise InvalidSettings(f"batch size is between {limits.BATCH_SIZE_MIN} and "
-                                  f"{limits.BATCH_SIZE_MAX}")
-        new["batch_size"] = batch_size
+        new["batch_size"] = _within(batch_size, limits.BATCH_SIZE_MIN, limits.BATCH_SIZE_MAX,
+                                    "batch size")
     if query_strategy is not None:
         new["query_strategy"] = _choice_check(query_strategy, Project.Strategy, "query strategy")
     if promotion is not None:
         new["promotion"] = _choice_check(promotion, Project.Promotion, "promotion policy")
     # A project made in code may hold out a fraction outside the limits; it may keep it.
     if test_fraction is not None and test_fraction != current.test_fraction:
-        if not limits.TEST_FRACTION_MIN <= test_fraction <= limits.TEST_FRACTION_MAX:
-            raise InvalidSettings(f"the test fraction is between {limits.TEST_FRACTION_MIN:g} "
-                                  f"and {limits.TEST_FRACTION_MAX:g}")
-        new["test_fraction"] = float(test_fraction)
+        new["test_fraction"] = float(_within(test_fraction, limits.TEST_FRACTION_MIN,
+                                             limits.TEST_FRACTION_MAX, "the test fraction"))
     changes = [(field, getattr(current, field), value) for field, value in new.items()
                if getattr(current, field) != value]
 
