@@ -108,9 +108,9 @@ class LearningSettingsForm(forms.Form):
         """The kind of the project's samples (None while it is not known)."""
         return None
 
-    def clean_test_fraction(self) -> float:
+    def clean_test_fraction(self) -> float | None:
         value = self.cleaned_data["test_fraction"]
-        if value != self.kept_test_fraction and not (
+        if value is not None and value != self.kept_test_fraction and not (
                 limits.TEST_FRACTION_MIN <= value <= limits.TEST_FRACTION_MAX):
             raise forms.ValidationError(f"give a fraction between {limits.TEST_FRACTION_MIN:g} "
                                         f"and {limits.TEST_FRACTION_MAX:g}")
@@ -153,6 +153,7 @@ class ProjectSettingsForm(LearningSettingsForm):
         kwargs.setdefault("initial", self.initial_for(project))
         super().__init__(*args, **kwargs)
         self.kept_test_fraction = project.test_fraction
+        self.fields["test_fraction"].required = False  # left out: unchanged
         self.current_estimator = project.estimator
         self.project = project
         self.fields["test_fraction"].help_text += (
