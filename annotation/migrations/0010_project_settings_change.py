@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0008_queue_functions_test_needs_lease'),
+        ('annotation', '0009_label_by_annotator_time'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
