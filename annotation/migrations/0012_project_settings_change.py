@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0009_label_by_annotator_time'),
+        ('annotation', '0011_queue_functions_label_versions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
