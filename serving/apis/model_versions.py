@@ -142,7 +142,7 @@ class ModelVersionDetailApi(APIView):
         examples=[
             OpenApiExample("A ready version", response_only=True, status_codes=["200"], value={
                 "number": 2, "status": "ready", "trigger": "batch",
-                "estimator": "logistic_regression", "query_strategy": "least_confident",
+                "estimator": "logreg", "query_strategy": "least_confident",
                 "is_served": True,
                 "metrics": {"accuracy": 0.9, "macro_f1": 0.89, "labels": ["cat", "dog"],
                             "per_class": {
