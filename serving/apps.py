@@ -9,6 +9,7 @@ class ServingConfig(AppConfig):
     def ready(self) -> None:
         from annotation import hooks
         from serving import schema  # noqa: F401  registers the OpenAPI auth extension
+        from serving import tasks  # noqa: F401  registers the Celery tasks
         from serving.suggestions import suggestions_for
 
         hooks.register(suggestions=suggestions_for)

@@ -55,3 +55,53 @@ class PredictionLog(models.Model):
     def is_correct(self) -> bool | None:
         """Whether the prediction matched the true label; None before feedback."""
         return None if self.feedback_at is None else self.true_label == self.predicted_label
+
+
+# Rollups: per (project, model version number, minute), written by the prediction-log writer
+# in the same flush as the raw rows (serving/rollups.py), so the monitoring reads never scan
+# raw logs over a window and outlive the raw rows' retention.
+LATENCY_BOUNDS_MS = tuple(2.0**k for k in range(17))  # 1 ms … 65.5 s; one more bucket above
+LATENCY_COLUMNS = tuple(f"latency_{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+CONFIDENCE_COLUMNS = tuple(f"confidence_{i}" for i in range(10))  # [0, 0.1) … [0.9, 1.0]
+ERROR_COLUMNS = ("errors_401", "errors_403", "errors_429", "errors_4xx", "errors_5xx")
+
+
+class PredictionRollup(models.Model):
+    """Counts of one minute of one project's predict requests under one model version.
+
+    ``version`` is the model version's number, 0 for requests without one (refused or
+    failed). ``requests`` counts requests, ``rows`` predictions; the ``errors_*`` columns
+    count requests by status class (401, 403, 429 and the other 4xx apart); ``latency_NN``
+    count requests per log-spaced latency bucket (upper bounds ``LATENCY_BOUNDS_MS``, the
+    last one unbounded); ``confidence_N`` count predictions per tenth of confidence.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    minute = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    rows = models.BigIntegerField(default=0)
+    confidence_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "version", "minute"],
+                                               name="predictionrollup_key")]
+        indexes = [models.Index(fields=["project", "minute"], name="predictionrollup_by_time")]
+
+
+for _name in (*ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS):
+    PredictionRollup.add_to_class(_name, models.BigIntegerField(default=0))
+
+
+class PredictionClassRollup(models.Model):
+    """How often each label was predicted in one minute under one model version."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    minute = models.DateTimeField()
+    label = models.CharField(max_length=200)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "version", "minute", "label"],
+                                               name="predictionclassrollup_key")]

@@ -21,6 +21,11 @@ its instance), with a ``note`` saying what changed. Rows whose token or model ve
 deleted meanwhile are stored without it; only rows of a deleted project are not stored.
 A flush that fails as a whole (the database is down) puts its rows back in the buffer,
 up to ``MAX_BUFFERED_ROWS``.
+
+Each request also leaves one small summary tuple (``serving.rollups.request_summary``);
+the flush adds its rows and summaries to the per-minute rollups in the same transaction
+(``serving/rollups.py``). Requests refused before their project is known leave only a
+summary (``prediction_refused_record``): counted, with nothing of the request stored.
 """
 from __future__ import annotations
 
@@ -36,11 +41,13 @@ from typing import Protocol
 import orjson
 from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
+from django.utils import timezone
 
 from core.text import json_sanitize, text_sanitize
 from annotation.models import ApiToken, Project
 from learning.models import ModelVersion
 from serving.models import PredictionLog
+from serving.rollups import request_summary, rollups_add
 
 logger = logging.getLogger(__name__)
 
@@ -234,17 +241,26 @@ def _chunk_write(cursor, sql: str, rows: Sequence[tuple]) -> int:
         return _chunk_write(cursor, sql, rows[:middle]) + _chunk_write(cursor, sql, rows[middle:])
 
 
-def _rows_write(rows: Sequence[tuple]) -> int:
-    """Insert ``rows``; return how many were stored."""
-    if not rows:
+def _summary(log: RequestLog) -> tuple:
+    return request_summary(project_id=log.project_id, slug=None,
+                           model_version_id=log.model_version_id, status_code=log.status_code,
+                           latency_ms=log.latency_ms, created_at=log.created_at)
+
+
+def _rows_write(rows: Sequence[tuple], requests: Sequence[tuple] = ()) -> int:
+    """Insert ``rows`` and add them and ``requests`` to the rollups; return how many rows
+    were stored."""
+    if not rows and not requests:
         return 0
     sql = _insert_sql()
     for attempt in (1, 2):
-        kept = _references_kept(rows)
+        kept = _references_kept(rows) if rows else []
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                return sum(_chunk_write(cursor, sql, kept[start : start + BATCH_ROWS])
-                           for start in range(0, len(kept), BATCH_ROWS))
+                written = sum(_chunk_write(cursor, sql, kept[start : start + BATCH_ROWS])
+                              for start in range(0, len(kept), BATCH_ROWS))
+                rollups_add(kept, requests)
+                return written
         except IntegrityError:  # at commit: a deferred foreign key, deleted meanwhile
             if attempt == 2:
                 raise
@@ -253,18 +269,20 @@ def _rows_write(rows: Sequence[tuple]) -> int:
 
 def prediction_log_write(logs: Sequence[RequestLog]) -> int:
     """Insert the rows of ``logs`` now; return how many rows were written."""
-    return _rows_write(_rows(logs)) if logs else 0
+    return _rows_write(_rows(logs), [_summary(log) for log in logs]) if logs else 0
 
 
 class _Buffer:
     def __init__(self) -> None:
         self._rows: list[tuple] = []
+        self._requests: list[tuple] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, rows: list[tuple]) -> None:
+    def add(self, rows: list[tuple], request: tuple) -> None:
         with self._lock:
             self._rows += rows
+            self._requests.append(request)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="prediction-log",
                                                 daemon=True)
@@ -273,19 +291,26 @@ class _Buffer:
     def flush(self) -> int:
         with self._lock:
             rows, self._rows = self._rows, []
+            requests, self._requests = self._requests, []
         try:
-            return _rows_write(rows)
+            return _rows_write(rows, requests)
         except Exception:
-            self._put_back(rows)  # nothing of them was committed
+            self._put_back(rows, requests)  # nothing of them was committed
             raise
 
-    def _put_back(self, rows: list[tuple]) -> None:
+    def _put_back(self, rows: list[tuple], requests: list[tuple]) -> None:
         with self._lock:
             self._rows = rows + self._rows
+            self._requests = requests + self._requests
             excess = len(self._rows) - MAX_BUFFERED_ROWS
             if excess > 0:
                 del self._rows[:excess]
                 logger.error("prediction log buffer full: the %d oldest row(s) dropped", excess)
+            excess = len(self._requests) - MAX_BUFFERED_ROWS
+            if excess > 0:
+                del self._requests[:excess]
+                logger.error("prediction log buffer full: the %d oldest request(s) not counted",
+                             excess)
 
     def _run(self) -> None:
         stop = threading.Event()
@@ -308,9 +333,22 @@ def prediction_log_record(log: RequestLog) -> None:
     With ``PREDICTION_LOG_BUFFERED`` off (tests), write it at once.
     """
     if settings.PREDICTION_LOG_BUFFERED:
-        _buffer.add(_rows([log]))
+        _buffer.add(_rows([log]), _summary(log))
     else:
         prediction_log_write([log])
+
+
+def prediction_refused_record(*, slug: str, status_code: int, latency_ms: float) -> None:
+    """Count a predict request refused before its project was known (no or a bad token,
+    another project's token) under the URL's project, if there is one; nothing of the
+    request is stored."""
+    summary = request_summary(project_id=None, slug=slug, model_version_id=None,
+                              status_code=status_code, latency_ms=latency_ms,
+                              created_at=timezone.now())
+    if settings.PREDICTION_LOG_BUFFERED:
+        _buffer.add([], summary)
+    else:
+        _rows_write([], [summary])
 
 
 def prediction_log_flush() -> int:

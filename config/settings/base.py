@@ -172,6 +172,15 @@ LEASE_SECONDS = env.int("LEASE_SECONDS", default=600)
 PREDICT_MAX_INSTANCES = env.int("PREDICT_MAX_INSTANCES", default=1000)
 PREDICTION_LOG_FLUSH_SECONDS = env.float("PREDICTION_LOG_FLUSH_SECONDS", default=1.0)
 PREDICTION_LOG_BUFFERED = env.bool("PREDICTION_LOG_BUFFERED", default=True)
+# Raw prediction-log rows older than this are pruned (prune_prediction_logs, or the daily
+# Celery beat task); the per-minute monitoring rollups are kept. 0: keep raw rows for ever.
+PREDICTION_LOG_RETENTION_DAYS = env.int("PREDICTION_LOG_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE = {
+    "prune-prediction-logs": {"task": "serving.tasks.prediction_logs_prune_task",
+                              "schedule": 24 * 3600.0},
+}
+# Monitoring: predictions below this confidence count as low-confidence.
+MONITORING_LOW_CONFIDENCE = env.float("MONITORING_LOW_CONFIDENCE", default=0.5)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=20_000_000)
 TRAINING_STALE_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 

@@ -26,7 +26,7 @@ from annotation.authentication import ProjectTokenAuthentication
 from serving.instances import instance_keepable
 from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
-from serving.prediction_log import RequestLog, prediction_log_record
+from serving.prediction_log import RequestLog, prediction_log_record, prediction_refused_record
 from core.request_limits import BodySizeLimitMixin
 from core.serializers import StrictSerializer
 from serving.services import predict
@@ -152,8 +152,11 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
             }),
         ],
     )
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        self._started = time.perf_counter()  # before the token, scope and throttle checks
+        super().initial(request, *args, **kwargs)
+
     def post(self, request: Request, slug: str) -> Response:
-        self._started = time.perf_counter()
         project = request.auth.project  # TokenHasProjectScope checked it is the URL's project
         version = None
         if request.query_params:
@@ -187,6 +190,11 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
         token = request.auth if isinstance(getattr(request, "auth", None), ApiToken) else None
         if token is not None and token.project.slug == kwargs.get("slug"):
             self._log(token, response.status_code)
+        elif response.status_code >= 400 and kwargs.get("slug"):
+            # Refused before the project was known (no or a bad token, another project's
+            # token, key guessing): counted in the URL project's rollups, nothing stored.
+            prediction_refused_record(slug=kwargs["slug"], status_code=response.status_code,
+                                      latency_ms=self._latency_ms())
         self._release(request)
         return response
 
@@ -202,11 +210,13 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
         if type(data) is dict:  # the parsed JSON body
             data.clear()
 
-    def _log(self, token: ApiToken, status_code: int) -> None:
+    def _latency_ms(self) -> float:
         started = getattr(self, "_started", None)
-        latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+        return (time.perf_counter() - started) * 1000 if started else 0.0
+
+    def _log(self, token: ApiToken, status_code: int) -> None:
         log = RequestLog(project_id=token.project_id, token_id=token.pk,
-                         status_code=status_code, latency_ms=latency_ms,
+                         status_code=status_code, latency_ms=self._latency_ms(),
                          created_at=timezone.now())
         batch = getattr(self, "_batch", None)
         if batch is not None and status_code < 400:

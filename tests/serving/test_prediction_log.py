@@ -148,7 +148,7 @@ def test_a_flush_the_database_refuses_whole_keeps_its_rows_for_the_next(
     prediction_log.prediction_log_record(log)
     write = prediction_log._rows_write
 
-    def down(rows):
+    def down(rows, requests=()):
         raise OperationalError("the database went away")
 
     monkeypatch.setattr(prediction_log, "_rows_write", down)

@@ -1,0 +1,188 @@
+"""Per-minute rollups of predict requests, aggregated by the prediction-log writer.
+
+The writer thread (``serving/prediction_log.py``) hands each flush's rows and request
+summaries here; they are summed per (project, model version number, minute) and added to
+``PredictionRollup`` / ``PredictionClassRollup`` with ``INSERT … ON CONFLICT DO UPDATE``
+(PostgreSQL and SQLite alike), in the flush's transaction. Keys are written in sorted order,
+so two processes flushing at once cannot deadlock on each other's rows.
+
+A request summary is one small tuple per request, made on the request thread:
+``(project_id, slug, model_version_id, status_code, latency_ms, created_at)``. Requests the
+API refused before knowing the caller's project (no or a bad token, another project's
+token, key guessing) carry only the URL's ``slug``, resolved here in one query per flush;
+they are counted without any row of their own.
+"""
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from django.db import connection
+
+from core.text import text_sanitize
+from annotation.models import Project
+from learning.models import ModelVersion
+from serving.models import (
+    CONFIDENCE_COLUMNS,
+    ERROR_COLUMNS,
+    LATENCY_BOUNDS_MS,
+    LATENCY_COLUMNS,
+    PredictionClassRollup,
+    PredictionRollup,
+)
+
+# Positions in a prediction-log row (serving.prediction_log._COLUMNS).
+_PROJECT, _VERSION, _STATUS, _PREDICTED, _CONFIDENCE, _CREATED = 0, 1, 5, 7, 8, 9
+
+_COUNTS = ("requests", "rows", *ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS)
+_INDEX = {name: i for i, name in enumerate(_COUNTS)}
+_REQUESTS, _ROWS, _FIRST_LATENCY, _FIRST_CONFIDENCE = (
+    _INDEX["requests"], _INDEX["rows"], _INDEX[LATENCY_COLUMNS[0]], _INDEX[CONFIDENCE_COLUMNS[0]])
+
+
+def request_summary(*, project_id: int | None, slug: str | None, model_version_id: int | None,
+                    status_code: int, latency_ms: float, created_at: dt.datetime) -> tuple:
+    return (project_id, slug, model_version_id, status_code, latency_ms, created_at)
+
+
+def error_column(status_code: int) -> str | None:
+    """The ``errors_*`` column counting a request with this status; None below 400."""
+    if status_code < 400:
+        return None
+    if status_code in (401, 403, 429):
+        return f"errors_{status_code}"
+    return "errors_4xx" if status_code < 500 else "errors_5xx"
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The index of the bucket holding ``latency_ms``: the first upper bound not below it."""
+    return bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)
+
+
+def confidence_bin(confidence: float) -> int:
+    return min(max(int(confidence * 10), 0), 9)
+
+
+def minute_of(value) -> dt.datetime:
+    """The UTC minute of a datetime, or of the text SQLite's adapter made of one (UTC)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value[:16])
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).replace(second=0, microsecond=0)
+
+
+class _Sums:
+    def __init__(self) -> None:
+        self.counts: dict[tuple, list] = {}
+        self.confidence_sum: dict[tuple, float] = defaultdict(float)
+        self.classes: dict[tuple, int] = defaultdict(int)
+
+    def counts_of(self, key: tuple) -> list:
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = [0] * len(_COUNTS)
+        return counts
+
+
+def _aggregate(rows: Iterable[tuple], requests: Iterable[tuple]) -> _Sums:
+    """Sum rows and requests per (project id, model version id, minute)."""
+    sums = _Sums()
+    minutes: dict = {}  # the rows of one request share one created_at value
+    for row in rows:
+        if row[_STATUS] >= 400:
+            continue  # a failed request's row: counted from its request summary
+        created = row[_CREATED]
+        minute = minutes.get(created)
+        if minute is None:
+            minute = minutes[created] = minute_of(created)
+        key = (row[_PROJECT], row[_VERSION], minute)
+        counts = sums.counts_of(key)
+        counts[_ROWS] += 1
+        confidence = row[_CONFIDENCE]
+        if confidence is not None:
+            counts[_FIRST_CONFIDENCE + confidence_bin(confidence)] += 1
+            sums.confidence_sum[key] += confidence
+        sums.classes[(*key, row[_PREDICTED])] += 1
+    for project_id, slug, version_id, status, latency, created in requests:
+        key = (project_id if project_id is not None else slug,
+               version_id if status < 400 else None, minute_of(created))
+        counts = sums.counts_of(key)
+        counts[_REQUESTS] += 1
+        counts[_FIRST_LATENCY + latency_bucket(latency)] += 1
+        column = error_column(status)
+        if column is not None:
+            counts[_INDEX[column]] += 1
+    return sums
+
+
+def _resolver(sums: _Sums):
+    """Map (project id or slug, version id) to (live project id, version number) or None."""
+    keys = [key for key in sums.counts] + [key for key in sums.classes]
+    slugs = {key[0] for key in keys if isinstance(key[0], str)}
+    ids = {key[0] for key in keys if isinstance(key[0], int)}
+    by_slug = dict(Project.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
+    live = set(Project.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    live |= set(by_slug.values())
+    version_ids = {key[1] for key in keys if key[1] is not None}
+    numbers = (dict(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", "number"))
+               if version_ids else {})
+
+    def resolve(project, version_id) -> tuple[int, int] | None:
+        project_id = by_slug.get(project) if isinstance(project, str) else project
+        if project_id not in live:
+            return None
+        return project_id, numbers.get(version_id, 0)
+
+    return resolve
+
+
+def _upsert_sql(model, key: Sequence[str], added: Sequence[str]) -> str:
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [model._meta.get_field(name).column for name in (*key, *added)]
+    updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}"
+                        for c in columns[len(key):])
+    return (f"INSERT INTO {table} ({', '.join(map(quote, columns))}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({', '.join(map(quote, columns[:len(key)]))}) DO UPDATE SET {updates}")
+
+
+def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
+    """Add a flush's rows and request summaries to the rollups (in the caller's transaction)."""
+    if not rows and not requests:
+        return
+    sums = _aggregate(rows, requests)
+    resolve = _resolver(sums)
+    adapt = connection.ops.adapt_datetimefield_value
+    merged: dict[tuple, list] = {}
+    for (project, version_id, minute), counts in sums.counts.items():
+        target = resolve(project, version_id)
+        if target is None:
+            continue  # a deleted project, or a slug no project has
+        key = (*target, minute)
+        total = merged.get(key)
+        if total is None:
+            merged[key] = [*counts, sums.confidence_sum.get((project, version_id, minute), 0.0)]
+        else:
+            for i, n in enumerate(counts):
+                total[i] += n
+            total[-1] += sums.confidence_sum.get((project, version_id, minute), 0.0)
+    classes: dict[tuple, int] = defaultdict(int)
+    for (project, version_id, minute, label), n in sums.classes.items():
+        target = resolve(project, version_id)
+        if target is not None:
+            classes[(*target, minute, text_sanitize(str(label))[:200])] += n
+    with connection.cursor() as cursor:
+        if merged:
+            cursor.executemany(
+                _upsert_sql(PredictionRollup, ("project", "version", "minute"),
+                            (*_COUNTS, "confidence_sum")),
+                [(p, v, adapt(m), *values) for (p, v, m), values in sorted(merged.items())])
+        if classes:
+            cursor.executemany(
+                _upsert_sql(PredictionClassRollup, ("project", "version", "minute", "label"),
+                            ("count",)),
+                [(p, v, adapt(m), label, n) for (p, v, m, label), n in sorted(classes.items())])

@@ -1,0 +1,10 @@
+"""Celery tasks of the serving app: take ids (or nothing), call one service."""
+from celery import shared_task
+
+from serving.retention import prediction_logs_prune
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prediction_logs_prune_task() -> None:
+    """Delete raw prediction logs past ``PREDICTION_LOG_RETENTION_DAYS`` (rollups stay)."""
+    prediction_logs_prune()
