@@ -120,6 +120,10 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
         model_version = serializers.IntegerField()
         predictions = PredictionSerializer(many=True)
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        self._started = time.perf_counter()  # before the token, scope and throttle checks
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="predict",
         parameters=[QuerySerializer],
@@ -152,10 +156,6 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
             }),
         ],
     )
-    def initial(self, request: Request, *args, **kwargs) -> None:
-        self._started = time.perf_counter()  # before the token, scope and throttle checks
-        super().initial(request, *args, **kwargs)
-
     def post(self, request: Request, slug: str) -> Response:
         project = request.auth.project  # TokenHasProjectScope checked it is the URL's project
         version = None
