@@ -421,6 +421,7 @@ class ApiToken(models.Model):
         FEEDBACK = "feedback"
         ADMIN = "admin"
         LABEL = "label"
+        MONITOR = "monitor"  # read the monitoring JSON (and /metrics)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_tokens")
     # Set on personal tokens: the request acts as this user, with their role in ``project``.

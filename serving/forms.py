@@ -7,6 +7,7 @@ CLIENT_SCOPES = [
     (ApiToken.Scope.PREDICT, "predict"),
     (ApiToken.Scope.FEEDBACK, "feedback"),
     (ApiToken.Scope.ADMIN, "admin (promote models, import, export)"),
+    (ApiToken.Scope.MONITOR, "monitor (read the monitoring numbers)"),
 ]
 
 

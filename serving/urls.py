@@ -1,7 +1,14 @@
 """API routes under /api/v1/."""
 from django.urls import path
 
-from serving.apis import FeedbackApi, ModelVersionDetailApi, ModelVersionListApi, ModelVersionPromoteApi, PredictApi
+from serving.apis import (
+    FeedbackApi,
+    ModelVersionDetailApi,
+    ModelVersionListApi,
+    ModelVersionPromoteApi,
+    MonitoringApi,
+    PredictApi,
+)
 
 urlpatterns = [
     path("projects/<slug:slug>/predict", PredictApi.as_view(), name="api-predict"),
@@ -11,4 +18,5 @@ urlpatterns = [
          name="api-model-detail"),
     path("projects/<slug:slug>/models/<int:number>/promote", ModelVersionPromoteApi.as_view(),
          name="api-model-promote"),
+    path("projects/<slug:slug>/monitoring", MonitoringApi.as_view(), name="api-monitoring"),
 ]

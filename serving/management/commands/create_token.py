@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--scopes", default="predict", help="Comma-separated: predict,feedback,admin")
+        parser.add_argument("--scopes", default="predict", help="Comma-separated: predict,feedback,admin,monitor")
         parser.add_argument("--name", default="")
 
     def handle(self, *args, slug, scopes, name, **options):
