@@ -7,4 +7,5 @@ urlpatterns = [
     path("projects/<slug:slug>/tokens/", views.project_tokens, name="project-tokens"),
     path("projects/<slug:slug>/tokens/<int:token_id>/revoke", views.project_token_revoke,
          name="project-token-revoke"),
+    path("projects/<slug:slug>/monitoring/", views.project_monitoring, name="project-monitoring"),
 ]

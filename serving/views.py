@@ -1,13 +1,16 @@
-"""Pages of the serving app: a project's API tokens."""
+"""Pages of the serving app: a project's API tokens and its monitoring."""
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from annotation.models import ApiToken, Project
 from annotation.access import SCIENCE_ROLES
 from annotation.page_access import project_page
 from serving.forms import TokenForm
+from serving.monitoring_selectors import WINDOWS, monitoring_summary, monitoring_versions
 from serving.selectors import api_token_list
 from serving.services import api_token_create, api_token_revoke
 
@@ -33,3 +36,29 @@ def project_token_revoke(request: HttpRequest, project: Project, token_id: int) 
         raise Http404("no such token")
     api_token_revoke(token=token)
     return redirect("project-tokens", slug=project.slug)
+
+
+@project_page(methods=("GET",), roles=SCIENCE_ROLES)
+def project_monitoring(request: HttpRequest, project: Project) -> HttpResponse:
+    """The monitoring page: the JSON's numbers as tables (refreshed by htmx every 30 s, the
+    partial alone) and charts drawn from the JSON by static/js/monitoring.js."""
+    window = request.GET.get("window")
+    window = window if window in WINDOWS else "24h"
+    versions = monitoring_versions(project=project)
+    version = request.GET.get("version", "")
+    version = int(version) if version.isdigit() and int(version) in versions else None
+    summary = monitoring_summary(project=project, window=window, version=version)
+    predicted, training = summary["classes"]["predicted"], summary["classes"]["training"] or {}
+    labels = list(dict.fromkeys([*project.labels, *predicted, *training]))
+    query = {"window": window, **({"version": version} if version is not None else {})}
+    context = {
+        "project": project, "window": window, "windows": list(WINDOWS), "version": version,
+        "versions": versions, "m": summary,
+        "class_rows": [(label, predicted.get(label, 0), training.get(label)) for label in labels],
+        "api_url": f"{reverse('api-monitoring', args=[project.slug])}?{urlencode(query)}",
+        "page_url": f"{reverse('project-monitoring', args=[project.slug])}?{urlencode(query)}",
+        "version_query": f"&version={version}" if version is not None else "",
+    }
+    if getattr(request, "htmx", False):
+        return render(request, "serving/_monitoring_tables.html", context)
+    return render(request, "serving/monitoring.html", context)
