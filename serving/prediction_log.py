@@ -244,7 +244,8 @@ def _chunk_write(cursor, sql: str, rows: Sequence[tuple]) -> int:
 def _summary(log: RequestLog) -> tuple:
     return request_summary(project_id=log.project_id, slug=None,
                            model_version_id=log.model_version_id, status_code=log.status_code,
-                           latency_ms=log.latency_ms, created_at=log.created_at)
+                           latency_ms=log.latency_ms, created_at=log.created_at,
+                           rows=len(log.predictions) if log.status_code < 400 else 0)
 
 
 def _rows_write(rows: Sequence[tuple], requests: Sequence[tuple] = ()) -> int:

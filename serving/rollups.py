@@ -7,10 +7,11 @@ summaries here; they are summed per (project, model version number, minute) and 
 so two processes flushing at once cannot deadlock on each other's rows.
 
 A request summary is one small tuple per request, made on the request thread:
-``(project_id, slug, model_version_id, status_code, latency_ms, created_at)``. Requests the
+``(project_id, slug, model_version_id, status_code, latency_ms, created_at, rows)``. Requests the
 API refused before knowing the caller's project (no or a bad token, another project's
 token, key guessing) carry only the URL's ``slug``, resolved here in one query per flush;
-they are counted without any row of their own.
+they are counted without any row of their own. The same flush counts the requests in the
+Prometheus metrics (``serving/metrics.py``).
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from django.db import connection
+from django.db import connection, transaction
 
 from core.text import text_sanitize
 from annotation.models import Project
 from learning.models import ModelVersion
+from serving.metrics import predictions_count
 from serving.models import (
     CONFIDENCE_COLUMNS,
     ERROR_COLUMNS,
@@ -43,8 +45,9 @@ _REQUESTS, _ROWS, _FIRST_LATENCY, _FIRST_CONFIDENCE = (
 
 
 def request_summary(*, project_id: int | None, slug: str | None, model_version_id: int | None,
-                    status_code: int, latency_ms: float, created_at: dt.datetime) -> tuple:
-    return (project_id, slug, model_version_id, status_code, latency_ms, created_at)
+                    status_code: int, latency_ms: float, created_at: dt.datetime,
+                    rows: int = 0) -> tuple:
+    return (project_id, slug, model_version_id, status_code, latency_ms, created_at, rows)
 
 
 def error_column(status_code: int) -> str | None:
@@ -106,7 +109,7 @@ def _aggregate(rows: Iterable[tuple], requests: Iterable[tuple]) -> _Sums:
             counts[_FIRST_CONFIDENCE + confidence_bin(confidence)] += 1
             sums.confidence_sum[key] += confidence
         sums.classes[(*key, row[_PREDICTED])] += 1
-    for project_id, slug, version_id, status, latency, created in requests:
+    for project_id, slug, version_id, status, latency, created, _rows in requests:
         key = (project_id if project_id is not None else slug,
                version_id if status < 400 else None, minute_of(created))
         counts = sums.counts_of(key)
@@ -124,8 +127,8 @@ def _resolver(sums: _Sums):
     slugs = {key[0] for key in keys if isinstance(key[0], str)}
     ids = {key[0] for key in keys if isinstance(key[0], int)}
     by_slug = dict(Project.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
-    live = set(Project.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
-    live |= set(by_slug.values())
+    live = dict(Project.objects.filter(pk__in=ids).values_list("pk", "slug")) if ids else {}
+    live.update((pk, slug) for slug, pk in by_slug.items())
     version_ids = {key[1] for key in keys if key[1] is not None}
     numbers = (dict(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", "number"))
                if version_ids else {})
@@ -136,7 +139,7 @@ def _resolver(sums: _Sums):
             return None
         return project_id, numbers.get(version_id, 0)
 
-    return resolve
+    return resolve, live
 
 
 def _upsert_sql(model, key: Sequence[str], added: Sequence[str]) -> str:
@@ -155,7 +158,7 @@ def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
     if not rows and not requests:
         return
     sums = _aggregate(rows, requests)
-    resolve = _resolver(sums)
+    resolve, slugs = _resolver(sums)
     adapt = connection.ops.adapt_datetimefield_value
     merged: dict[tuple, list] = {}
     for (project, version_id, minute), counts in sums.counts.items():
@@ -175,6 +178,8 @@ def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
         target = resolve(project, version_id)
         if target is not None:
             classes[(*target, minute, text_sanitize(str(label))[:200])] += n
+    # Counted once the flush commits: a flush that fails is retried whole.
+    transaction.on_commit(lambda: _metrics_count(requests, slugs))
     with connection.cursor() as cursor:
         if merged:
             cursor.executemany(
@@ -186,3 +191,12 @@ def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
                 _upsert_sql(PredictionClassRollup, ("project", "version", "minute", "label"),
                             ("count",)),
                 [(p, v, adapt(m), label, n) for (p, v, m, label), n in sorted(classes.items())])
+
+
+def _metrics_count(requests: Sequence[tuple], slugs: dict[int, str]) -> None:
+    """Count the requests of live projects in the Prometheus metrics."""
+    known = set(slugs.values())
+    for project_id, slug, _version, status, latency, _created, rows in requests:
+        slug = slugs.get(project_id) if project_id is not None else slug
+        if slug in known:
+            predictions_count(slug=slug, status_code=status, rows=rows, latency_ms=latency)

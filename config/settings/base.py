@@ -3,6 +3,7 @@
 The defaults are the embedded configuration: SQLite, kombu's filesystem broker and local
 media under ``var/``, so the service runs with no server installed.
 """
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -181,6 +182,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Monitoring: predictions below this confidence count as low-confidence.
 MONITORING_LOW_CONFIDENCE = env.float("MONITORING_LOW_CONFIDENCE", default=0.5)
+# Prometheus (GET /metrics): every web process writes its counters under this folder
+# (prometheus-client's multiprocess mode; empty it when the server starts). It must be in
+# the environment before prometheus_client is first imported, hence set here.
+PROMETHEUS_MULTIPROC_DIR = Path(env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(PROMETHEUS_MULTIPROC_DIR))
+# Addresses that may scrape /metrics without a token (all projects); a token with the
+# 'monitor' scope sees its own project's series.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=20_000_000)
 TRAINING_STALE_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 
