@@ -70,6 +70,7 @@ class CanManageProjectData(_PersonRole):
 
     message = "you may not import or export data of this project"
     roles = SCIENCE_ROLES
+    token_scope = ApiToken.Scope.ADMIN  # what a project token needs (subclasses change it)
 
     def has_permission(self, request: Request, view) -> bool:
         token = request.auth
@@ -77,8 +78,8 @@ class CanManageProjectData(_PersonRole):
             project = _project_or_404(view)
             if token.project_id != project.pk:
                 raise project_not_found(project.slug)
-            if ApiToken.Scope.ADMIN not in token.scopes:
-                self.message = "this token lacks the 'admin' scope"
+            if self.token_scope not in token.scopes:
+                self.message = f"this token lacks the '{self.token_scope}' scope"
                 return False
             view.project, view.acting_user = project, project.owner
             return True

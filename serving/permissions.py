@@ -4,9 +4,8 @@ from __future__ import annotations
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from annotation.access import SCIENCE_ROLES
 from annotation.models import ApiToken
-from annotation.permissions import _PersonRole, _project_or_404, project_not_found
+from annotation.permissions import CanManageProjectData, project_not_found
 
 
 class TokenHasProjectScope(BasePermission):
@@ -33,27 +32,11 @@ class TokenHasProjectScope(BasePermission):
         return True
 
 
-class CanMonitorProject(_PersonRole):
+
+class CanMonitorProject(CanManageProjectData):
     """Allow reading the monitoring numbers: a ``monitor``-scoped token of the URL's
     project, or an owner or scientist of it (session or personal token). Sets
     ``view.project``."""
 
     message = "you may not read this project's monitoring"
-    roles = SCIENCE_ROLES
-
-    def has_permission(self, request: Request, view) -> bool:
-        token = request.auth
-        if isinstance(token, ApiToken) and token.user_id is None:
-            project = _project_or_404(view)
-            if token.project_id != project.pk:
-                raise project_not_found(project.slug)
-            if ApiToken.Scope.MONITOR not in token.scopes:
-                self.message = "this token lacks the 'monitor' scope"
-                return False
-            view.project = project
-            return True
-        project, user, _membership = self.person(request, view)
-        if user is None:
-            return False
-        view.project = project
-        return True
+    token_scope = ApiToken.Scope.MONITOR

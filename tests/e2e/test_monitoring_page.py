@@ -4,25 +4,14 @@ import re
 
 import pytest
 
-from learning.services import model_version_request, model_version_train
 from serving.services import api_token_create
-from tests.factories import label_given
+from tests.serving.conftest import served_project  # noqa: F401  the fixture, shared
 
 CHARTS_LOADED = """n => {
   const root = document.querySelector('#monitoring-charts');
   return !!root && Number(root.dataset.loads || 0) >= n
     && document.querySelectorAll('#monitoring-charts canvas').length >= 3;
 }"""
-
-
-@pytest.fixture
-def served(project, annotator, make_samples):
-    project.batch_size = 1000
-    project.save()
-    for i, sample in enumerate(make_samples(30, 9)):
-        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
-    model_version_train(version_id=model_version_request(project=project).pk)
-    return project
 
 
 def _predict(page, slug, key, n):
@@ -56,7 +45,8 @@ def _flat(data: dict) -> dict[str, str]:
 
 
 @pytest.mark.e2e
-def test_predictions_appear_on_the_monitoring_page_as_in_the_json(page, login, served):
+def test_predictions_appear_on_the_monitoring_page_as_in_the_json(page, login, served_project):
+    served = served_project
     slug = served.slug
     _token, key = api_token_create(project=served, scopes=["predict"])
     page.clock.install()
