@@ -122,3 +122,33 @@ def test_pruning_removes_old_raw_logs_in_batches_and_keeps_the_rollups(served_pr
     call_command("prune_prediction_logs", "--batch", "4", stdout=open("/dev/null", "w"))
     assert PredictionLog.objects.filter(project=served_project).count() == 2
     assert _rollup_totals(served_project) == before and before["rows"] == 17
+
+
+@pytest.mark.django_db
+def test_a_failed_flush_keeps_its_requests_and_counts_them_once(served_project, settings,
+                                                                  monkeypatch):
+    from django.db import OperationalError
+
+    from serving import rollups
+
+    settings.PREDICTION_LOG_BUFFERED = True
+    settings.PREDICTION_LOG_FLUSH_SECONDS = 3600
+    prediction_log.prediction_log_flush()
+    version = served_project.model_versions.get()
+    prediction_log.prediction_log_record(_request(served_project, version, n=3))
+    prediction_log.prediction_refused_record(slug=served_project.slug, status_code=401,
+                                             latency_ms=0.5)
+    add = rollups.rollups_add
+
+    def down(rows, requests):
+        add(rows, requests)
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(prediction_log, "rollups_add", down)
+    with pytest.raises(OperationalError):
+        prediction_log.prediction_log_flush()
+    assert not PredictionLog.objects.exists() and not PredictionRollup.objects.exists()
+    monkeypatch.setattr(prediction_log, "rollups_add", add)
+    assert prediction_log.prediction_log_flush() == 3
+    totals = _rollup_totals(served_project)
+    assert (totals["requests"], totals["rows"], totals["errors_401"]) == (2, 3, 1)
