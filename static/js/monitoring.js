@@ -42,8 +42,13 @@
   function traffic(data) {
     var series = data.traffic.series;
     var xs = series.map(function (b) { return Date.parse(b.t) / 1000; });
+    // The whole window, not just the buckets with traffic (one point would span years).
+    var span = [Date.parse(data.from) / 1000 - data.traffic.step_seconds, Date.parse(data.to) / 1000];
     draw("chart-traffic", {
-      scales: { x: { time: true } },
+      scales: {
+        x: { time: true, range: function () { return span; } },
+        y: { range: function (_u, _min, max) { return [0, Math.max(1, max * 1.1)]; } },
+      },
       series: [
         {},
         { label: "requests", stroke: "#2f6fdf", width: 2 },
