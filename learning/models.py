@@ -1,4 +1,4 @@
-"""Model versions: one row per training run, with its metrics and artifact."""
+"""Model versions: one row per training run, with its metrics and artifact; alerts of the cycle."""
 from __future__ import annotations
 
 from django.db import models
@@ -43,6 +43,22 @@ class ModelVersion(models.Model):
     score_chunks_done = models.PositiveIntegerField(default=0)
     score_rows_done = models.PositiveIntegerField(default=0)
     scoring_started_at = models.DateTimeField(null=True, blank=True)
+    # The chunks of the pool rescoring not written yet, as [lo, hi, runs]: runs counts the
+    # workers that started the chunk, so one that keeps killing its worker is given up.
+    score_chunks_left = models.JSONField(default=list, blank=True)
+    # The served version whose model rescored the pool for this retrain.
+    scored_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Signs of life, so a cycle heals itself (learning.services.healing): when the version
+    # was (re-)queued; when a task for it (training, or its pool's chunks) was last handed
+    # to the broker, None when that send failed; how many were sent; how many times a worker
+    # claimed it; and when the worker training it or scoring its pool last said so.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatch_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True, default="")
     artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
     sklearn_version = models.CharField(max_length=30, blank=True, default="")
@@ -93,3 +109,34 @@ class CachedFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} {self.kind} {self.key}"
+
+
+class Alert(models.Model):
+    """Something the retrain cycle ran into and healed (or gave up on), shown on the
+    project page until a later cycle completes. One open alert per (version, kind): a
+    repeat updates it and counts."""
+
+    class Kind(models.TextChoices):
+        WORKER_LOST = "worker_lost", "worker lost while training"
+        SCORING_LOST = "scoring_lost", "worker lost while rescoring the pool"
+        BROKER_UNREACHABLE = "broker_unreachable", "broker unreachable"
+        NOT_TAKEN = "not_taken", "no worker took the task"
+        GAVE_UP = "gave_up", "given up"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="alerts")
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    message = models.TextField()
+    count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at", "-pk"]
+        indexes = [models.Index(fields=["project", "resolved_at"], name="alert_project_open")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.kind}: {self.message}"

@@ -1,9 +1,20 @@
-"""Celery tasks of the learning app: take ids, call one service."""
+"""Celery tasks of the learning app: take ids, call one service. And the retrain sweeper
+every worker runs beside its tasks."""
+from __future__ import annotations
+
+import logging
+import threading
+
 from celery import shared_task
-from django.db import transaction
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import connections
 
 from annotation.models import Project
-from learning.services import model_version_train, pool_cold_start, pool_score_chunk
+from core.jobs import task_start_after_commit
+from learning.services import model_version_train, pool_cold_start, pool_score_chunk, retrain_sweep
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -16,8 +27,8 @@ def model_version_train_task(model_version_id: int) -> None:
 def pool_score_chunk_task(model_version_id: int, scorer_id: int, lo: int, hi: int) -> None:
     """Score pool samples with ids in [lo, hi] under version ``scorer_id``; count the chunk.
 
-    Scores are idempotent to rewrite; a re-delivered chunk only counts twice, which ends
-    the bookkeeping early but leaves every score written.
+    Scores are idempotent to rewrite; a chunk is counted once (the version keeps the
+    chunks not written yet), so a message delivered twice changes nothing.
     """
     pool_score_chunk(version_id=model_version_id, scorer_id=scorer_id, lo=lo, hi=hi)
 
@@ -32,5 +43,54 @@ def pool_cold_start_task(project_id: int) -> None:
 
 def pool_cold_start_after_commit(*, project_id: int) -> None:
     """Queue the cold start once the surrounding transaction commits (annotation's
-    ``samples_added`` hook): a worker must find the samples."""
-    transaction.on_commit(lambda: pool_cold_start_task.delay(project_id))
+    ``samples_added`` hook): a worker must find the samples. With the broker down it is
+    skipped (logged): the queue stays in random order until the first model ranks it."""
+    task_start_after_commit(pool_cold_start_task.name, project_id, on_failure=lambda exc: None)
+
+
+class RetrainSweeper:
+    """A thread in the worker's main process that runs ``retrain_sweep`` at start and every
+    ``RETRAIN_SWEEP_SECONDS``: a plain ``celery worker`` heals the cycle, no beat needed.
+
+    Started by ``worker_ready``, so only worker processes sweep (web processes and eager
+    tests never do). Every worker sweeps; projects are healed under their lock, so
+    several at once do no harm.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="retrain-sweeper", daemon=True)
+
+    def sweep_once(self) -> None:
+        try:
+            for action in retrain_sweep():
+                logger.info("retrain sweeper: %s", action)
+        except Exception:  # the database or broker is away; the next sweep tries again
+            logger.exception("retrain sweep failed")
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def run(self) -> None:
+        while True:
+            self.sweep_once()
+            if self.stop.wait(self.interval):
+                return
+
+
+_sweeper: RetrainSweeper | None = None
+
+
+@worker_ready.connect
+def _start_retrain_sweeper(**_kwargs) -> None:
+    global _sweeper
+    if settings.RETRAIN_SWEEP_SECONDS > 0 and _sweeper is None:
+        _sweeper = RetrainSweeper(settings.RETRAIN_SWEEP_SECONDS)
+        _sweeper.thread.start()
+        logger.info("retrain sweeper started: every %ss", settings.RETRAIN_SWEEP_SECONDS)
+
+
+@worker_shutdown.connect
+def _stop_retrain_sweeper(**_kwargs) -> None:
+    if _sweeper is not None:
+        _sweeper.stop.set()

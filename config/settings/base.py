@@ -161,12 +161,38 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Reliability (README "Reliability"): a message is acknowledged when its task is done, not
+# when it is received; a task whose pool process died (killed, out of memory) is put back
+# in the queue instead of being acknowledged as failed; a worker started while the broker
+# is down waits for it instead of exiting.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An unacknowledged message (its worker died) comes back after this; longer than
+        # any task may run, so a running task is never handed to a second worker.
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT + 5 * 60,
+        # A broker host that does not answer fails a send in seconds instead of hanging
+        # the request that sends it.
+        "socket_connect_timeout": 5,
+    }
+# The retrain cycle heals itself (learning/services/healing.py): a task training a version
+# or scoring its pool stamps a heartbeat every RETRAIN_HEARTBEAT_SECONDS; silent for
+# RETRAIN_LOST_AFTER_SECONDS, its worker counts as lost and the version is re-queued (up to
+# RETRAIN_MAX_ATTEMPTS claims) or its chunks sent again; a queued version no worker took
+# for RETRAIN_REDISPATCH_SECONDS, or that never reached the broker, is sent again. Every
+# worker sweeps at start and every RETRAIN_SWEEP_SECONDS (0: never).
+RETRAIN_HEARTBEAT_SECONDS = env.float("RETRAIN_HEARTBEAT_SECONDS", default=10.0)
+RETRAIN_LOST_AFTER_SECONDS = env.float("RETRAIN_LOST_AFTER_SECONDS", default=60.0)
+RETRAIN_SWEEP_SECONDS = env.float("RETRAIN_SWEEP_SECONDS", default=30.0)
+RETRAIN_REDISPATCH_SECONDS = env.float("RETRAIN_REDISPATCH_SECONDS", default=120.0)
+RETRAIN_MAX_ATTEMPTS = env.int("RETRAIN_MAX_ATTEMPTS", default=3)
 
 # Domain settings.
 LEASE_SECONDS = env.int("LEASE_SECONDS", default=600)

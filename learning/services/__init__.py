@@ -1,5 +1,6 @@
 """Model versions: request, train, promote, rescore the pool; one module per concept."""
 from learning.services.cycle import model_version_train
+from learning.services.healing import retrain_sweep
 from learning.services.promotion import model_version_promote
 from learning.services.ranking import pool_cold_start
 from learning.services.requests import (
@@ -21,4 +22,5 @@ __all__ = [
     "pool_score",
     "pool_score_chunk",
     "pool_score_start",
+    "retrain_sweep",
 ]

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.utils import timezone
 
+from learning import artifacts
 from learning.models import ModelVersion
+from learning.services.alerts import _alerts_resolve
+from learning.services.dispatch import _start_next_queued
+from learning.services.liveness import heartbeat
 from learning.services.promotion import _promote_if_better
-from learning.services.requests import _claim, _start_next_queued
+from learning.services.requests import _claim
 from learning.services.scoring import pool_score_start
 from learning.services.training import _fit
 
@@ -18,13 +23,20 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
     """Train a queued version end to end: fit, evaluate, save, promote, rescore the pool.
 
     Returns None when the version was not claimed (already done, or another version of the
-    project is training or rescoring). A failure is recorded on the version and never
-    unserves a model. Rescoring runs as a Celery group; its last chunk starts the next
-    queued retrain, so one project has one retrain cycle in flight at a time.
+    project is training or rescoring), or when its claim was lost meanwhile. A failure is
+    recorded on the version and never unserves a model. Rescoring runs as a Celery group;
+    its last chunk starts the next queued retrain, so one project has one retrain cycle in
+    flight at a time. While it works, the task keeps a heartbeat on the version, so the
+    sweeper can tell a slow training from a dead one.
     """
     version = _claim(version_id)
     if version is None:
         return None
+    with heartbeat(version.pk, attempts=version.attempts):
+        return _train_claimed(version)
+
+
+def _train_claimed(version: ModelVersion) -> ModelVersion | None:
     try:
         _fit(version)
         version.status = ModelVersion.Status.READY
@@ -33,7 +45,8 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
         version.status = ModelVersion.Status.FAILED
         version.error = f"{type(exc).__name__}: {exc}"
     version.finished_at = timezone.now()
-    version.save()
+    if not _record_if_still_claimed(version):
+        return None
     if version.status == ModelVersion.Status.READY:
         try:
             _promote_if_better(version)
@@ -50,9 +63,28 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
                 logger.exception("rescoring the pool of %s failed", version.project)
                 ModelVersion.objects.filter(pk=version.pk).update(
                     error=f"pool rescoring failed: {type(exc).__name__}: {exc}",
-                    score_chunks_total=None,
+                    score_chunks_total=None, score_chunks_left=[],
                 )
             else:
                 return version
+        _alerts_resolve(project_id=version.project_id, number=version.number)
     _start_next_queued(version.project_id)
     return version
+
+
+def _record_if_still_claimed(version: ModelVersion) -> bool:
+    """Save the training's outcome if the version is still this claim's. A worker the
+    sweeper took for dead (it was silent too long) finds its version re-queued or failed
+    and another attempt under way: its result is dropped, the newer claim's counts."""
+    with transaction.atomic():
+        current = (ModelVersion.objects.select_for_update().filter(pk=version.pk)
+                   .values_list("status", "attempts").first())
+        if current != (ModelVersion.Status.TRAINING, version.attempts):
+            logger.warning("%s: claim %s was lost (now %s); its result is dropped",
+                           version, version.attempts, current)
+            if version.artifact_path:
+                (artifacts.artifact_root() / version.artifact_path).unlink(missing_ok=True)
+            return False
+        version.heartbeat_at = timezone.now()
+        version.save()
+    return True

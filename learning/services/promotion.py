@@ -11,7 +11,7 @@ from annotation.selectors import labeled_samples
 from learning import artifacts
 from learning.models import ModelVersion
 from learning.model_input import sample_feature_matrix
-from learning.services.requests import _lock_project
+from learning.services.liveness import _lock_project
 from learning.services.training import TrainingError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Queue retrain requests, claim a queued version for training, start the next queued one."""
+"""Queue retrain requests and claim a queued version for training, healing the cycle first."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,18 +11,12 @@ from django.utils import timezone
 from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import Project
 from annotation.selectors import label_count_running
-from core.jobs import task_start_after_commit
 from learning.estimators import DEFAULT_ESTIMATOR
 from learning.models import ModelVersion
 from learning.selectors import retrain_batch_start
-
-TRAIN_TASK = "learning.tasks.model_version_train_task"
-
-
-def _lock_project(project_id: int) -> Project:
-    # NO KEY UPDATE: serializes a project's retrain requests and claims without making
-    # label and lease inserts, whose foreign-key checks share-lock the project row, wait.
-    return Project.objects.select_for_update(no_key=True).get(pk=project_id)
+from learning.services.dispatch import _send_train
+from learning.services.healing import _heal_locked
+from learning.services.liveness import _lock_project, project_busy
 
 
 @transaction.atomic
@@ -32,7 +26,10 @@ def model_version_request(
     """Queue a retrain for ``project``; a version already queued absorbs the request.
 
     The training task is enqueued only after the surrounding transaction commits, so the
-    worker always finds the row.
+    worker always finds the row. A broker that is down does not fail the request: the
+    version stays queued and is sent again (``dispatch.py``). A queued version that absorbs
+    a request is sent again when its message never reached the broker or no worker took it
+    for ``RETRAIN_REDISPATCH_SECONDS`` while nothing else of the project runs.
     """
     _lock_project(project.pk)
     label_count = label_count_running(project=project)
@@ -40,6 +37,11 @@ def model_version_request(
     if queued is not None:
         ModelVersion.objects.filter(pk=queued.pk).update(requested_at_label_count=label_count)
         queued.requested_at_label_count = label_count
+        now = timezone.now()
+        resend_before = now - dt.timedelta(seconds=settings.RETRAIN_REDISPATCH_SECONDS)
+        if ((queued.dispatched_at is None or queued.dispatched_at < resend_before)
+                and not project_busy(project.pk, now)):
+            _send_train(queued.pk)
         return queued
     number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
     version = ModelVersion.objects.create(
@@ -49,8 +51,9 @@ def model_version_request(
         requested_at_label_count=label_count,
         estimator=(project.model_spec or {}).get("estimator", DEFAULT_ESTIMATOR),
         query_strategy=project.query_strategy,
+        queued_at=timezone.now(),
     )
-    task_start_after_commit(TRAIN_TASK, version.pk)
+    _send_train(version.pk)
     return version
 
 
@@ -96,41 +99,22 @@ def model_version_request_if_due(
 
 
 def _claim(version_id: int) -> ModelVersion | None:
-    """Move a queued version to training unless another one of its project is training."""
+    """Move a queued version to training unless another one of its project is training or
+    rescoring the pool; heal the project's cycle first (``healing.py``), so a version whose
+    worker died no longer blocks it."""
     with transaction.atomic():
         version = ModelVersion.objects.select_related("project").get(pk=version_id)
         _lock_project(version.project_id)
-        version.refresh_from_db(fields=["status"])
+        now = timezone.now()
+        _heal_locked(version.project_id, now, claiming=version.pk)
+        version.refresh_from_db()
         if version.status != ModelVersion.Status.QUEUED:
             return None
-        stale_before = timezone.now() - dt.timedelta(seconds=settings.TRAINING_STALE_SECONDS)
-        ModelVersion.objects.filter(
-            project_id=version.project_id,
-            status=ModelVersion.Status.TRAINING,
-            started_at__lt=stale_before,
-        ).update(status=ModelVersion.Status.FAILED, error="worker lost: training timed out")
-        if ModelVersion.objects.filter(
-            project_id=version.project_id, status=ModelVersion.Status.TRAINING
-        ).exists():
+        if project_busy(version.project_id, now, exclude=version.pk):
             return None  # the running one kicks this version off when it finishes
-        if ModelVersion.objects.filter(
-            project_id=version.project_id, status=ModelVersion.Status.READY,
-            score_chunks_total__isnull=False, scored_sample_count__isnull=True,
-            scoring_started_at__gte=stale_before,
-        ).exists():
-            return None  # its pool rescoring is under way; its last chunk kicks this one off
         version.status = ModelVersion.Status.TRAINING
-        version.started_at = timezone.now()
-        version.save(update_fields=["status", "started_at"])
+        version.started_at = version.heartbeat_at = now
+        version.attempts += 1
+        version.error = ""
+        version.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "error"])
         return version
-
-
-def _start_next_queued(project_id: int) -> None:
-    queued = (
-        ModelVersion.objects.filter(project_id=project_id, status=ModelVersion.Status.QUEUED)
-        .order_by("number")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if queued is not None:
-        task_start_after_commit(TRAIN_TASK, queued)

@@ -5,15 +5,15 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from sklearn.pipeline import Pipeline
 
 from annotation.models import Project
-from core.jobs import task_group_start
 from learning import artifacts, sparse_cache
-from learning.models import ModelVersion
+from learning.models import Alert, ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write
 from learning.model_input import (
     feature_cache_update,
@@ -23,8 +23,10 @@ from learning.model_input import (
     pool_unlabeled_ids_between,
     take_rows,
 )
+from learning.services.alerts import _alert, _alerts_resolve
+from learning.services.dispatch import _send_chunks, _start_next_queued
+from learning.services.liveness import heartbeat
 from learning.services.ranking import _rank_top, _scores
-from learning.services.requests import _start_next_queued
 
 logger = logging.getLogger(__name__)
 
@@ -102,60 +104,119 @@ def _rank_chunk(project: Project, estimator, lo: int, hi: int, ids: np.ndarray, 
 def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
     """Rescore the pool under ``scorer`` as a Celery group of chunks; return the chunk count.
 
-    Progress is counted on ``version`` (the retrain that asked for it): the last chunk to
-    finish sets ``scored_sample_count`` and ``score_seconds`` and starts any queued retrain.
+    Progress is counted on ``version`` (the retrain that asked for it): each chunk leaves
+    ``score_chunks_left`` when written, and the last one sets ``scored_sample_count`` and
+    ``score_seconds`` and starts any queued retrain. Chunks lost with their worker, or that
+    never reached the broker, are sent again by the sweeper (``healing.py``).
     """
     project = version.project
     feature_cache_update(project=project)
     bounds = pool_chunk_bounds(project=project, size=SCORE_CHUNK)
+    now = timezone.now()
     ModelVersion.objects.filter(pk=version.pk).update(
         score_chunks_total=len(bounds), score_chunks_done=0, score_rows_done=0,
-        scoring_started_at=timezone.now(),
+        scoring_started_at=now, heartbeat_at=now, scored_by=scorer,
+        score_chunks_left=[[lo, hi, 0] for lo, hi in bounds],
     )
     if not bounds:
         _pool_score_finish(version.pk, scorer.pk)
         return 0
-    task_group_start("learning.tasks.pool_score_chunk_task",
-                     ((version.pk, scorer.pk, lo, hi) for lo, hi in bounds))
+    _send_chunks(version.pk, scorer.pk, [[lo, hi] for lo, hi in bounds])
     return len(bounds)
+
+
+def _chunk_find(version: ModelVersion, lo: int, hi: int) -> list[int] | None:
+    return next((chunk for chunk in version.score_chunks_left or []
+                 if chunk[0] == lo and chunk[1] == hi), None)
+
+
+def _chunk_begin(version_id: int, lo: int, hi: int) -> tuple[bool, bool]:
+    """Count a worker starting a chunk; return (score it, the rescoring is complete).
+
+    A chunk already written (a duplicate message), or of a rescoring that ended, is not
+    scored again: an old message must not overwrite a newer model's scores. A chunk that
+    ``RETRAIN_MAX_ATTEMPTS`` workers started without finishing (it keeps killing them) is
+    given up, its samples keeping their older scores.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
+        if version is None or version.scored_sample_count is not None:
+            return False, False
+        chunk = _chunk_find(version, lo, hi)
+        if chunk is None:
+            return False, False
+        if chunk[2] >= settings.RETRAIN_MAX_ATTEMPTS:
+            version.score_chunks_left.remove(chunk)
+            version.score_chunks_done += 1
+            version.error = (f"pool rescoring: chunk of sample ids {lo}-{hi} lost its worker "
+                             f"{chunk[2]} times; its samples keep older scores")
+            version.save(update_fields=["score_chunks_left", "score_chunks_done", "error"])
+            _alert(project_id=version.project_id, version=version, kind=Alert.Kind.GAVE_UP,
+                   message=f"v{version.number}: {version.error}")
+            return False, not version.score_chunks_left
+        chunk[2] += 1
+        version.heartbeat_at = timezone.now()
+        version.save(update_fields=["score_chunks_left", "heartbeat_at"])
+        return True, False
+
+
+def _chunk_done(version_id: int, lo: int, hi: int, written: int) -> bool:
+    """Count a written chunk once; return whether it was the rescoring's last."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        chunk = _chunk_find(version, lo, hi)
+        if chunk is None or version.scored_sample_count is not None:
+            return False  # another worker wrote it first (a message sent again)
+        version.score_chunks_left.remove(chunk)
+        version.score_chunks_done += 1
+        version.score_rows_done += written
+        version.heartbeat_at = timezone.now()
+        version.save(update_fields=["score_chunks_left", "score_chunks_done", "score_rows_done",
+                                    "heartbeat_at"])
+        return not version.score_chunks_left
 
 
 def pool_score_chunk(*, version_id: int, scorer_id: int, lo: int, hi: int) -> None:
     """Score one chunk of the pool and count it; a failure is noted, never raised."""
+    score, complete = _chunk_begin(version_id, lo, hi)
+    if not score:
+        if complete:
+            _pool_score_finish(version_id, scorer_id)
+        return
     scorer = ModelVersion.objects.select_related("project").get(pk=scorer_id)
     project = scorer.project
     written = 0
-    try:
-        estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
-        written = _score_chunk(project, estimator, lo, hi, seed=scorer.number)
-    except Exception as exc:  # the queue keeps this chunk's old scores; say why on the version
-        logger.exception("scoring chunk %s-%s of %s failed", lo, hi, project)
-        ModelVersion.objects.filter(pk=version_id).update(
-            error=f"pool rescoring failed: {type(exc).__name__}: {exc}"
-        )
-    with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(pk=version_id)
-        version.score_chunks_done += 1
-        version.score_rows_done += written
-        version.save(update_fields=["score_chunks_done", "score_rows_done"])
-        last = version.score_chunks_done == version.score_chunks_total
-    if last:
+    with heartbeat(version_id):
+        try:
+            estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
+            written = _score_chunk(project, estimator, lo, hi, seed=scorer.number)
+        except Exception as exc:  # the queue keeps this chunk's old scores; say why on the version
+            logger.exception("scoring chunk %s-%s of %s failed", lo, hi, project)
+            ModelVersion.objects.filter(pk=version_id).update(
+                error=f"pool rescoring failed: {type(exc).__name__}: {exc}"
+            )
+    if _chunk_done(version_id, lo, hi, written):
         _pool_score_finish(version_id, scorer_id)
 
 
-def _pool_score_finish(version_id: int, scorer_id: int) -> None:
+def _pool_score_finish(version_id: int, scorer_id: int | None) -> None:
     version = ModelVersion.objects.select_related("project").get(pk=version_id)
-    scorer = ModelVersion.objects.get(pk=scorer_id)
-    try:
-        estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
-        _rank_top(version.project, estimator, seed=scorer.number)
-    except Exception as exc:  # plain uncertainty order stays; say why
-        logger.exception("ranking the top of %s failed", version.project)
-        ModelVersion.objects.filter(pk=version_id).update(
-            error=f"batch ranking failed: {type(exc).__name__}: {exc}"
-        )
+    if scorer_id is not None:
+        scorer = ModelVersion.objects.get(pk=scorer_id)
+        try:
+            estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
+            _rank_top(version.project, estimator, seed=scorer.number)
+        except Exception as exc:  # plain uncertainty order stays; say why
+            logger.exception("ranking the top of %s failed", version.project)
+            ModelVersion.objects.filter(pk=version_id).update(
+                error=f"batch ranking failed: {type(exc).__name__}: {exc}"
+            )
     elapsed = (timezone.now() - version.scoring_started_at).total_seconds()
-    ModelVersion.objects.filter(pk=version_id).update(
+    # Only the first to finish counts (the sweeper may finish a rescoring whose last step
+    # was lost while a late chunk does the same).
+    finished = ModelVersion.objects.filter(pk=version_id, scored_sample_count__isnull=True).update(
         scored_sample_count=F("score_rows_done"), score_seconds=elapsed
     )
-    _start_next_queued(version.project_id)
+    if finished:
+        _alerts_resolve(project_id=version.project_id, number=version.number)
+        _start_next_queued(version.project_id)
