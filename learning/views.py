@@ -9,11 +9,13 @@ from annotation.access import SCIENCE_ROLES
 from annotation.page_access import project_page
 from annotation.selectors import project_progress, project_role
 from learning.selectors import (
+    alert_list,
     learning_curve,
     model_version_list,
     model_version_served,
     ranking_staleness,
     retrain_batch_start,
+    retrain_cycle_notes,
 )
 from learning.services import model_version_request_by
 
@@ -37,6 +39,8 @@ def _detail_context(project: Project, **extra) -> dict:
                                      requested_at_label_count=retrain_batch_start(project=project)),
         "staleness": ranking_staleness(project=project),
         "curve": learning_curve(project=project),
+        "cycle_notes": retrain_cycle_notes(project=project),
+        "alerts": alert_list(project=project),
         **extra,
     }
 

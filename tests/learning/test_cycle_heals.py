@@ -9,6 +9,7 @@ import time
 
 import pytest
 from celery.canvas import Signature
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -263,3 +264,26 @@ def test_the_sweeper_survives_a_failing_sweep(monkeypatch):
     sweeper = RetrainSweeper(interval=0.01)
     sweeper.sweep_once()  # logged, not raised
     assert threading.current_thread().is_alive()
+
+
+def test_the_project_page_shows_a_stuck_cycle_and_its_alerts(
+        client, labeled_project, settings, monkeypatch, django_capture_on_commit_callbacks):
+    _broker_down(monkeypatch)
+    dead = _version(labeled_project, status="training", attempts=1,
+                    started_at=timezone.now() - LONG_AGO, heartbeat_at=timezone.now() - LONG_AGO)
+    client.force_login(labeled_project.owner)
+    page = client.get(reverse("project-detail", args=[labeled_project.slug])).content.decode()
+    assert "v1 training, but its worker has not been heard from since" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        retrain_sweep()  # re-queues v1; the broker refuses it
+    dead.refresh_from_db()
+    assert dead.status == "queued" and dead.dispatched_at is None
+    page = client.get(reverse("project-detail", args=[labeled_project.slug])).content.decode()
+    assert 'id="cycle"' in page and 'id="alerts"' in page
+    assert "v1 queued since" in page and "the broker could not be reached" in page
+    assert "v1 re-queued: its worker was lost while training" in page
+    old = timezone.now() - dt.timedelta(seconds=settings.RETRAIN_REDISPATCH_SECONDS + 1)
+    ModelVersion.objects.filter(pk=dead.pk).update(queued_at=old, dispatched_at=old,
+                                                   dispatch_count=3)
+    page = client.get(reverse("project-detail", args=[labeled_project.slug])).content.decode()
+    assert "v1 waiting for a worker since" in page and "(sent 3 times)" in page
