@@ -9,6 +9,7 @@ import time
 
 import pytest
 from celery.canvas import Signature
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -287,3 +288,20 @@ def test_the_project_page_shows_a_stuck_cycle_and_its_alerts(
                                                    dispatch_count=3)
     page = client.get(reverse("project-detail", args=[labeled_project.slug])).content.decode()
     assert "v1 waiting for a worker since" in page and "(sent 3 times)" in page
+
+
+def test_retrain_wait_says_no_worker_answers_and_exits_non_zero(labeled_project, monkeypatch,
+                                                                settings, capsys):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # what a real deployment runs
+    monkeypatch.setattr(dispatch, "task_start_after_commit", lambda *a, **k: None)
+    monkeypatch.setattr("learning.management.commands.retrain.workers_answering",
+                        lambda timeout: [])
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="no Celery worker answered a ping for 0s"):
+        call_command("retrain", labeled_project.slug, "--wait", "--worker-wait", "0")
+    assert time.monotonic() - started < 5
+    monkeypatch.setattr("learning.management.commands.retrain.workers_answering",
+                        lambda timeout: None)
+    with pytest.raises(CommandError, match="the broker cannot be reached"):
+        call_command("retrain", labeled_project.slug, "--wait", "--worker-wait", "0")
+    assert ModelVersion.objects.get(project=labeled_project).status == "queued"
