@@ -58,6 +58,11 @@ def task_group_start(name: str, arg_lists: Iterable[tuple]) -> Exception | None:
     return None
 
 
+def tasks_run_inline() -> bool:
+    """Whether tasks run in the sending process (eager Celery: tests), not on workers."""
+    return bool(current_app.conf.task_always_eager)
+
+
 def workers_answering(timeout: float = 2.0) -> list[str] | None:
     """Names of the Celery workers that answer a ping within ``timeout`` seconds (returns
     at the first answer); None when the broker itself cannot be reached."""

@@ -290,9 +290,8 @@ def test_the_project_page_shows_a_stuck_cycle_and_its_alerts(
     assert "v1 waiting for a worker since" in page and "(sent 3 times)" in page
 
 
-def test_retrain_wait_says_no_worker_answers_and_exits_non_zero(labeled_project, monkeypatch,
-                                                                settings, capsys):
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # what a real deployment runs
+def test_retrain_wait_says_no_worker_answers_and_exits_non_zero(labeled_project, monkeypatch):
+    monkeypatch.setattr("learning.management.commands.retrain.tasks_run_inline", lambda: False)
     monkeypatch.setattr(dispatch, "task_start_after_commit", lambda *a, **k: None)
     monkeypatch.setattr("learning.management.commands.retrain.workers_answering",
                         lambda timeout: [])

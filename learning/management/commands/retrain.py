@@ -1,11 +1,10 @@
 """Queue a retrain of a project now, optionally waiting for the result."""
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from core.jobs import workers_answering
+from core.jobs import tasks_run_inline, workers_answering
 from learning.models import ModelVersion
 from learning.services import model_version_request
 
@@ -37,7 +36,7 @@ class Command(BaseCommand):
             return
         deadline = time.monotonic() + timeout
         done = (ModelVersion.Status.READY, ModelVersion.Status.FAILED)
-        check_workers = not settings.CELERY_TASK_ALWAYS_EAGER
+        check_workers = not tasks_run_inline()
         silent_since: float | None = None
         next_ping = time.monotonic()
         while True:
