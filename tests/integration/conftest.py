@@ -5,7 +5,11 @@ fails, so CI can never pass without really running the loop.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,7 +80,13 @@ def _database_url(settings_dict: dict) -> str:
 
 
 def _reset_producer_pool(app) -> None:
-    """Forget pooled broker connections so the next publish uses ``app.conf.broker_url``."""
+    """Forget pooled broker connections so the next publish uses ``app.conf.broker_url``.
+
+    kombu keeps producer pools per connection URL in a process-wide registry: reset it
+    too, or a later test on the same URL would get the pool closed here."""
+    from kombu import pools
+
+    pools.reset()
     pool = getattr(app, "_pool", None)
     if pool is not None:
         pool.force_close_all()
@@ -85,34 +95,49 @@ def _reset_producer_pool(app) -> None:
         app.amqp._producer_pool = None
 
 
-@pytest.fixture
-def celery_broker(integration_broker_url, monkeypatch):
-    """Make this process publish tasks to Redis instead of running them eagerly.
+@contextlib.contextmanager
+def publishing_to(broker_url: str):
+    """Make this process publish tasks to ``broker_url`` instead of running them eagerly.
 
-    The test settings make Celery eager; for the duration of the test the app (shared by
-    the live server's request threads) sends real messages to the integration Redis db.
+    The test settings make Celery eager; meanwhile the app (shared by the live server's
+    request threads) sends real messages to that broker.
     """
-    import redis
-
     from config.celery import app
+
+    # Celery reads CELERY_BROKER_URL (and _READ_/_WRITE_) from the environment before its
+    # configuration, so the environment must name the same broker.
+    names = ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
+    for name in names:
+        os.environ[name] = broker_url
+    app.conf.task_always_eager = False
+    app.conf.broker_url = broker_url
+    _reset_producer_pool(app)
+    assert app.conf.broker_write_url == broker_url
+    try:
+        yield broker_url
+    finally:
+        _reset_producer_pool(app)
+        for key, value in saved.items():
+            app.conf[key] = value
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def celery_broker(integration_broker_url):
+    """This process publishes to the integration Redis db (flushed first)."""
+    import redis
 
     client = redis.Redis.from_url(integration_broker_url)
     client.flushdb()
     client.close()
-
-    # Celery reads CELERY_BROKER_URL (and _READ_/_WRITE_) from the environment before its
-    # configuration, so the environment must name the integration db too.
-    for name in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
-        monkeypatch.setenv(name, integration_broker_url)
-    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
-    app.conf.task_always_eager = False
-    app.conf.broker_url = integration_broker_url
-    _reset_producer_pool(app)
-    assert app.conf.broker_write_url == integration_broker_url
-    yield integration_broker_url
-    _reset_producer_pool(app)
-    for key, value in saved.items():
-        app.conf[key] = value
+    with publishing_to(integration_broker_url):
+        yield integration_broker_url
 
 
 @dataclass
@@ -132,51 +157,58 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL the worker: no warm shutdown, no acknowledgement, no cleanup."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
-@pytest.fixture
-def celery_worker(
-    integration_broker_url, live_server, transactional_db, _isolated_media, settings, celery_broker,
-    tmp_path,
-):
-    """A real ``celery worker`` subprocess on the test database, media folder and Redis db.
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()  # warm shutdown: finishes the task at hand, then exits
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
 
-    It depends on ``live_server``/``transactional_db`` so that it is stopped before the
-    test database is flushed. Its log is printed at teardown (pytest shows it when the
-    test fails).
+
+class WorkerFactory:
+    """Start real ``celery worker`` subprocesses on the test database, media and a broker.
+
+    ``start(env=..., broker_url=...)`` may be called several times in a test (a worker
+    killed and started again); every worker is stopped and its log printed at teardown.
+    Workers run through ``tests/integration/worker_main.py``, which can slow training or
+    scoring (``TEST_SLOW_*`` variables) so that a test can kill a worker in the middle.
     """
-    from django.db import connection
 
-    env = {
-        **os.environ,
-        # Not the test settings: they hard-code eager tasks. Local settings read all from env.
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DEBUG": "false",
-        "DATABASE_URL": _database_url(connection.settings_dict),
-        "DB_CONN_MAX_AGE": "0",
-        "CELERY_BROKER_URL": integration_broker_url,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
-    hostname = f"integration-{os.getpid()}-{uuid.uuid4().hex[:8]}@%h"
-    log_path = tmp_path / "celery-worker.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed in the finalizer below
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
-            "--pool=solo", "--loglevel=INFO", "--hostname", hostname,
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    worker = WorkerProcess(process=process, log_path=log_path, hostname=hostname)
-    try:
+    def __init__(self, base_env: dict, tmp_path: Path, broker_url: str) -> None:
+        self.base_env = base_env
+        self.tmp_path = tmp_path
+        self.broker_url = broker_url
+        self.workers: list[WorkerProcess] = []
+        self.log_files: list = []
+
+    def start(self, *, env: dict | None = None, broker_url: str | None = None) -> WorkerProcess:
+        n = len(self.workers) + 1
+        hostname = f"integration-{os.getpid()}-{uuid.uuid4().hex[:8]}-{n}@%h"
+        log_path = self.tmp_path / f"celery-worker-{n}.log"
+        log_file = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.log_files.append(log_file)
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "tests.integration.worker_main", "-A", "config", "worker",
+                "--pool=solo", "--loglevel=INFO", "--hostname", hostname,
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=REPO_ROOT,
+            env={**self.base_env, "CELERY_BROKER_URL": broker_url or self.broker_url,
+                 **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = WorkerProcess(process=process, log_path=log_path, hostname=hostname)
+        self.workers.append(worker)
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
         while " ready." not in worker.log():
             if not worker.alive():
@@ -189,14 +221,100 @@ def celery_worker(
                     f"celery worker not ready after {WORKER_READY_TIMEOUT:.0f}s:\n{worker.log()}"
                 )
             time.sleep(0.2)
-        yield worker
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for log_file in self.log_files:
+            log_file.close()
+        for worker in self.workers:
+            print(f"----- celery worker log ({worker.log_path}) -----\n{worker.log()}")
+
+
+@pytest.fixture
+def celery_workers(integration_broker_url, live_server, transactional_db, _isolated_media,
+                   settings, tmp_path):
+    """A ``WorkerFactory`` on the integration Redis db.
+
+    It depends on ``live_server``/``transactional_db`` so that its workers are stopped
+    before the test database is flushed.
+    """
+    from django.db import connection
+
+    base_env = {
+        **os.environ,
+        # Not the test settings: they hard-code eager tasks. Local settings read all from env.
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DEBUG": "false",
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "DB_CONN_MAX_AGE": "0",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    factory = WorkerFactory(base_env, tmp_path, integration_broker_url)
+    try:
+        yield factory
     finally:
-        if worker.alive():
-            process.terminate()  # warm shutdown: finishes the task at hand, then exits
+        factory.close()
+
+
+@pytest.fixture
+def celery_worker(celery_workers, celery_broker):
+    """One real worker on the integration Redis db; this process publishes there too."""
+    return celery_workers.start()
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own, on a free port, to stop and start again: the
+    machine's shared Redis must never be stopped. No persistence, like a broker that
+    restarts empty (its queued messages lost)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tmp_path = tmp_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            require_service("redis-server", "the redis-server binary is not installed")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while True:
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log_file.close()
-        print(f"----- celery worker log ({log_path}) -----\n{worker.log()}")
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
