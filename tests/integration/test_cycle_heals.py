@@ -17,7 +17,6 @@ from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Label, Membership, Sample
-from annotation.services import label_submit
 from learning.models import Alert, ModelVersion
 from learning.services import model_version_request
 from serving.models import PredictionLog
@@ -27,6 +26,7 @@ from tests.factories import (
     MembershipFactory,
     ProjectFactory,
     UserFactory,
+    label_given,
     png_bytes,
 )
 from tests.integration.conftest import publishing_to
@@ -84,7 +84,7 @@ class Loop:
         """Label ``n`` samples through the label ledger, as the labeling page does."""
         for _ in range(n):
             sample, value = self.unlabeled.pop(0)
-            label_submit(sample=sample, annotator=self.annotator, value=value)
+            label_given(sample=sample, annotator=self.annotator, value=value)
 
     def predict(self, n: int) -> None:
         image = base64.b64encode(png_bytes(1, size=8, seed=7)).decode()
