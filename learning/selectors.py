@@ -10,6 +10,13 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Label, Project
+from learning.cycle_health import (
+    active_versions,
+    clock,
+    last_sign_of_scoring,
+    scoring_lost,
+    version_alive,
+)
 from learning.models import Alert, ModelVersion
 
 
@@ -93,52 +100,42 @@ class CycleNote:
     stuck: bool  # a warning: the cycle waits on something that is not happening
 
 
-def _clock(moment: dt.datetime | None) -> str:
-    return timezone.localtime(moment).strftime("%H:%M:%S") if moment else "?"
-
-
 def retrain_cycle_notes(*, project: Project) -> list[CycleNote]:
     """What the project's retrain cycle is doing, and where it is stuck: a queued version
     that never reached the broker or that no worker took, a training or rescoring whose
-    worker went silent. Read from the versions' signs of life (``heartbeat_at``,
-    ``dispatched_at``); the sweeper heals what is stuck (``learning.services.healing``)."""
+    worker went silent. Read with the rules the sweeper heals by (``cycle_health``)."""
     now = timezone.now()
-    lost_before = now - dt.timedelta(seconds=settings.RETRAIN_LOST_AFTER_SECONDS)
     waiting_before = now - dt.timedelta(seconds=settings.RETRAIN_REDISPATCH_SECONDS)
-    rows = ModelVersion.objects.filter(project=project).filter(
-        Q(status__in=(ModelVersion.Status.QUEUED, ModelVersion.Status.TRAINING))
-        | Q(status=ModelVersion.Status.READY, score_chunks_total__isnull=False,
-            scored_sample_count__isnull=True)
-    ).order_by("number")
     notes: list[CycleNote] = []
     running = None
-    for v in rows:
+    for v in active_versions(project.pk).order_by("number"):
         if v.status == ModelVersion.Status.TRAINING:
-            beat = v.heartbeat_at or v.started_at
-            if beat is None or beat < lost_before:
-                notes.append(CycleNote(f"v{v.number} training, but its worker has not been heard "
-                                       f"from since {_clock(beat)}: it will be re-queued", True))
+            if not version_alive(v, now):
+                notes.append(CycleNote(
+                    f"v{v.number} training, but its worker has not been heard from since "
+                    f"{clock(v.heartbeat_at or v.started_at)}: it will be re-queued", True))
             else:
                 running = f"v{v.number} training (attempt {v.attempts})"
-                notes.append(CycleNote(f"{running} since {_clock(v.started_at)}", False))
+                notes.append(CycleNote(f"{running} since {clock(v.started_at)}", False))
         elif v.status == ModelVersion.Status.READY:
-            last = max(filter(None, (v.heartbeat_at, v.dispatched_at)), default=None)
             left = f"{v.score_chunks_done} of {v.score_chunks_total} chunks done"
-            if v.dispatched_at is None or last is None or last < lost_before:
-                notes.append(CycleNote(f"pool rescoring for v{v.number} ({left}) has had no worker "
-                                       f"since {_clock(last)}: its chunks will be sent again", True))
+            if scoring_lost(v, now):
+                notes.append(CycleNote(
+                    f"pool rescoring for v{v.number} ({left}) has had no worker since "
+                    f"{clock(last_sign_of_scoring(v))}: its chunks will be sent again", True))
             else:
                 running = f"v{v.number} rescoring the pool"
                 notes.append(CycleNote(f"{running} ({left})", False))
         else:
-            since = _clock(v.queued_at or v.created_at)
+            queued_at = v.queued_at or v.created_at
+            since = clock(queued_at)
             if v.dispatched_at is None:
                 notes.append(CycleNote(
                     f"v{v.number} queued since {since}, but the broker could not be reached: "
                     "no worker has it yet; it is sent again when the broker is back", True))
             elif running is not None:
                 notes.append(CycleNote(f"v{v.number} queued since {since}, after {running}", False))
-            elif (v.queued_at or v.created_at) < waiting_before:
+            elif queued_at < waiting_before:
                 notes.append(CycleNote(
                     f"v{v.number} waiting for a worker since {since}; no worker has taken it "
                     f"(sent {v.dispatch_count} time{'s' if v.dispatch_count != 1 else ''}). "

@@ -6,7 +6,7 @@ from ``retrain_sweep``, which every worker runs at start and every
 ``RETRAIN_SWEEP_SECONDS`` (``learning/tasks.py``). It finds:
 
 - a **training** version whose worker stopped its heartbeat for
-  ``RETRAIN_LOST_AFTER_SECONDS`` (``liveness.py``): re-queued and sent again, up to
+  ``RETRAIN_LOST_AFTER_SECONDS`` (``learning/cycle_health.py``): re-queued and sent again, up to
   ``RETRAIN_MAX_ATTEMPTS`` claims; failed with the reason when a newer version is queued
   (it trains on the newer labels instead), when the attempts are used up, or when it ran
   past the task time limit;
@@ -29,31 +29,29 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from learning.models import Alert, ModelVersion
-from learning.services.alerts import _alert
-from learning.services.dispatch import _send_chunks, _send_train
-from learning.services.liveness import (
-    _lock_project,
+from learning.cycle_health import (
     active_versions,
+    clock,
     scoring_in_progress,
     scoring_lost,
+    send_due,
     training_timed_out,
     version_alive,
 )
+from learning.models import Alert, ModelVersion
+from learning.services.alerts import _alert
+from learning.services.dispatch import _send_chunks, _send_train
+from learning.services.liveness import _lock_project
 from learning.services.scoring import _pool_score_finish
 
 logger = logging.getLogger(__name__)
-
-
-def _clock(moment: dt.datetime | None) -> str:
-    return timezone.localtime(moment).strftime("%H:%M:%S") if moment else "never"
 
 
 def _heal_training(version: ModelVersion, newer: ModelVersion | None, now: dt.datetime,
                    ) -> tuple[str, str]:
     """Re-queue or fail a training version nobody is on; return (kind, message)."""
     max_attempts = settings.RETRAIN_MAX_ATTEMPTS
-    heard = _clock(version.heartbeat_at or version.started_at)
+    heard = clock(version.heartbeat_at or version.started_at)
     if training_timed_out(version, now):
         kind = Alert.Kind.GAVE_UP
         reason = f"training ran past {settings.TRAINING_STALE_SECONDS}s, the task time limit"
@@ -110,7 +108,7 @@ def _heal_scoring(version: ModelVersion, now: dt.datetime) -> list[tuple[str, st
     if sent_before:  # else the failed send has its alert already
         found.append((Alert.Kind.SCORING_LOST, (
             f"v{version.number}: pool rescoring had no worker on it since "
-            f"{_clock(version.heartbeat_at)}; {len(left)} of {version.score_chunks_total} "
+            f"{clock(version.heartbeat_at)}; {len(left)} of {version.score_chunks_total} "
             f"chunk(s) sent again")))
     version_id, scorer_id = version.pk, version.scored_by_id
     transaction.on_commit(lambda: _send_chunks(version_id, scorer_id, left, stamped=True))
@@ -135,16 +133,14 @@ def _heal_locked(project_id: int, now: dt.datetime, *, claiming: int | None = No
         elif scoring_in_progress(version) and scoring_lost(version, now):
             found += [(version, kind, message) for kind, message in _heal_scoring(version, now)]
     busy = any(version_alive(v, now) for v in versions if v.pk != claiming)
-    redispatch_before = now - dt.timedelta(seconds=settings.RETRAIN_REDISPATCH_SECONDS)
     for version in queued:
         if version.pk == claiming or busy:
             continue
-        stale = version.dispatched_at is not None and version.dispatched_at < redispatch_before
-        if version.pk in must_send or version.dispatched_at is None or stale:
-            if stale and version.pk not in must_send:
+        if version.pk in must_send or send_due(version, now):
+            if version.dispatched_at is not None and version.pk not in must_send:
                 found.append((version, Alert.Kind.NOT_TAKEN, (
                     f"v{version.number} waiting for a worker since "
-                    f"{_clock(version.queued_at or version.created_at)}: no worker took it "
+                    f"{clock(version.queued_at or version.created_at)}: no worker took it "
                     f"(sent {version.dispatch_count} time(s)); sent again")))
             _send_train(version.pk)
     for version, kind, message in found:

@@ -1,9 +1,6 @@
 """Queue retrain requests and claim a queued version for training, healing the cycle first."""
 from __future__ import annotations
 
-import datetime as dt
-
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -11,12 +8,13 @@ from django.utils import timezone
 from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import Project
 from annotation.selectors import label_count_running
+from learning.cycle_health import project_busy, send_due
 from learning.estimators import DEFAULT_ESTIMATOR
 from learning.models import ModelVersion
 from learning.selectors import retrain_batch_start
 from learning.services.dispatch import _send_train
 from learning.services.healing import _heal_locked
-from learning.services.liveness import _lock_project, project_busy
+from learning.services.liveness import _lock_project
 
 
 @transaction.atomic
@@ -38,9 +36,7 @@ def model_version_request(
         ModelVersion.objects.filter(pk=queued.pk).update(requested_at_label_count=label_count)
         queued.requested_at_label_count = label_count
         now = timezone.now()
-        resend_before = now - dt.timedelta(seconds=settings.RETRAIN_REDISPATCH_SECONDS)
-        if ((queued.dispatched_at is None or queued.dispatched_at < resend_before)
-                and not project_busy(project.pk, now)):
+        if send_due(queued, now) and not project_busy(project.pk, now):
             _send_train(queued.pk)
         return queued
     number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
