@@ -176,14 +176,21 @@ def test_pool_scoring_chunks_lost_with_their_worker_are_sent_again(
     assert any("3 of 3 chunk(s) sent again" in line for line in done)
 
 
-def test_a_chunk_that_keeps_killing_its_worker_is_given_up(labeled_project, make_samples,
-                                                           monkeypatch, settings):
+@pytest.fixture
+def scoring_in_flight(labeled_project, make_samples, monkeypatch):
+    """A version trained and served whose 3 pool-scoring chunks were sent but not run yet."""
     monkeypatch.setattr(scoring, "SCORE_CHUNK", 4)
     make_samples(10)
     monkeypatch.setattr(dispatch, "task_group_start", lambda name, args: list(args) and None)
     version = model_version_request(project=labeled_project)
     model_version_train(version_id=version.pk)
     version.refresh_from_db()
+    assert len(version.score_chunks_left) == 3
+    return version
+
+
+def test_a_chunk_that_keeps_killing_its_worker_is_given_up(scoring_in_flight, settings):
+    version = scoring_in_flight
     first, *rest = version.score_chunks_left
     first[2] = settings.RETRAIN_MAX_ATTEMPTS  # started that often, never finished
     ModelVersion.objects.filter(pk=version.pk).update(score_chunks_left=[first, *rest])
@@ -195,13 +202,8 @@ def test_a_chunk_that_keeps_killing_its_worker_is_given_up(labeled_project, make
     assert Alert.objects.get(version=version).kind == "gave_up"
 
 
-def test_a_chunk_delivered_twice_counts_once(labeled_project, make_samples, monkeypatch):
-    monkeypatch.setattr(scoring, "SCORE_CHUNK", 4)
-    make_samples(10)
-    monkeypatch.setattr(dispatch, "task_group_start", lambda name, args: list(args) and None)
-    version = model_version_request(project=labeled_project)
-    model_version_train(version_id=version.pk)
-    version.refresh_from_db()
+def test_a_chunk_delivered_twice_counts_once(scoring_in_flight):
+    version = scoring_in_flight
     lo, hi, _runs = version.score_chunks_left[0]
     for _ in range(2):
         scoring.pool_score_chunk(version_id=version.pk, scorer_id=version.pk, lo=lo, hi=hi)
