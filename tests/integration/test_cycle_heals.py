@@ -145,8 +145,9 @@ def test_worker_killed_while_training_heals_and_serves_a_version(
     loop.label(BATCH)  # v2: its fit sleeps, heartbeat going
     loop.wait_for("v2 training", lambda: ModelVersion.objects.filter(
         project=loop.project, number=2, status="training").first(), workers, 30)
-    time.sleep(4)  # longer than the lost-after window: a live heartbeat keeps it training
-    assert ModelVersion.objects.get(project=loop.project, number=2).status == "training"
+    if not next_request:  # once is enough: slow is not dead
+        time.sleep(4)  # longer than the lost-after window: a live heartbeat keeps it training
+        assert ModelVersion.objects.get(project=loop.project, number=2).status == "training"
     before = loop.counts()
 
     workers.workers[-1].kill()
