@@ -29,7 +29,9 @@ def model_version_request(
     a request is sent again when its message never reached the broker or no worker took it
     for ``RETRAIN_REDISPATCH_SECONDS`` while nothing else of the project runs.
     """
-    _lock_project(project.pk)
+    # The locked row, not the caller's object, says which model and strategy to record:
+    # settings may have changed since the caller loaded the project.
+    locked = _lock_project(project.pk)
     label_count = label_count_running(project=project)
     queued = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.QUEUED).first()
     if queued is not None:
@@ -45,8 +47,8 @@ def model_version_request(
         number=number,
         trigger=trigger,
         requested_at_label_count=label_count,
-        estimator=(project.model_spec or {}).get("estimator", DEFAULT_ESTIMATOR),
-        query_strategy=project.query_strategy,
+        estimator=(locked.model_spec or {}).get("estimator", DEFAULT_ESTIMATOR),
+        query_strategy=locked.query_strategy,
         queued_at=timezone.now(),
     )
     _send_train(version.pk)

@@ -22,3 +22,10 @@ def test_annotator_cannot_retrain(client, project):
     response = client.post(reverse("project-retrain", args=[project.slug]))
     assert response.status_code == 403
     assert not ModelVersion.objects.exists()
+
+
+def test_the_project_page_links_to_monitoring_and_annotators(client, project):
+    client.force_login(project.owner)
+    page = client.get(reverse("project-detail", args=[project.slug])).content.decode()
+    assert reverse("project-monitoring", args=[project.slug]) in page
+    assert reverse("annotators", args=[project.slug]) in page

@@ -53,3 +53,14 @@ def test_a_retrain_after_changing_the_estimator_trains_that_estimator(
     third = _retrain(project, django_capture_on_commit_callbacks)
     clf = _classifier(third)
     assert isinstance(clf, LogisticRegression) and clf.C == 0.05
+
+
+def test_a_version_records_the_settings_of_the_row_not_of_a_stale_project_object(project):
+    """Settings changed after the caller loaded the project still decide the new version."""
+    from annotation.models import Project
+
+    stale = Project.objects.get(pk=project.pk)
+    Project.objects.filter(pk=project.pk).update(
+        model_spec={"estimator": "random_forest"}, query_strategy="margin")
+    version = model_version_request(project=stale)
+    assert (version.estimator, version.query_strategy) == ("random_forest", "margin")
