@@ -196,6 +196,7 @@ def run_wrk(url: str, body: bytes, *, auth: str | None, connections: int, durati
         "p95_ms": p95 / 1000,
         "p99_ms": p99 / 1000,
         "mean_ms": mean / 1000,
+        "status_errors": status_errors,
         "server_cpu_ms_per_req": 1000 * (cpu_after - cpu_before) / max(requests, 1),
     }
 

@@ -199,16 +199,20 @@ def served_model(*, project_id: int) -> LoadedModel:
             raise NoServedModel("this project has no served model yet; label a batch first")
         raise NoServedModel("the served model's artifact failed its integrity check")
     row = _served_row(project_id)
-    _checks[project_id] = _Check(checked_at=now, version_id=row["id"] if row else None)
     if row is None:
+        _checks[project_id] = _Check(checked_at=now, version_id=None)
         if current is not None:
             return current
         raise NoServedModel("this project has no served model yet; label a batch first")
     if current is not None and current.version_id == row["id"]:
+        _checks[project_id] = _Check(checked_at=now, version_id=row["id"])
         return current
+    # The check is recorded only once the model is loaded (or refused): a request arriving
+    # while another thread loads it must wait for that load, not take "no model" for it.
     with _lock:
         current = _served.get(project_id)
         if current is not None and current.version_id == row["id"]:
+            _checks[project_id] = _Check(checked_at=now, version_id=row["id"])
             return current
         pinned = _pinned.get((project_id, row["number"]))
         try:
@@ -216,10 +220,12 @@ def served_model(*, project_id: int) -> LoadedModel:
                 LoadedModel(version_id=row["id"], number=row["number"], estimator=_load(row))
             )
         except ArtifactRefused:
+            _checks[project_id] = _Check(checked_at=now, version_id=row["id"])
             if current is not None:
                 return current
             raise NoServedModel("the served model's artifact failed its integrity check")
         _served[project_id] = loaded
+        _checks[project_id] = _Check(checked_at=now, version_id=row["id"])
         return loaded
 
 

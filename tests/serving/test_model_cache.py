@@ -88,3 +88,40 @@ def test_pinned_version_errors(served_project):
         model_cache.version_model(project_id=served_project.pk, number=2**40)
     with pytest.raises(model_cache.VersionNotReady):
         model_cache.version_model(project_id=served_project.pk, number=2)
+
+
+def test_requests_arriving_while_the_first_load_runs_wait_for_it(monkeypatch, settings):
+    """A second worker thread must not take 'being loaded' for 'no model' (it answered 409
+    to the first concurrent predictions a fresh process got)."""
+    import threading
+
+    from sklearn.linear_model import LogisticRegression
+
+    settings.SERVING_MODEL_CHECK_SECONDS = 60.0
+    estimator = LogisticRegression().fit([[0.0], [1.0]], ["a", "b"])
+    row = {"id": 7, "number": 3, "artifact_path": "x", "artifact_sha256": "y"}
+    loading = threading.Event()
+
+    def slow_load(_row):
+        loading.set()
+        time.sleep(0.3)
+        return estimator
+
+    monkeypatch.setattr(model_cache, "_served_row", lambda project_id: row)
+    monkeypatch.setattr(model_cache, "_load", slow_load)
+    results = []
+
+    def predict():
+        try:
+            results.append(model_cache.served_model(project_id=99).number)
+        except model_cache.NoServedModel as exc:
+            results.append(exc.message)
+
+    first = threading.Thread(target=predict)
+    first.start()
+    loading.wait(5)
+    second = threading.Thread(target=predict)
+    second.start()
+    first.join()
+    second.join()
+    assert results == [3, 3]
