@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from annotation.models import ApiToken
 from core.throttling import FailureLimit, client_address
+
+logger = logging.getLogger(__name__)
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 KNOWN_KEY_SECONDS = 3600
@@ -106,11 +110,20 @@ class ProjectTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("this token's user is inactive")
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            _last_used_record(token.pk, now)
         return (token.user if token.user_id is not None else TokenUser(token)), token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def _last_used_record(token_id: int, now) -> None:
+    """Note when a token was last used: bookkeeping, which never fails the request it rides
+    on (on SQLite a busy writer can refuse it; the next request a minute on tries again)."""
+    try:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+    except DatabaseError as exc:
+        logger.warning("could not record the last use of token %s: %s", token_id, exc)
 
 
 def _refused_remember(address: str, wait: float) -> None:

@@ -72,3 +72,24 @@ def test_throttle_scopes_are_separate(served_project, token_client, settings):
     assert client.get(url).status_code == 429
     body = {"instances": [{"image_base64": _b64(png_bytes(1))}]}
     assert _predict(client, served_project, body).status_code == 200
+
+
+def test_a_last_use_the_database_refuses_to_record_never_fails_the_request(
+        served_project, client_with_token, monkeypatch):
+    """SQLite under load refused the bookkeeping update ('database is locked') and the
+    prediction it rode on answered 500."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    real_update = QuerySet.update
+
+    def busy(self, **fields):
+        if self.model is ApiToken and "last_used_at" in fields:
+            raise OperationalError("database is locked")
+        return real_update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", busy)
+    response = _predict(client_with_token, served_project,
+                        {"instances": [{"image_base64": _b64(png_bytes(1))}]})
+    assert response.status_code == 200
+    assert ApiToken.objects.get().last_used_at is None  # not recorded; tried again next time
