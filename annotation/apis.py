@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from annotation.errors import InvalidImport
 from annotation.models import ImportJob
-from annotation.permissions import CanManageProjectData
+from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanManageProjectData
 from annotation.selectors import import_job_get
 from annotation.services import import_job_create, import_job_start
 from annotation.views import export_response
@@ -32,7 +32,7 @@ SCHEMA_AUTH = [{"ProjectToken": []}]
 _ERRORS = {
     "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
     "403": ("Missing scope", "permission_denied", "this token lacks the 'admin' scope", None),
-    "404": ("Unknown project", "not_found", "no project 'nope'", None),
+    "404": PROJECT_NOT_FOUND_EXAMPLE,
     "429": THROTTLED,
 }
 _JOB_EXAMPLE = {

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from annotation import label_limits
 from annotation.models import Label, Sample
-from annotation.permissions import CanLabelProject
+from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanLabelProject
 from annotation.services import label_submit, sample_lease_next
 from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from core.fast_json import (
@@ -38,7 +38,7 @@ _ERRORS = {
     "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
     "403": ("Not a member", "permission_denied",
             "you have no owner/scientist/annotator role in project 'digits'", None),
-    "404": ("Unknown project", "not_found", "no project 'nope'", None),
+    "404": PROJECT_NOT_FOUND_EXAMPLE,
     "429": THROTTLED,
 }
 

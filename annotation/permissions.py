@@ -20,6 +20,11 @@ def project_not_found(slug: object) -> NotFound:
     return NotFound(f"no project {slug!r} that these credentials can reach")
 
 
+# The OpenAPI example of that answer, for every project-scoped view.
+PROJECT_NOT_FOUND_EXAMPLE = ("Unknown project", "not_found",
+                             str(project_not_found("nope").detail), None)
+
+
 def _project_or_404(view) -> Project:
     slug = view.kwargs.get("slug")
     project = Project.objects.select_related("owner").filter(slug=slug).first()

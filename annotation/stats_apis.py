@@ -15,7 +15,7 @@ from annotation.annotator_stats import (
     annotator_stats,
 )
 from annotation.apis import AUTHENTICATION, SCHEMA_AUTH
-from annotation.permissions import CanManageProjectData
+from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanManageProjectData
 from core.api_docs import THROTTLED, error_examples, error_responses
 from core.throttling import TokenScopedRateThrottle
 
@@ -130,7 +130,7 @@ class AnnotatorStatsApi(APIView):
                 "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
                 "403": ("Annotator", "permission_denied",
                         "you have no owner/scientist role in project 'digits'", None),
-                "404": ("Unknown project", "not_found", "no project 'nope'", None),
+                "404": PROJECT_NOT_FOUND_EXAMPLE,
                 "429": THROTTLED,
             }),
         ],

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from serving import model_cache
 from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from annotation.authentication import ProjectTokenAuthentication
+from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE
 from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
 from core.request_limits import BodySizeLimitMixin
@@ -23,7 +24,8 @@ CLIENT_SCOPES = (ApiToken.Scope.PREDICT, ApiToken.Scope.FEEDBACK, ApiToken.Scope
 
 _ERRORS = {
     "401": ("No token", "not_authenticated", "Authentication credentials were not provided.", None),
-    "403": ("Wrong project", "permission_denied", "this token belongs to another project", None),
+    "403": ("Personal token", "permission_denied",
+            "this token lacks the 'predict' or 'feedback' or 'admin' scope", None),
     "404": ("Unknown version", "unknown_version", "this project has no model version 9",
             {"version": 9}),
     "429": THROTTLED,
@@ -70,7 +72,7 @@ class ModelVersionListApi(APIView):
                  "trained_on_label_count": 100, "is_served": False,
                  "created_at": "2026-11-21T19:40:00Z"},
             ]),
-            *error_examples({**_ERRORS, "404": ("Unknown project", "not_found", "no project 'nope'", None)}),
+            *error_examples({**_ERRORS, "404": PROJECT_NOT_FOUND_EXAMPLE}),
         ],
     )
     def get(self, request: Request, slug: str) -> Response:
