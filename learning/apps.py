@@ -13,6 +13,6 @@ class LearningConfig(AppConfig):
         hooks.register(
             labels_added=services.model_version_request_if_due,
             samples_added=tasks.pool_cold_start_after_commit,
-            served_model=selectors.model_version_served,
+            served_model=selectors.model_version_served_summary,
             batch_start=selectors.retrain_batch_start,
         )

@@ -29,6 +29,13 @@ def model_version_served(*, project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, is_served=True).first()
 
 
+def model_version_served_summary(*, project: Project) -> ModelVersion | None:
+    """The served version with only its number and accuracy loaded: what annotation's
+    ``served_model`` hook answers, once per label on the Python path, without the metrics."""
+    return (ModelVersion.objects.filter(project=project, is_served=True)
+            .only("id", "number", "accuracy").first())
+
+
 def retrain_batch_start(*, project: Project) -> int:
     """The newest version's ``requested_at_label_count``: where the current batch began."""
     return (

@@ -29,3 +29,15 @@ def test_the_project_page_links_to_monitoring_and_annotators(client, project):
     page = client.get(reverse("project-detail", args=[project.slug])).content.decode()
     assert reverse("project-monitoring", args=[project.slug]) in page
     assert reverse("annotators", args=[project.slug]) in page
+
+
+def test_the_served_model_hook_loads_number_and_accuracy_only(project, django_assert_num_queries):
+    """The label ledger asks it once per label: no metrics JSON, no confusion matrix."""
+    from annotation import hooks
+
+    ModelVersion.objects.create(project=project, number=1, status="ready", is_served=True,
+                                accuracy=0.9, metrics={"confusion_matrix": [[1] * 50] * 50})
+    with django_assert_num_queries(1) as captured:
+        served = hooks.served_model(project=project)
+        assert (served.number, served.accuracy) == (1, 0.9)
+    assert "metrics" not in captured.captured_queries[0]["sql"]
