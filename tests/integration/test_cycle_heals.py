@@ -238,7 +238,15 @@ def test_broker_stopped_during_a_batch_the_queued_retrain_runs_when_it_is_back(
         loop.predict(1)  # serving goes on without the broker
         page = Client()
         page.force_login(loop.project.owner)
-        html = page.get(reverse("project-detail", args=[loop.project.slug])).content.decode()
+        # A worker's sweeper may be mid-attempt (version stamped as sent until the broker
+        # refuses the connection, up to its 5 s connect timeout): the page then reads
+        # "waiting for a worker". Once the attempt fails it says why.
+        deadline = time.monotonic() + 15
+        while True:
+            html = page.get(reverse("project-detail", args=[loop.project.slug])).content.decode()
+            if "the broker could not be reached" in html or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert "v2 queued since" in html and "the broker could not be reached" in html
         before = loop.counts()
         time.sleep(max(0.0, 12 - (time.monotonic() - stopped)))  # a 12 s outage
