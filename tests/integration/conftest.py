@@ -24,8 +24,9 @@ from tests.conftest import require_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A Redis database of its own, flushed before each worker starts, so messages left over by
-# other runs (or by the development stack on db 0) can never reach this worker.
-INTEGRATION_REDIS_DB = 14
+# other runs (or by the development stack on db 0) can never reach this worker. Two suites
+# running at once on one machine each set INTEGRATION_REDIS_DB to a database of their own.
+INTEGRATION_REDIS_DB = int(os.environ.get("INTEGRATION_REDIS_DB", "14"))
 WORKER_READY_TIMEOUT = 60.0
 TASK_NAME = "learning.tasks.model_version_train_task"
 
