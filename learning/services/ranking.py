@@ -36,7 +36,9 @@ def _rank_top(project: Project, estimator, *, seed: int) -> None:
     """
     if project.query_strategy not in ("default", "diverse_margin"):
         return
-    n = project.batch_size * RANKED_BATCHES
+    # Only the diverse head is reranked (its cost is bounded, whatever the batch size); the
+    # samples after it keep their uncertainty scores, which already order them.
+    n = min(project.batch_size * RANKED_BATCHES, strategies.DIVERSE_MAX_PICKS)
     pool = Sample.objects.filter(project=project).in_pool().unlabeled()
     top = list(pool.order_by("-score", "random_key")
                .values_list("pk", flat=True)[: n * strategies.DEFAULT_CANDIDATES_PER_PICK])

@@ -125,3 +125,31 @@ def test_default_mixes_in_random_exploration(fitted):
         picked = strategies.select_batch(estimator, X, n=10, strategy="default", seed=seed)
         outside += len(set(picked.tolist()) - margin_top)
     assert 0 < outside < 60  # about 10% of 200 picks come from anywhere in the pool
+
+
+def test_a_huge_batch_clusters_a_bounded_head_and_ranks_the_rest_by_score(monkeypatch):
+    """Issue 17: k-means over batch_size x 10 candidates kept a worker busy for minutes at
+    batch size 100,000. The diverse head is bounded; the rest follows by score, no repeats."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6000, 4))
+    estimator = LogisticRegression(max_iter=200).fit(X[:200], (X[:200, 0] > 0).astype(int))
+    clusters = []
+    real_kmeans = strategies.KMeans
+
+    def recording_kmeans(*args, n_clusters, **kwargs):
+        clusters.append(n_clusters)
+        return real_kmeans(*args, n_clusters=n_clusters, **kwargs)
+
+    monkeypatch.setattr(strategies, "KMeans", recording_kmeans)
+    n = 5000
+    picked = strategies.select_batch(estimator, X, n=n, strategy="diverse_margin", seed=0)
+    assert clusters == [strategies.DIVERSE_MAX_PICKS]
+    assert len(picked) == n and len(set(picked.tolist())) == n
+    scores = strategies.uncertainty_scores(estimator, X, strategy="diverse_margin")
+    tail = picked[strategies.DIVERSE_MAX_PICKS:]
+    assert np.all(np.diff(scores[tail]) <= 0), "after the diverse head, picks follow the score"
+    head = set(picked[: strategies.DIVERSE_MAX_PICKS].tolist())
+    unpicked = np.setdiff1d(np.arange(len(X)), picked)
+    # Every row left out scores no higher than the tail's lowest: the tail is the top rest.
+    assert scores[unpicked].max() <= scores[tail].min() + 1e-12
+    assert head.isdisjoint(tail.tolist())
