@@ -79,9 +79,12 @@ else
 	  --log-level warning config.wsgi:application
 endif
 
-## A Celery worker on its own (scale out: run more of these, on more machines).
+## A Celery worker on its own (scale out: run more of these, on more machines). QUEUES picks
+## the kinds of work it takes (default, imports, training, scoring; comma-separated): all by
+## default, e.g. `make worker QUEUES=scoring` for a scoring-only machine.
+QUEUES ?= default,imports,training,scoring
 worker: setup
-	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY)
+	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) -Q $(QUEUES)
 
 clean:
 	rm -rf $(VENV) var

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -161,6 +162,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
+# Queues by kind of work, so a long import never delays a retrain and scoring can get
+# machines of its own. A worker started without -Q consumes all of them; `make worker
+# QUEUES=scoring` (celery's -Q) only some. Tasks not named below go to "default".
+CELERY_TASK_QUEUE_NAMES = ("default", "imports", "training", "scoring")
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in CELERY_TASK_QUEUE_NAMES)
+CELERY_TASK_ROUTES = {
+    "annotation.tasks.import_job_run_task": {"queue": "imports", "routing_key": "imports"},
+    "learning.tasks.model_version_train_task": {"queue": "training", "routing_key": "training"},
+    "learning.tasks.pool_cold_start_task": {"queue": "training", "routing_key": "training"},
+    "learning.tasks.pool_score_chunk_task": {"queue": "scoring", "routing_key": "scoring"},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
