@@ -1,13 +1,15 @@
 """Save, hash and load pickled files: the only place in the code base that unpickles.
 
-Every pickled file under ``ARTIFACT_ROOT`` (model artifacts, cached featurizers) has the
-sha256 of its bytes recorded in the database when it is written: ``ModelVersion`` for
-model artifacts, ``CachedFile`` for anything a worker keeps for itself. Loading reads the
-bytes once, checks them against that record and only then unpickles those same bytes, so a
-file written by anyone else (whoever can write to the artifact root cannot also rewrite
-the database) is refused before a byte of it is unpickled. Other caches under the root are
-plain numbers (``.npy`` and ``.npz`` loaded with ``allow_pickle=False``), which cannot run
-code.
+Every pickled file in the artifact storage (model artifacts, cached featurizers; the local
+``ARTIFACT_ROOT`` or the bucket of ``STORAGE_URL``, see ``core/storage.py``) has the sha256
+of its bytes recorded in the database when it is written: ``ModelVersion`` for model
+artifacts, ``CachedFile`` for anything a worker keeps for later. Loading reads the bytes
+once, checks them against that record and only then unpickles those same bytes, so a file
+written by anyone else (whoever can write to the storage cannot also rewrite the database)
+is refused before a byte of it is unpickled. Bytes fetched from a bucket are kept per
+machine under ``LOCAL_CACHE_DIR/downloaded/<sha256>`` and checked again on every load.
+Other caches are plain numbers (``.npy`` and ``.npz`` loaded with ``allow_pickle=False``),
+which cannot run code, kept per machine under ``LOCAL_CACHE_DIR``.
 """
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import io
 import logging
 import shutil
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import joblib
 from django.conf import settings
+from django.core.files.base import ContentFile
 from sklearn.base import ClassifierMixin
 
+from core.storage import artifact_storage, storage_is_local
 from learning.models import CachedFile
 
 logger = logging.getLogger(__name__)
@@ -32,17 +36,34 @@ class ArtifactError(Exception):
 
 
 def artifact_root() -> Path:
+    """The local artifact folder (where the artifact storage is the local disk)."""
     return Path(settings.ARTIFACT_ROOT)
 
 
-def _write(data: bytes, relative: str) -> str:
-    """Write ``data`` at ``relative`` under the root (atomically); return its sha256."""
-    path = artifact_root() / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return hashlib.sha256(data).hexdigest()
+def local_cache_root() -> Path:
+    """This machine's caches, rebuilt from the database or the storage when missing."""
+    return Path(settings.LOCAL_CACHE_DIR)
+
+
+def _checked_name(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    if not path or path.startswith("/") or ".." in parts or "\\" in path:
+        raise ArtifactError(f"artifact path {path!r} is outside the artifact storage")
+    return path
+
+
+def _write(data: bytes, relative: str) -> tuple[str, str]:
+    """Store ``data`` as ``relative`` (a fresh name); return (name stored, sha256)."""
+    name = artifact_storage().save(_checked_name(relative), ContentFile(data))
+    return name, hashlib.sha256(data).hexdigest()
+
+
+def delete(path: str) -> None:
+    """Remove a stored artifact (missing is fine)."""
+    try:
+        artifact_storage().delete(_checked_name(path))
+    except (OSError, ArtifactError) as exc:
+        logger.warning("could not delete artifact %r: %s", path, exc)
 
 
 def _pickled(obj: object, **options) -> bytes:
@@ -51,22 +72,38 @@ def _pickled(obj: object, **options) -> bytes:
     return buffer.getvalue()
 
 
+def _read(path: str, sha256: str) -> bytes:
+    """The bytes of ``path``: from this machine's download cache when the storage is remote."""
+    storage = artifact_storage()
+    cached = None if storage_is_local(storage) else local_cache_root() / "downloaded" / sha256
+    if cached is not None:
+        try:
+            return cached.read_bytes()
+        except OSError:
+            pass
+    try:
+        with storage.open(path, "rb") as stream:
+            data = stream.read()
+    except Exception as exc:  # noqa: BLE001 (OSError locally; botocore's errors from a bucket)
+        raise ArtifactError(f"cannot read artifact {path!r}: {exc}") from exc
+    if cached is not None and hashlib.sha256(data).hexdigest() == sha256:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{sha256}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cached)
+    return data
+
+
 def _verified_load(path: str, sha256: str) -> object:
-    """Unpickle the file at ``path`` (relative to the root) if its bytes hash to ``sha256``.
+    """Unpickle the stored file ``path`` if its bytes hash to ``sha256``.
 
     The one loader of pickled files: the bytes are read once, hashed, and the same bytes
     are unpickled, so the file cannot change between the check and the load.
     """
-    root = artifact_root().resolve()
-    full = (root / path).resolve()
-    if root not in full.parents:
-        raise ArtifactError(f"artifact path {path!r} is outside the artifact root")
+    _checked_name(path)
     if len(sha256) != 64:
         raise ArtifactError(f"artifact {path!r} has no recorded sha256")
-    try:
-        data = full.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"cannot read artifact {path!r}: {exc}") from exc
+    data = _read(path, sha256)
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise ArtifactError(f"artifact {path!r} sha256 {actual} does not match {sha256}")
@@ -76,7 +113,7 @@ def _verified_load(path: str, sha256: str) -> object:
 def save(estimator: ClassifierMixin, *, project_id: int, number: int) -> tuple[str, str]:
     """Write the estimator and return (path relative to the artifact root, sha256)."""
     relative = f"{project_id}/v{number}-{uuid.uuid4().hex[:12]}.joblib"
-    return relative, _write(_pickled(estimator, compress=3), relative)
+    return _write(_pickled(estimator, compress=3), relative)
 
 
 def load(*, path: str, sha256: str) -> ClassifierMixin:
@@ -84,8 +121,8 @@ def load(*, path: str, sha256: str) -> ClassifierMixin:
     return _verified_load(path, sha256)
 
 
-def _featurizer_dir(project_id: int) -> Path:
-    return artifact_root() / "featurizers" / str(project_id)
+def _featurizer_folder(project_id: int) -> str:
+    return f"featurizers/{project_id}"
 
 
 def featurizer_cached(*, project_id: int, key: str):
@@ -109,26 +146,32 @@ def featurizer_cached(*, project_id: int, key: str):
 
 
 def featurizer_rows_dir(*, project_id: int, key: str) -> Path:
-    """Where the rows that featurizer ``key`` made of the project's texts are kept."""
-    return _featurizer_dir(project_id) / f"{key}.rows"
+    """Where this machine keeps the rows that featurizer ``key`` made of the project's texts."""
+    return local_cache_root() / _featurizer_folder(project_id) / f"{key}.rows"
 
 
 def featurizer_store(featurizer, *, project_id: int, key: str) -> None:
     """Keep a fitted featurizer for the next retrain over the same samples, with its sha256
-    in the database; older keys, and the rows they made, go."""
-    relative = f"featurizers/{project_id}/{key}.{uuid.uuid4().hex[:12]}.joblib"
-    sha256 = _write(_pickled(featurizer), relative)
+    in the database; older keys, and the rows they made on this machine, go."""
+    folder = _featurizer_folder(project_id)
+    name, sha256 = _write(_pickled(featurizer), f"{folder}/{key}.{uuid.uuid4().hex[:12]}.joblib")
     CachedFile.objects.update_or_create(
         project_id=project_id, kind=CachedFile.Kind.FEATURIZER, key=key,
-        defaults={"path": relative, "sha256": sha256},
+        defaults={"path": name, "sha256": sha256},
     )
     CachedFile.objects.filter(project_id=project_id, kind=CachedFile.Kind.FEATURIZER).exclude(
         key=key).delete()
-    kept = {Path(relative).name, f"{key}.rows"}
-    for old in _featurizer_dir(project_id).iterdir():
-        if old.name in kept or old.name.endswith(".tmp"):
-            continue  # a .tmp may be another worker's file in the making
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+    storage = artifact_storage()
+    try:
+        _dirs, files = storage.listdir(folder)
+    except OSError:
+        files = []
+    for old in files:
+        # Only finished featurizer files: a .tmp may be another worker's file in the making.
+        if old.endswith(".joblib") and old != PurePosixPath(name).name:
+            delete(f"{folder}/{old}")
+    rows_root = local_cache_root() / folder
+    if rows_root.is_dir():
+        for old in rows_root.glob("*.rows"):
+            if old.name != f"{key}.rows":
+                shutil.rmtree(old, ignore_errors=True)

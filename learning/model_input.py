@@ -80,7 +80,7 @@ def _cache_dir(project: Project) -> Path | None:
         key = "tabular-" + hashlib.sha256("\x1f".join(project.columns).encode()).hexdigest()[:12]
     else:
         return None  # texts stay in the database; TF-IDF is refitted on them each retrain
-    return Path(settings.ARTIFACT_ROOT) / "features" / str(project.pk) / key
+    return Path(settings.LOCAL_CACHE_DIR) / "features" / str(project.pk) / key
 
 
 def _numeric_table(project: Project, rows: Sequence[dict | None]) -> np.ndarray | None:

@@ -18,6 +18,7 @@ def require_service(name: str, reason: str) -> None:
 def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.ARTIFACT_ROOT = tmp_path / "media" / "artifacts"
+    settings.LOCAL_CACHE_DIR = tmp_path / "media" / "artifacts"
     model_cache.clear()
     yield
     model_cache.clear()

@@ -11,6 +11,8 @@ import environ
 from csp.constants import NONE, SELF
 from kombu import Queue
 
+from core.storage import storages_from_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -321,3 +323,21 @@ LOGGING = {
     },
 }
 ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(MEDIA_ROOT / "artifacts")))
+# Files that must outlive a process go through Django's storage API (core/storage.py): the
+# local disk (MEDIA_ROOT, ARTIFACT_ROOT) by default, an S3-compatible bucket with
+# STORAGE_URL=s3://bucket/prefix, so web and worker machines share nothing but the
+# database, the broker and the bucket.
+STORAGE_URL = env("STORAGE_URL", default="")
+STORAGES = {
+    **storages_from_url(
+        STORAGE_URL,
+        endpoint_url=env("AWS_S3_ENDPOINT_URL", default=""),
+        region_name=env("AWS_S3_REGION_NAME", default=""),
+        access_key=env("AWS_ACCESS_KEY_ID", default=""),
+        secret_key=env("AWS_SECRET_ACCESS_KEY", default=""),
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Per-machine caches rebuilt from the database when missing: featurized rows, artifacts
+# downloaded from the bucket. Never shared between machines.
+LOCAL_CACHE_DIR = Path(env("LOCAL_CACHE_DIR", default=str(ARTIFACT_ROOT)))

@@ -83,7 +83,7 @@ def _record_if_still_claimed(version: ModelVersion) -> bool:
             logger.warning("%s: claim %s was lost (now %s); its result is dropped",
                            version, version.attempts, current)
             if version.artifact_path:
-                (artifacts.artifact_root() / version.artifact_path).unlink(missing_ok=True)
+                artifacts.delete(version.artifact_path)
             return False
         version.heartbeat_at = timezone.now()
         version.save()

@@ -233,9 +233,92 @@ class WorkerFactory:
             print(f"----- celery worker log ({worker.log_path}) -----\n{worker.log()}")
 
 
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3 server for the tests: moto in server mode (a subprocess), with one bucket.
+
+    Yields the settings a machine needs to use it (``STORAGE_URL``'s bucket, endpoint,
+    region, credentials); moto accepts any credentials.
+    """
+    try:
+        import boto3
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        require_service("S3 (moto server)", f"moto[server] and boto3 are not installed: {exc}")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    config = {"AWS_S3_ENDPOINT_URL": endpoint, "AWS_S3_REGION_NAME": "us-east-1",
+              "AWS_ACCESS_KEY_ID": "integration", "AWS_SECRET_ACCESS_KEY": "integration"}
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="integration", aws_secret_access_key="integration")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket="integration")
+            break
+        except Exception:  # noqa: BLE001 (not listening yet)
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the moto S3 server did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+    try:
+        yield {"bucket": "integration", "client": client, **config}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def storage(request, settings, tmp_path):
+    """Where files live for this test: ``local`` (one shared disk, the default) or ``s3``.
+
+    With ``s3`` (parametrize indirectly), this process (the web) and the workers keep files
+    in a bucket of a moto server, under a prefix of this test's own, and the workers get
+    local directories of their own: anything that still needs a shared disk fails.
+    Returns the environment the workers need on top of the defaults.
+    """
+    mode = getattr(request, "param", "local")
+    if mode == "local":
+        return {}
+    from core.storage import storages_from_url
+
+    server = request.getfixturevalue("s3_server")
+    url = f"s3://{server['bucket']}/{uuid.uuid4().hex[:12]}"
+    settings.STORAGE_URL = url
+    settings.STORAGES = {
+        **settings.STORAGES,
+        **storages_from_url(url, endpoint_url=server["AWS_S3_ENDPOINT_URL"],
+                            region_name=server["AWS_S3_REGION_NAME"],
+                            access_key=server["AWS_ACCESS_KEY_ID"],
+                            secret_key=server["AWS_SECRET_ACCESS_KEY"]),
+    }
+    worker_disk = tmp_path / "worker-machine"
+    return {
+        "STORAGE_URL": url,
+        **{key: value for key, value in server.items() if key.startswith("AWS_")},
+        "MEDIA_ROOT": str(worker_disk / "media"),
+        "ARTIFACT_ROOT": str(worker_disk / "artifacts"),
+        "LOCAL_CACHE_DIR": str(worker_disk / "cache"),
+    }
+
+
 @pytest.fixture
 def celery_workers(integration_broker_url, live_server, transactional_db, _isolated_media,
-                   settings, tmp_path):
+                   settings, tmp_path, storage):
     """A ``WorkerFactory`` on the integration Redis db.
 
     It depends on ``live_server``/``transactional_db`` so that its workers are stopped
@@ -253,8 +336,10 @@ def celery_workers(integration_broker_url, live_server, transactional_db, _isola
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+        "LOCAL_CACHE_DIR": str(settings.LOCAL_CACHE_DIR),
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        **storage,
     }
     factory = WorkerFactory(base_env, tmp_path, integration_broker_url)
     try:

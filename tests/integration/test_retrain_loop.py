@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -97,9 +98,12 @@ def _wait_for_training(project, worker, label_count: int) -> ModelVersion:
         time.sleep(0.25)
 
 
+@pytest.mark.parametrize("storage", ["local", "s3"], indirect=True)
 def test_labels_over_http_retrain_in_worker_and_predict_names_the_new_version(
-    live_server, celery_worker
+    live_server, storage, celery_worker, settings
 ):
+    """Run twice: on one shared disk, and with files in an S3 bucket (moto) while this
+    process and the worker have local directories of their own."""
     project = ProjectFactory(batch_size=10, labels=["0", "1", "2"], image_size=8)
     truth: dict[int, str] = {}
     for split, n in ((Sample.Split.POOL, N_POOL), (Sample.Split.TEST, N_TEST)):
@@ -185,3 +189,15 @@ def test_labels_over_http_retrain_in_worker_and_predict_names_the_new_version(
     assert log.outcome == PredictionLog.Outcome.OK
     assert log.status_code == 200
     assert log.predicted_label == prediction["label"]
+
+    if storage:  # S3: every file is in the bucket, none on this process's disk
+        from django.core.files.storage import default_storage
+
+        from core.storage import artifact_storage
+
+        assert artifact_storage().exists(served.artifact_path)
+        assert not (Path(settings.ARTIFACT_ROOT) / served.artifact_path).exists()
+        image_name = Sample.objects.filter(project=project).first().image.name
+        assert default_storage.exists(image_name)
+        assert not (Path(settings.MEDIA_ROOT) / image_name).exists()
+        assert not list(Path(settings.MEDIA_ROOT).rglob("*.png"))
