@@ -63,6 +63,9 @@ class ModelVersion(models.Model):
     artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
     sklearn_version = models.CharField(max_length=30, blank=True, default="")
     is_served = models.BooleanField(default=False)
+    # When the version last began to be served (null: never served). "Roll back" goes to
+    # the newest earlier version that was ever served.
+    served_at = models.DateTimeField(null=True, blank=True)
     promotion_note = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -80,6 +83,46 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} v{self.number} ({self.status})"
+
+
+class TrainingSnapshot(models.Model):
+    """The ids of the labels a version was trained and tested on, recorded at training.
+
+    Labels are never deleted (a correction supersedes one and adds another), so these ids
+    name the exact training set however the labels change later. Stored compactly: the
+    sorted ids as int64 deltas, zlib-compressed (``learning.label_snapshots``); their
+    sha256 is ``ModelVersion.label_snapshot_sha256``, checked on every read.
+    """
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
+                                   related_name="training_snapshot", primary_key=True)
+    label_count = models.PositiveIntegerField()
+    label_ids = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.label_count} labels)"
+
+
+class SimulationRun(models.Model):
+    """A ``simulate`` run recorded for a project: the mean learning curve per strategy, so
+    the project page can draw the random baseline beside the project's own curve."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="simulation_runs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=300)
+    model = models.CharField(max_length=100)
+    batch_size = models.PositiveIntegerField()
+    seeds = models.PositiveIntegerField()
+    full_accuracy = models.FloatField()
+    # {strategy: {"accuracy": [[labels, value], ...], "macro_f1": [[labels, value], ...],
+    #             "labels_to_95": n|None, "labels_to_99": n|None}}
+    curves = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} simulate {self.source} {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class CachedFile(models.Model):

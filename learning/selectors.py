@@ -1,5 +1,5 @@
 """Reads of model versions for pages and APIs: the list, the served one, staleness, the
-curve, the health of the retrain cycle and its alerts."""
+health of the retrain cycle and its alerts."""
 from __future__ import annotations
 
 import datetime as dt
@@ -65,40 +65,6 @@ def ranking_staleness(*, project: Project) -> Staleness:
         return Staleness(version=None, labels_since=labels.count(), scoring=scoring)
     return Staleness(version=served.number, scoring=scoring,
                      labels_since=labels.filter(pk__gt=served.last_label_id).count())
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    number: int
-    labels: int
-    macro_f1: float
-    x: float  # position in the chart, 0-100
-    y: float
-
-
-@dataclass(frozen=True)
-class LearningCurve:
-    points: list[CurvePoint]
-    polyline: str  # "x,y x,y ..." for an SVG polyline in a 100 x 100 box
-    max_labels: int
-
-
-def learning_curve(*, project: Project) -> LearningCurve:
-    """Return macro-F1 on the test split against labels trained on, one point per version."""
-    rows = list(
-        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY,
-                                    macro_f1__isnull=False, trained_on_label_count__isnull=False)
-        .order_by("number").values_list("number", "trained_on_label_count", "macro_f1")
-    )
-    max_labels = max((labels for _n, labels, _f in rows), default=0)
-    points = [
-        CurvePoint(number=n, labels=labels, macro_f1=f1,
-                   x=round(100.0 * labels / max_labels, 2) if max_labels else 0.0,
-                   y=round(100.0 * (1.0 - f1), 2))
-        for n, labels, f1 in rows
-    ]
-    return LearningCurve(points=points, max_labels=max_labels,
-                         polyline=" ".join(f"{p.x},{p.y}" for p in points))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
@@ -192,25 +192,30 @@ def _subset(X, idx: np.ndarray):
     return X[idx]
 
 
-def _labels_to(curves: list[list[tuple[int, float]]], target: float) -> float | None:
+def _labels_to(curves: list[list[tuple[int, float, float]]], target: float) -> float | None:
     firsts = []
     for curve in curves:
-        firsts.append(next((n for n, acc in curve if acc >= target), math.inf))
+        firsts.append(next((n for n, acc, _f1 in curve if acc >= target), math.inf))
     median = float(np.median(firsts))
     if math.isinf(median):
         return None
     return int(median) if median.is_integer() else median
 
 
-def _accuracy(model, X_test, y_test, y_labeled) -> float:
+def _scores(model, X_test, y_test, y_labeled) -> tuple[float, float]:
+    """Test accuracy and macro-F1 (over the classes in the test split, as training does)."""
     if model is None:  # one class so far: the only sensible guess is that class
-        return float(np.mean(y_test == y_labeled[0]))
-    return float(accuracy_score(y_test, model.predict(X_test)))
+        predicted = np.full(len(y_test), y_labeled[0])
+    else:
+        predicted = model.predict(X_test)
+    return (float(accuracy_score(y_test, predicted)),
+            float(f1_score(y_test, predicted, labels=np.unique(y_test), average="macro",
+                           zero_division=0)))
 
 
 def _replay(X_pool, y_pool, X_test, y_test, *, estimator, strategy: str, seed: int,
-            batch_size: int, budget: int, seed_labels: int) -> list[tuple[int, float]]:
-    """Return [(labels, test accuracy), ...] of one strategy from one random seed set."""
+            batch_size: int, budget: int, seed_labels: int) -> list[tuple[int, float, float]]:
+    """Return [(labels, test accuracy, macro-F1), ...] of one strategy from one seed set."""
     with threadpool_limits(1):
         n_pool = len(y_pool)
         labeled = np.zeros(n_pool, dtype=bool)
@@ -221,7 +226,7 @@ def _replay(X_pool, y_pool, X_test, y_test, *, estimator, strategy: str, seed: i
             model = None
             if len(np.unique(y_pool[idx])) >= 2:
                 model = clone(estimator).fit(X_pool[idx], y_pool[idx])
-            curve.append((int(labeled.sum()), _accuracy(model, X_test, y_test, y_pool[idx])))
+            curve.append((int(labeled.sum()), *_scores(model, X_test, y_test, y_pool[idx])))
             if labeled.sum() >= budget or labeled.all():
                 return curve
             unlabeled = np.flatnonzero(~labeled)
@@ -291,12 +296,14 @@ def simulate(
         by_strategy[name].append(curve)
     results = {}
     for name, runs in by_strategy.items():
-        counts_ = [n for n, _acc in runs[0]]
-        mean = np.mean([[acc for _n, acc in run] for run in runs], axis=0)
+        counts_ = [n for n, _acc, _f1 in runs[0]]
+        mean = np.mean([[acc for _n, acc, _f1 in run] for run in runs], axis=0)
+        mean_f1 = np.mean([[f1 for _n, _acc, f1 in run] for run in runs], axis=0)
         results[name] = {
             "labels_to_95": _labels_to(runs, 0.95 * full_accuracy),
             "labels_to_99": _labels_to(runs, 0.99 * full_accuracy),
             "curve": [[n, round(float(a), 5)] for n, a in zip(counts_, mean)],
+            "curve_macro_f1": [[n, round(float(f), 5)] for n, f in zip(counts_, mean_f1)],
             "final_accuracy": round(float(mean[-1]), 5),
         }
     return {

@@ -8,9 +8,9 @@ from annotation.models import Project
 from annotation.access import SCIENCE_ROLES
 from annotation.page_access import project_page
 from annotation.selectors import project_progress, project_role
+from learning.curves import learning_curve
 from learning.selectors import (
     alert_list,
-    learning_curve,
     model_version_list,
     model_version_served,
     ranking_staleness,

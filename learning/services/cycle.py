@@ -6,8 +6,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from learning import artifacts
-from learning.models import ModelVersion
+from learning import artifacts, label_snapshots
+from learning.models import ModelVersion, TrainingSnapshot
 from learning.services.alerts import _alerts_resolve
 from learning.services.dispatch import _start_next_queued
 from learning.services.liveness import heartbeat
@@ -37,15 +37,16 @@ def model_version_train(*, version_id: int) -> ModelVersion | None:
 
 
 def _train_claimed(version: ModelVersion) -> ModelVersion | None:
+    label_ids: list[int] = []
     try:
-        _fit(version)
+        label_ids = _fit(version)
         version.status = ModelVersion.Status.READY
     except Exception as exc:  # any failure must be recorded on the version, never lost
         logger.exception("training %s failed", version)
         version.status = ModelVersion.Status.FAILED
         version.error = f"{type(exc).__name__}: {exc}"
     version.finished_at = timezone.now()
-    if not _record_if_still_claimed(version):
+    if not _record_if_still_claimed(version, label_ids):
         return None
     if version.status == ModelVersion.Status.READY:
         try:
@@ -72,10 +73,11 @@ def _train_claimed(version: ModelVersion) -> ModelVersion | None:
     return version
 
 
-def _record_if_still_claimed(version: ModelVersion) -> bool:
-    """Save the training's outcome if the version is still this claim's. A worker the
-    sweeper took for dead (it was silent too long) finds its version re-queued or failed
-    and another attempt under way: its result is dropped, the newer claim's counts."""
+def _record_if_still_claimed(version: ModelVersion, label_ids: list[int]) -> bool:
+    """Save the training's outcome, with the ids of the labels it used, if the version is
+    still this claim's. A worker the sweeper took for dead (it was silent too long) finds
+    its version re-queued or failed and another attempt under way: its result is dropped,
+    the newer claim's counts."""
     with transaction.atomic():
         current = (ModelVersion.objects.select_for_update().filter(pk=version.pk)
                    .values_list("status", "attempts").first())
@@ -87,4 +89,7 @@ def _record_if_still_claimed(version: ModelVersion) -> bool:
             return False
         version.heartbeat_at = timezone.now()
         version.save()
+        if version.status == ModelVersion.Status.READY and label_ids:
+            TrainingSnapshot.objects.update_or_create(version=version, defaults={
+                "label_count": len(label_ids), "label_ids": label_snapshots.encode(label_ids)})
     return True

@@ -4,8 +4,10 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 from sklearn.metrics import f1_score
 
+from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import Project, Sample
 from annotation.selectors import labeled_samples
 from learning import artifacts
@@ -41,8 +43,9 @@ def model_version_promote(*, version: ModelVersion, note: str = "") -> ModelVers
         is_served=False
     )
     version.is_served = True
+    version.served_at = timezone.now()
     version.promotion_note = note or version.promotion_note
-    version.save(update_fields=["is_served", "promotion_note"])
+    version.save(update_fields=["is_served", "served_at", "promotion_note"])
     return version
 
 
@@ -76,3 +79,37 @@ def _promote_if_better(version: ModelVersion) -> None:
             f"{served_f1:.3f} on the same test labels"
         )
         version.save(update_fields=["promotion_note"])
+
+
+def model_version_serve_by(*, version: ModelVersion, user, rollback: bool,
+                           expected_served: int | None) -> ModelVersion | None:
+    """Serve ``version`` at the request of ``user`` (an owner or scientist) from its page.
+
+    ``expected_served`` is the number of the version the page showed as served (0: none):
+    if another version is served by now, nothing changes, so a stale page cannot undo
+    someone else's promotion. The artifact must pass its sha256 check first. The note
+    records who did it; returns the version served before (None if none).
+    """
+    project = version.project
+    member_require(project=project, user=user, roles=SCIENCE_ROLES)
+    if version.status != ModelVersion.Status.READY:
+        raise TrainingError(f"version {version.number} is {version.status}, not ready")
+    try:
+        artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
+    except artifacts.ArtifactError as exc:
+        raise TrainingError(f"v{version.number} cannot be served: {exc}") from exc
+    with transaction.atomic():
+        _lock_project(project.pk)
+        served = ModelVersion.objects.filter(project=project, is_served=True).first()
+        if expected_served is not None and (served.number if served else 0) != expected_served:
+            now = f"v{served.number}" if served else "none"
+            raise TrainingError(f"the served version changed (now {now}) since the page was "
+                                "shown; nothing was changed")
+        if served is not None and served.pk == version.pk:
+            raise TrainingError(f"v{version.number} is already served")
+        verb = "rolled back to" if rollback else "promoted"
+        was = f"v{served.number}" if served else "none"
+        model_version_promote(version=version, note=(
+            f"{verb} by {user.get_username()} on the version page at "
+            f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC (was {was})"))
+    return served

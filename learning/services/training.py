@@ -1,7 +1,6 @@
 """Fit a version's model on the pool's labels, measure it on the test split, save it."""
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ from annotation.selectors import labeled_samples
 from core.errors import DomainError
 from learning import artifacts
 from learning.estimators import build_estimator
+from learning.label_snapshots import snapshot_sha256
 from learning.models import ModelVersion
 from learning.model_input import model_input_of_ids
 from learning.services.featurizers import _project_featurizer
@@ -66,7 +66,9 @@ def _labeled_input(project: Project, rows: list[tuple[Sample, str, int]]):
     return model_input_of_ids(project=project, ids=ids)
 
 
-def _fit(version: ModelVersion) -> None:
+def _fit(version: ModelVersion) -> list[int]:
+    """Fit and measure ``version``; return the ids of the labels it was trained and tested
+    on, sorted (the caller records them with the version)."""
     project = version.project
     train_rows = labeled_samples(project=project, split=Sample.Split.POOL)
     test_rows = labeled_samples(project=project, split=Sample.Split.TEST)
@@ -90,9 +92,7 @@ def _fit(version: ModelVersion) -> None:
     version.trained_on_label_count = len(train_rows)
     version.test_label_count = len(test_rows)
     version.last_label_id = label_ids[-1]
-    version.label_snapshot_sha256 = hashlib.sha256(
-        ",".join(map(str, label_ids)).encode()
-    ).hexdigest()
+    version.label_snapshot_sha256 = snapshot_sha256(label_ids)
     if test_rows:
         y_test = [value for _s, value, _id in test_rows]
         version.metrics = _metrics(y_test, model.predict(_labeled_input(project, test_rows)), project.labels)
@@ -102,3 +102,4 @@ def _fit(version: ModelVersion) -> None:
         model, project_id=project.pk, number=version.number
     )
     version.sklearn_version = sklearn.__version__
+    return label_ids

@@ -10,7 +10,8 @@ from tests.factories import label_given
 from serving.suggestions import suggestions_for
 from learning import artifacts
 from learning.models import ModelVersion
-from learning.selectors import learning_curve, ranking_staleness
+from learning.curves import learning_curve
+from learning.selectors import ranking_staleness
 from learning.services import model_version_request, model_version_train, pool_cold_start
 from serving.instances import InvalidInstance
 from serving.services import predict

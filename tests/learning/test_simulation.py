@@ -38,6 +38,7 @@ def test_simulate_command_writes_json_and_png(tmp_path):
                  "--budget", "30", "--batch-size", "10", "--out", str(out))
     result = json.loads(out.read_text())
     assert set(result["strategies"]) == {"random", "margin"} and "full_accuracy" in result
+    assert len(result["strategies"]["margin"]["curve_macro_f1"]) == 3
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -105,5 +106,11 @@ def test_simulate_project_replays_labeled_samples(project, annotator, make_sampl
                  "--seeds", "1", "--budget", "20", "--out", str(out))
     result = json.loads(out.read_text())
     assert result["kind"] == "image" and result["n_pool"] + result["n_test"] == 42
+    # A project: source is recorded for that project, with both curves per strategy.
+    run = project.simulation_runs.get()
+    assert set(run.curves) == {"random", "default"} and run.seeds == 1
+    assert run.curves["random"]["accuracy"] == result["strategies"]["random"]["curve"]
+    assert [n for n, _f1 in run.curves["random"]["macro_f1"]] == [10, 20]
+    assert all(0 <= f1 <= 1 for _n, f1 in run.curves["default"]["macro_f1"])
     with pytest.raises(CommandError, match="no project"):
         call_command("simulate", "project:missing", "--out", str(out))

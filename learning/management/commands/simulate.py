@@ -7,6 +7,7 @@ from annotation.models import Project
 from learning import features, simulation, strategies
 from learning.estimators import ESTIMATORS
 from learning.model_input import project_labeled_payloads
+from learning.services.simulation_runs import simulation_run_record
 
 
 class Command(BaseCommand):
@@ -33,9 +34,15 @@ class Command(BaseCommand):
         parser.add_argument("--jobs", type=int, default=1, help="parallel replays")
         parser.add_argument("--out", default="result.json")
         parser.add_argument("--png", help="learning-curve plot (default: --out with .png)")
+        parser.add_argument("--project", help="record the result for this project (slug), so "
+                                              "its page draws the random baseline; default: "
+                                              "the project of a project:SLUG source")
 
     def handle(self, *args, source, label_column, text_column, kind, strategies, batch_size,
-               budget, seeds, model, pca, jobs, out, png, **options):
+               budget, seeds, model, pca, jobs, out, png, project, **options):
+        if project is None and source.startswith("project:"):
+            project = source.removeprefix("project:")
+        target = _project(project) if project else None
         try:
             if source.startswith("project:"):
                 dataset = _project_dataset(source.removeprefix("project:"))
@@ -60,11 +67,20 @@ class Command(BaseCommand):
             self.stdout.write(f"{name:>16}: labels to 95% {data['labels_to_95']}, "
                               f"to 99% {data['labels_to_99']}")
         self.stdout.write(f"wrote {out_path} and {png_path}")
+        if target is not None:
+            simulation_run_record(project=target, result=result)
+            self.stdout.write(f"recorded for project {target.slug}: its page shows the "
+                              "random baseline")
 
 
-def _project_dataset(slug: str) -> simulation.Dataset:
+def _project(slug: str) -> Project:
     project = Project.objects.filter(slug=slug).first()
     if project is None:
         raise CommandError(f"no project {slug!r}")
+    return project
+
+
+def _project_dataset(slug: str) -> simulation.Dataset:
+    project = _project(slug)
     X, y = project_labeled_payloads(project=project)
     return simulation.Dataset(f"project:{slug}", project.kind, X, y)
