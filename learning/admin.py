@@ -1,7 +1,7 @@
-"""Admin registration for model versions and the retrain cycle's alerts."""
+"""Admin registration for model versions, the retrain cycle's alerts and simulate runs."""
 from django.contrib import admin
 
-from learning.models import Alert, ModelVersion
+from learning.models import Alert, ModelVersion, SimulationRun
 
 
 @admin.register(ModelVersion)
@@ -14,3 +14,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class AlertAdmin(admin.ModelAdmin):
     list_display = ["project", "version", "kind", "message", "count", "last_seen_at", "resolved_at"]
     list_filter = ["project", "kind"]
+
+
+@admin.register(SimulationRun)
+class SimulationRunAdmin(admin.ModelAdmin):
+    list_display = ["project", "source", "model", "batch_size", "seeds", "full_accuracy", "created_at"]
+    list_filter = ["project"]

@@ -11,13 +11,14 @@ from annotation.models import Project
 from learning.models import ModelVersion, SimulationRun
 
 Y_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+X_SPAN = 160  # the plot is 160 x 100 units of the SVG's viewBox
 
 
 @dataclass(frozen=True)
 class CurvePoint:
     labels: int
     macro_f1: float
-    x: float  # position in the chart, 0-100
+    x: float  # position in the chart, 0-X_SPAN
     y: float
     number: int | None = None  # the version, on the project's own curve
 
@@ -36,7 +37,7 @@ class Series:
 @dataclass(frozen=True)
 class Tick:
     value: str
-    at: float  # 0-100 along the axis
+    at: float  # along the axis: 0-X_SPAN (x) or 0-100 (y, from the top)
 
 
 @dataclass
@@ -69,7 +70,7 @@ def nice_step(top: float, most: int = 5) -> int:
 def _scaled(pairs, x_top: int, numbers=None) -> list[CurvePoint]:
     numbers = numbers or [None] * len(pairs)
     return [CurvePoint(labels=int(n), macro_f1=float(f1), number=number,
-                       x=round(100.0 * n / x_top, 2), y=round(100.0 * (1.0 - f1), 2))
+                       x=round(X_SPAN * n / x_top, 2), y=round(100.0 * (1.0 - f1), 2))
             for (n, f1), number in zip(pairs, numbers) if n <= x_top]
 
 
@@ -105,6 +106,6 @@ def learning_curve(*, project: Project) -> LearningCurve:
     return LearningCurve(
         points=points, max_labels=max_labels, simulation=run,
         series=[s for s in series if s.points or s.key == "project"],
-        x_ticks=[Tick(str(v), round(100.0 * v / x_top, 2)) for v in range(0, x_top + 1, step)],
+        x_ticks=[Tick(str(v), round(X_SPAN * v / x_top, 2)) for v in range(0, x_top + 1, step)],
         y_ticks=[Tick(f"{v:g}", round(100.0 * (1.0 - v), 2)) for v in Y_TICKS],
     )

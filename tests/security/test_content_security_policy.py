@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from annotation.models import ImportJob
+from learning.models import ModelVersion
 from tests.factories import UserFactory
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -49,8 +50,9 @@ def owner_client(client, project, make_samples):
 
 def test_every_page_carries_the_policy(owner_client, project):
     job = ImportJob.objects.create(project=project, user=project.owner, format="csv")
+    ModelVersion.objects.create(project=project, number=1, status="failed", error="x")
     slug = project.slug
-    pages = ["/", "/projects/new/", f"/projects/{slug}/", f"/projects/{slug}/label/",
+    pages = ["/", "/projects/new/", f"/projects/{slug}/versions/1/", f"/projects/{slug}/", f"/projects/{slug}/label/",
              f"/projects/{slug}/review/", f"/projects/{slug}/import/",
              f"/projects/{slug}/imports/{job.pk}/", f"/projects/{slug}/settings/",
              f"/projects/{slug}/tokens/", f"/projects/{slug}/annotators/"]
