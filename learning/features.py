@@ -219,7 +219,9 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator):
             out[c] = pd.to_numeric(frame[c], errors="coerce").astype(np.float64)
         for c in self.categorical_columns_:
             col = frame[c]
-            out[c] = col.where(col.isna(), col.astype(str)).astype(object)
+            # Missing cells as NaN, which the imputer fills: a column of only None (one row
+            # with the value missing) would otherwise reach the encoder as an unknown None.
+            out[c] = col.astype(str).astype(object).where(col.notna(), np.nan)
         return pd.DataFrame(out, index=frame.index)
 
     def transform(self, X):

@@ -31,7 +31,7 @@ from core.errors import DomainError
 from core.text import text_check
 from annotation.models import Project
 from annotation.services.production import ProductionPayload
-from learning import features
+from learning import compiled_features, features
 
 IMAGE_FIELDS = {"image_base64", "image", "pixels"}
 
@@ -204,14 +204,16 @@ def _featurize_text(project: Project, instances: Sequence[Mapping]) -> list[str]
     return [_text(i, instance) for i, instance in enumerate(instances)]
 
 
-def _row(project: Project, index: int, instance: object) -> dict:
+def _row(project: Project, index: int, instance: object, columns: list[str] | None = None,
+         column_set: frozenset[str] | None = None) -> dict:
     if not isinstance(instance, Mapping):
         raise InvalidInstance(f"instances[{index}]: expected an object of column -> value",
                               detail={"index": index})
-    columns = list(project.columns)
-    missing = [c for c in columns if c not in instance]
-    unknown = sorted(set(instance) - set(columns))
-    if missing or unknown:
+    columns = list(project.columns) if columns is None else columns
+    column_set = frozenset(columns) if column_set is None else column_set
+    if len(instance) != len(column_set) or instance.keys() != column_set:
+        missing = [c for c in columns if c not in instance]
+        unknown = sorted(set(instance) - column_set)
         parts = []
         if missing:
             parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
@@ -222,7 +224,10 @@ def _row(project: Project, index: int, instance: object) -> dict:
             detail={"index": index, "missing": missing, "unknown": unknown, "columns": columns},
         )
     for column, value in instance.items():
-        if value is not None and not isinstance(value, (str, int, float, bool)):
+        kind = type(value)
+        if kind is float or kind is int or value is None:
+            continue
+        if not isinstance(value, (str, int, float, bool)):
             raise InvalidInstance(
                 f"instances[{index}]: column {column!r} must be a number, a string or null",
                 detail={"index": index, "column": column},
@@ -231,15 +236,24 @@ def _row(project: Project, index: int, instance: object) -> dict:
             text_check(value, field=f"instances[{index}].{column}",
                        max_chars=settings.IMPORT_MAX_TEXT_CHARS,
                        detail={"index": index, "column": column})
-    return dict(instance)
+    return instance if type(instance) is dict else dict(instance)
 
 
-def _featurize_tabular(project: Project, instances: Sequence[Mapping]):
-    """Return the rows as a table in the project's column order (the artifact featurizes)."""
+def _featurize_tabular(project: Project, instances: Sequence[Mapping]) -> list[dict]:
+    """Return the rows, checked: the artifact's featurizer (compiled when served) types
+    them, refusing a numeric column's non-number through ``cell_refused``."""
     if not project.columns:
         raise InvalidInstance("this tabular project has no columns yet; import samples first")
-    rows = [_row(project, i, instance) for i, instance in enumerate(instances)]
-    return features.tabular_frame(rows).reindex(columns=list(project.columns))
+    columns = list(project.columns)
+    column_set = frozenset(columns)
+    return [_row(project, i, instance, columns, column_set)
+            for i, instance in enumerate(instances)]
+
+
+def cell_refused(exc: compiled_features.CellError) -> InvalidInstance:
+    """The 400 for a value the compiled featurizer refused, naming instance and column."""
+    return InvalidInstance(f"instances[{exc.index}]: column {exc.column!r} {exc.message}",
+                           detail={"index": exc.index, "column": exc.column})
 
 
 Featurizer = Callable[[Project, Sequence[Mapping]], object]
@@ -314,8 +328,9 @@ def instance_keepable(instance: Mapping, *, max_bytes: int) -> Mapping | None:
 def instances_featurize(*, project: Project, instances: Sequence[Mapping]):
     """Return the model input of API instances, naming the first bad one if any.
 
-    Pixel rows for images; texts, or a table in the project's column order, for text and
-    tabular projects, whose artifacts hold the featurizer fitted at train time.
+    Pixel rows for images; texts, or column -> value rows with exactly the project's
+    columns, for text and tabular projects, whose artifacts hold the featurizer fitted at
+    train time.
     """
     featurizer = FEATURIZERS.get(project.kind)
     if featurizer is None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from django.conf import settings
 from scipy.special import expit
 from sklearn.base import ClassifierMixin
@@ -33,8 +34,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from core.errors import DomainError
-from learning import artifacts
+from learning import artifacts, compiled_features
 from learning.models import ModelVersion
+from serving.instances import cell_refused
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +67,44 @@ class ArtifactRefused(DomainError):
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A served model. ``predict_proba`` takes what ``serving.instances`` makes of a request
+    (pixel rows, texts, column -> value rows) and is the leanest equal path to the
+    artifact's own: the featurizer compiled (``learning.compiled_features``), then the
+    estimator's numpy twin (``fast_predict_proba``)."""
+
     version_id: int
     number: int
     estimator: ClassifierMixin
-    predict_proba: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False,
-                                                             compare=False)
+    predict_proba: Callable[[object], np.ndarray] = field(init=False, repr=False,
+                                                          compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "predict_proba", fast_predict_proba(self.estimator))
+        object.__setattr__(self, "predict_proba", lean_predict_proba(self.estimator))
+
+
+def lean_predict_proba(estimator) -> Callable[[object], np.ndarray]:
+    """Return the artifact's ``predict_proba`` with its featurizer compiled, when it can be.
+
+    A value the compiled featurizer refuses (a numeric column's ``"abc"``, NaN, infinity)
+    becomes ``InvalidInstance`` (400) naming the instance and column; the featurizer
+    itself would have raised a 500 for infinities and silently read the rest as missing.
+    """
+    featurizer, rest = compiled_features.split_featurizer(estimator)
+    if featurizer is None:
+        return fast_predict_proba(estimator)
+    lean = compiled_features.compile_featurizer(featurizer)
+    if lean is None:
+        return estimator.predict_proba
+    rest_proba = fast_predict_proba(rest)
+
+    def proba(X) -> np.ndarray:
+        try:
+            features = lean(X, strict=True)
+        except compiled_features.CellError as exc:
+            raise cell_refused(exc) from None
+        return rest_proba(features)
+
+    return proba
 
 
 def _linear_steps(estimator) -> tuple[list[StandardScaler], LogisticRegression] | None:
@@ -109,6 +141,10 @@ def fast_predict_proba(estimator) -> Callable[[np.ndarray], np.ndarray]:
     binary = len(clf.classes_) <= 2
 
     def proba(X: np.ndarray) -> np.ndarray:
+        if sp.issparse(X):  # TF-IDF rows: the product only touches their nonzeros
+            if scalers:
+                return estimator.predict_proba(X)
+            return _probabilities(np.asarray(X @ coef_t) + intercept, binary)
         X = np.asarray(X)
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float64)
@@ -118,23 +154,29 @@ def fast_predict_proba(estimator) -> Callable[[np.ndarray], np.ndarray]:
                 X -= scaler.mean_
             if scaler.scale_ is not None:
                 X /= scaler.scale_
-        decision = X @ coef_t + intercept
-        if binary:
-            positive = expit(decision[:, 0])
-            return np.column_stack([1.0 - positive, positive])
-        decision -= decision.max(axis=1, keepdims=True)
-        np.exp(decision, out=decision)
-        decision /= decision.sum(axis=1, keepdims=True)
-        return decision
+        return _probabilities(X @ coef_t + intercept, binary)
 
     probe = np.random.default_rng(0).random((16, clf.coef_.shape[1]))
     try:
-        if np.allclose(proba(probe), estimator.predict_proba(probe), rtol=1e-9, atol=1e-12):
+        if np.allclose(proba(probe), estimator.predict_proba(probe), rtol=1e-9, atol=1e-12) and (
+                scalers or np.allclose(proba(sp.csr_matrix(probe)), estimator.predict_proba(probe),
+                                       rtol=1e-9, atol=1e-12)):
             return proba
     except (ValueError, TypeError, AttributeError):
         pass
     logger.info("fast path does not reproduce %s; using its predict_proba", type(estimator))
     return estimator.predict_proba
+
+
+def _probabilities(decision: np.ndarray, binary: bool) -> np.ndarray:
+    """LogisticRegression's probabilities from its decision values."""
+    if binary:
+        positive = expit(decision[:, 0])
+        return np.column_stack([1.0 - positive, positive])
+    decision -= decision.max(axis=1, keepdims=True)
+    np.exp(decision, out=decision)
+    decision /= decision.sum(axis=1, keepdims=True)
+    return decision
 
 
 @dataclass
