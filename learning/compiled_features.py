@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -207,8 +208,62 @@ def _category_lookup(encoder, j: int, cats, offset: int, n_out: int) -> tuple[di
     return {str(c): int(h) for c, h in zip(cats, hot[:-1])}, int(hot[-1])
 
 
+WORD_CACHE_SIZE = 200000  # words whose character n-gram columns a text block remembers
+
+
+def _term_counter(vec) -> Callable[[str], dict[int, int]]:
+    """Return text -> {column: count} for a fitted vectorizer.
+
+    Character n-grams within word boundaries (``char_wb``) depend on the word alone, so
+    each distinct word's columns are computed once and remembered: words repeat, and
+    generating n-grams in Python is most of a text's cost. Other analyzers count the
+    terms of sklearn's own analyzer.
+    """
+    vocabulary = vec.vocabulary_
+    if not (vec.analyzer == "char_wb" and vec.preprocessor is None and vec.input == "content"
+            and vec.strip_accents is None):
+        analyze = vec.build_analyzer()
+
+        def count(text: str) -> dict[int, int]:
+            found = {}
+            for term, n in Counter(analyze(text)).items():
+                at = vocabulary.get(term)
+                if at is not None:
+                    found[at] = n
+            return found
+
+        return count
+    lo, hi = vec.ngram_range
+    lower = vec.lowercase
+    words: dict[str, tuple[int, ...]] = {}
+
+    def columns(word: str) -> tuple[int, ...]:
+        padded = f" {word} "
+        size = len(padded)
+        grams = []
+        for n in range(lo, hi + 1):
+            if n >= size:  # sklearn counts a short padded word once, then stops
+                grams.append(padded)
+                break
+            grams.extend([padded[i:i + n] for i in range(size - n + 1)])
+        found = tuple(vocabulary[g] for g in grams if g in vocabulary)
+        if len(words) >= WORD_CACHE_SIZE:
+            words.clear()
+        words[word] = found
+        return found
+
+    def count(text: str) -> dict[int, int]:
+        counts: Counter = Counter()
+        for word in (text.lower() if lower else text).split():
+            found = words.get(word)
+            counts.update(columns(word) if found is None else found)
+        return counts
+
+    return count
+
+
 class LeanText:
-    """The transform of a fitted vocabulary ``TextFeaturizer``: analyzer, vocabulary, idf."""
+    """The transform of a fitted vocabulary ``TextFeaturizer``: term counts, idf, norms."""
 
     kind = "text"
 
@@ -217,46 +272,44 @@ class LeanText:
         for _name, vec in featurizer.union_.transformer_list:
             if type(vec) is not TfidfVectorizer or not vec.use_idf or vec.binary:
                 raise TypeError(f"cannot compile {type(vec).__name__}")
-            self.blocks.append((vec.build_analyzer(), vec.vocabulary_,
-                                np.asarray(vec.idf_, dtype=np.float64), vec.sublinear_tf,
-                                vec.norm, len(vec.idf_)))
+            self.blocks.append((_term_counter(vec), np.asarray(vec.idf_, dtype=np.float64),
+                                vec.sublinear_tf, vec.norm, len(vec.idf_)))
         self.width = sum(block[-1] for block in self.blocks)
+        self.vocabulary = featurizer.union_.transformer_list[0][1].vocabulary_
 
     def __call__(self, texts, *, strict: bool = False) -> sp.csr_matrix:
         """Transform texts (None and NaN are empty) into their TF-IDF rows."""
         texts = features.text_list(texts)
+        blocks = [self._block(texts, *block) for block in self.blocks]
+        return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
+
+    @staticmethod
+    def _block(texts, count, idf, sublinear, norm, width) -> sp.csr_matrix:
+        """One vectorizer's rows: counts per text, then numpy over the whole batch."""
+        cols: list[int] = []
+        tfs: list[int] = []
         indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        indices, data = [], []
         for i, text in enumerate(texts):
-            offset = 0
-            nnz = 0
-            for analyze, vocabulary, idf, sublinear, norm, width in self.blocks:
-                counts: dict[int, int] = {}
-                for term in analyze(text):
-                    at = vocabulary.get(term)
-                    if at is not None:
-                        counts[at] = counts.get(at, 0) + 1
-                if counts:
-                    cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-                    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-                    order = np.argsort(cols)
-                    cols, tf = cols[order], tf[order]
-                    if sublinear:
-                        tf = np.log(tf) + 1.0
-                    values = tf * idf[cols]
-                    if norm == "l2":
-                        values /= math.sqrt(float(values @ values)) or 1.0
-                    elif norm == "l1":
-                        values /= float(np.abs(values).sum()) or 1.0
-                    indices.append(cols + offset)
-                    data.append(values)
-                    nnz += len(cols)
-                offset += width
-            indptr[i + 1] = indptr[i] + nnz
-        return sp.csr_matrix(
-            (np.concatenate(data) if data else np.empty(0),
-             np.concatenate(indices) if indices else np.empty(0, dtype=np.int64), indptr),
-            shape=(len(texts), self.width))
+            counts = count(text)
+            cols.extend(counts.keys())
+            tfs.extend(counts.values())
+            indptr[i + 1] = len(cols)
+        indices = np.asarray(cols, dtype=np.int64)
+        data = np.asarray(tfs, dtype=np.float64)
+        if sublinear:
+            np.log(data, out=data)
+            data += 1.0
+        data *= idf[indices]
+        if norm in ("l1", "l2") and len(data):
+            lengths = np.diff(indptr)
+            starts = indptr[:-1][lengths > 0]
+            per_row = np.add.reduceat(data * data if norm == "l2" else np.abs(data), starts)
+            if norm == "l2":
+                np.sqrt(per_row, out=per_row)
+            data /= np.repeat(per_row, lengths[lengths > 0])
+        matrix = sp.csr_matrix((data, indices, indptr), shape=(len(texts), width))
+        matrix.sort_indices()
+        return matrix
 
 
 def _probe_rows(featurizer: features.TabularFeaturizer, lean: LeanTabular) -> list[dict]:
@@ -280,7 +333,7 @@ def _probe_rows(featurizer: features.TabularFeaturizer, lean: LeanTabular) -> li
 
 
 def _probe_texts(lean: LeanText) -> list:
-    words = [term for _a, vocabulary, *_r in lean.blocks[:1] for term in list(vocabulary)[:40]]
+    words = [term for term in list(lean.vocabulary)[:40]]
     return ["", None, " ".join(words), " ".join(reversed(words[:7])) + " zzqx unseen",
             "The Same WORD word word. Again!", *words[:5]]
 
