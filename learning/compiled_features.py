@@ -350,7 +350,7 @@ def compile_featurizer(featurizer) -> LeanTabular | LeanText | None:
         elif isinstance(featurizer, features.TextFeaturizer) and not featurizer.hashing:
             lean = LeanText(featurizer)
             probe = _probe_texts(lean)
-            diff = lean(probe) - featurizer.transform(probe)
+            diff = lean(probe) - featurizer.union_.transform(features.text_list(probe))
             same = diff.nnz == 0 or float(abs(diff).max()) <= 1e-12
         else:
             return None

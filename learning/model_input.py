@@ -209,19 +209,36 @@ def _model_input_of_rows(project: Project, samples: QuerySet[Sample]) -> tuple[n
     return ids, _tabular_frame(project, payloads)
 
 
-def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
-    """Return (ids, model input) of the samples to score with ``lo <= id <= hi``.
+def pool_rows_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
+    """Return (ids, rows) of the samples to score with ``lo <= id <= hi``, as stored:
+    cached numeric rows (a float matrix in ``tabular_columns`` order, NaN when missing),
+    else the payloads of the unlabeled pool samples in the range (texts, column -> value
+    rows, pixel rows).
 
-    Cached kinds return every cached sample in the range (writes skip labeled ones);
-    others read the unlabeled pool samples in the range from the database.
+    Cached kinds return every cached sample in the range (writes skip labeled ones).
     """
     directory = _cache_dir(project)
     if directory is not None and not (directory / "uncacheable").exists():
         ids, rows = feature_cache.rows_between(directory, lo, hi)
         if rows is not None:
-            return ids, _as_input(project, rows)
-    return _model_input_of_rows(project, Sample.objects.filter(
-        project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled().order_by("pk"))
+            return ids, rows
+    samples = Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool().unlabeled()
+    if project.kind != Project.Kind.TABULAR:
+        return _model_input_of_rows(project, samples.order_by("pk"))
+    pairs = list(samples.order_by("pk").values_list("pk", "values"))
+    ids = np.fromiter((pk for pk, _v in pairs), dtype=np.int64, count=len(pairs))
+    return ids, [values or {} for _pk, values in pairs]
+
+
+def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
+    """Return (ids, model input) of the samples to score with ``lo <= id <= hi``: the rows
+    of ``pool_rows_between`` in the shape the project's artifact takes."""
+    ids, rows = pool_rows_between(project=project, lo=lo, hi=hi)
+    if isinstance(rows, np.ndarray):
+        return ids, _as_input(project, rows)
+    if project.kind == Project.Kind.TABULAR:
+        return ids, _tabular_frame(project, rows)
+    return ids, rows
 
 
 def model_input_of_ids(*, project: Project, ids: np.ndarray):

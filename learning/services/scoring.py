@@ -9,10 +9,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from sklearn.pipeline import Pipeline
 
 from annotation.models import Project
-from learning import artifacts, sparse_cache
+from learning import artifacts, compiled_features, sparse_cache
 from learning.models import Alert, ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write
 from learning.model_input import (
@@ -20,6 +19,8 @@ from learning.model_input import (
     pool_chunk_bounds,
     pool_excluded_ids_between,
     pool_model_input_between,
+    pool_rows_between,
+    tabular_columns,
     pool_unlabeled_ids_between,
     take_rows,
 )
@@ -52,7 +53,7 @@ def pool_score(*, project: Project, version: ModelVersion) -> int:
     return scored
 
 
-def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int):
+def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int, transform=None):
     """Return (ids, featurized rows) of the unlabeled pool texts with ``lo <= id <= hi``,
     transforming only texts this featurizer has not seen (and keeping their rows)."""
     directory = artifacts.featurizer_rows_dir(project_id=project.pk, key=featurizer.cache_key_)
@@ -63,7 +64,7 @@ def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int):
     ids, texts = pool_model_input_between(project=project, lo=lo, hi=hi)
     found, cached = sparse_cache.get(directory, ids)
     missing = np.flatnonzero(~found)
-    fresh = featurizer.transform([texts[i] for i in missing])
+    fresh = (transform or featurizer.transform)([texts[i] for i in missing])
     try:
         sparse_cache.put(directory, ids[missing], fresh)
     except OSError:  # an import refitted the featurizer and removed this one's rows meanwhile
@@ -74,13 +75,30 @@ def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int):
     return ids, sp.vstack([cached, fresh], format="csr")[np.argsort(order)]
 
 
+def _featurized_rows_between(project: Project, lean, lo: int, hi: int):
+    """Return (ids, featurized rows) of the unlabeled pool table rows with ``lo <= id <= hi``
+    through the compiled featurizer: cached numbers as they are, else the stored rows."""
+    ids, rows = pool_rows_between(project=project, lo=lo, hi=hi)
+    excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
+    if len(excluded):  # the cache holds labeled and test samples too
+        keep = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
+        ids, rows = ids[keep], take_rows(rows, keep)
+    if isinstance(rows, np.ndarray):
+        return ids, lean.matrix(rows, tabular_columns(project))
+    return ids, lean.rows(rows)
+
+
 def _score_chunk(project: Project, estimator, lo: int, hi: int, *, seed: int) -> int:
     """Score the unlabeled pool samples with ``lo <= id <= hi``, store the chunk's top;
     return how many were scored."""
-    featurizer = estimator[0] if isinstance(estimator, Pipeline) else None
+    featurizer, rest = compiled_features.split_featurizer(estimator)
+    lean = compiled_features.compile_featurizer(featurizer)
     if project.kind == Project.Kind.TEXT and hasattr(featurizer, "cache_key_"):
-        ids, X = _featurized_texts_between(project, featurizer, lo, hi)
-        return _rank_chunk(project, estimator[1:], lo, hi, ids, X, seed=seed)
+        ids, X = _featurized_texts_between(project, featurizer, lo, hi, lean)
+        return _rank_chunk(project, rest, lo, hi, ids, X, seed=seed)
+    if project.kind == Project.Kind.TABULAR and lean is not None:
+        ids, X = _featurized_rows_between(project, lean, lo, hi)
+        return _rank_chunk(project, rest, lo, hi, ids, X, seed=seed)
     ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
     excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
     if len(excluded):  # the cache holds labeled and test samples too

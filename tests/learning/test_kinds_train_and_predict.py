@@ -236,7 +236,7 @@ def test_retrains_share_one_featurizer_fit_until_samples_are_added(text_project,
 
 
 def test_rescoring_a_text_pool_transforms_each_text_once(text_project, monkeypatch):
-    from learning import features
+    from learning import features, sparse_cache
     from learning.services import pool_score
 
     text_project.query_strategy = "margin"
@@ -248,12 +248,17 @@ def test_rescoring_a_text_pool_transforms_each_text_once(text_project, monkeypat
     transform = features.TextFeaturizer.transform
     monkeypatch.setattr(features.TextFeaturizer, "transform",
                         lambda self, X: transformed.append(len(X)) or transform(self, X))
+    stored = []  # rows featurized by rescoring (the compiled featurizer) and kept
+    put = sparse_cache.put
+    monkeypatch.setattr(sparse_cache, "put",
+                        lambda directory, ids, rows: stored.append(len(ids)) or put(directory, ids, rows))
     assert pool_score(project=text_project, version=first) == 20
-    assert transformed == []  # every pool row came from the cache
+    assert transformed == [] and stored == []  # every pool row came from the cache
     assert dict(unlabeled.values_list("pk", "score")) == pytest.approx(scores)
     new = Sample.objects.create(project=text_project, text="free cash prize")
     pool_score(project=text_project, version=first)
-    assert transformed == [1]  # only the new text
+    assert stored == [1]  # only the new text
+    assert transformed == []  # by the compiled featurizer, not the sklearn one
     assert Sample.objects.get(pk=new.pk).score > 0
 
 
@@ -291,3 +296,30 @@ def test_text_rescoring_still_scores_when_its_rows_cannot_be_kept(text_project, 
     new = Sample.objects.create(project=text_project, text="free cash prize")
     assert pool_score(project=text_project, version=first) == 21
     assert Sample.objects.get(pk=new.pk).score > 0
+
+
+@pytest.mark.parametrize("numeric_only", [False, True])
+def test_tabular_rescoring_through_the_compiled_featurizer_scores_as_the_pipeline(
+        tabular_project, monkeypatch, numeric_only):
+    from learning import compiled_features
+    from learning.services import pool_score
+
+    if numeric_only:  # rows then come from the numeric feature cache
+        for sample in Sample.objects.filter(project=tabular_project):
+            sample.values.pop("colour")
+            sample.save(update_fields=["values"])
+        tabular_project.columns = ["x", "y"]
+    tabular_project.query_strategy = "margin"
+    tabular_project.save()
+    version = _train(tabular_project)
+    model = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
+    assert compiled_features.compile_featurizer(model[0]) is not None
+    unlabeled = Sample.objects.filter(project=tabular_project, status="unlabeled")
+    Sample.objects.filter(pk__in=unlabeled.values("pk")).update(score=0)
+    assert pool_score(project=tabular_project, version=version) == 10
+    lean_scores = dict(unlabeled.values_list("pk", "score"))
+    monkeypatch.setattr(compiled_features, "compile_featurizer", lambda featurizer: None)
+    Sample.objects.filter(pk__in=unlabeled.values("pk")).update(score=0)
+    pool_score(project=tabular_project, version=version)
+    assert dict(unlabeled.values_list("pk", "score")) == pytest.approx(lean_scores, abs=1e-9)
+    assert any(score > 0 for score in lean_scores.values())
