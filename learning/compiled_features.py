@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -211,30 +211,38 @@ def _category_lookup(encoder, j: int, cats, offset: int, n_out: int) -> tuple[di
 WORD_CACHE_SIZE = 200000  # words whose character n-gram columns a text block remembers
 
 
-def _term_counter(vec) -> Callable[[str], dict[int, int]]:
-    """Return text -> {column: count} for a fitted vectorizer.
+def _term_columns(vec) -> Callable[[str], list[int]]:
+    """Return text -> the vocabulary columns of its terms, one per occurrence.
 
     Character n-grams within word boundaries (``char_wb``) depend on the word alone, so
     each distinct word's columns are computed once and remembered: words repeat, and
-    generating n-grams in Python is most of a text's cost. Other analyzers count the
-    terms of sklearn's own analyzer.
+    generating n-grams in Python is most of a text's cost. Word n-grams are made as
+    sklearn's analyzer makes them, with comprehensions. Any other configuration uses
+    sklearn's own analyzer.
     """
-    vocabulary = vec.vocabulary_
-    if not (vec.analyzer == "char_wb" and vec.preprocessor is None and vec.input == "content"
-            and vec.strip_accents is None):
-        analyze = vec.build_analyzer()
-
-        def count(text: str) -> dict[int, int]:
-            found = {}
-            for term, n in Counter(analyze(text)).items():
-                at = vocabulary.get(term)
-                if at is not None:
-                    found[at] = n
-            return found
-
-        return count
-    lo, hi = vec.ngram_range
+    vocabulary = dict(zip(vec.vocabulary_, map(int, vec.vocabulary_.values())))  # not np.int64
+    find = vocabulary.get
+    plain = (vec.preprocessor is None and vec.input == "content" and vec.strip_accents is None
+             and vec.tokenizer is None)
     lower = vec.lowercase
+    lo, hi = vec.ngram_range
+    if plain and vec.analyzer == "word" and vec.stop_words is None:
+        pattern = re.compile(vec.token_pattern)
+        if pattern.groups > 1:
+            raise TypeError("a token pattern with more than one group")
+
+        def word_columns(text: str) -> list[int]:
+            tokens = pattern.findall(text.lower() if lower else text)
+            terms = tokens if lo <= 1 else []
+            for n in range(max(lo, 2), hi + 1):
+                terms = terms + ([f"{a} {b}" for a, b in zip(tokens, tokens[1:])] if n == 2 else
+                                 [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)])
+            return [c for c in map(find, terms) if c is not None]
+
+        return word_columns
+    if not (plain and vec.analyzer == "char_wb"):
+        analyze = vec.build_analyzer()
+        return lambda text: [c for c in map(find, analyze(text)) if c is not None]
     words: dict[str, tuple[int, ...]] = {}
 
     def columns(word: str) -> tuple[int, ...]:
@@ -246,20 +254,20 @@ def _term_counter(vec) -> Callable[[str], dict[int, int]]:
                 grams.append(padded)
                 break
             grams.extend([padded[i:i + n] for i in range(size - n + 1)])
-        found = tuple(vocabulary[g] for g in grams if g in vocabulary)
+        found = tuple(c for c in map(find, grams) if c is not None)
         if len(words) >= WORD_CACHE_SIZE:
             words.clear()
         words[word] = found
         return found
 
-    def count(text: str) -> dict[int, int]:
-        counts: Counter = Counter()
+    def char_columns(text: str) -> list[int]:
+        out: list[int] = []
         for word in (text.lower() if lower else text).split():
             found = words.get(word)
-            counts.update(columns(word) if found is None else found)
-        return counts
+            out.extend(columns(word) if found is None else found)
+        return out
 
-    return count
+    return char_columns
 
 
 class LeanText:
@@ -272,7 +280,7 @@ class LeanText:
         for _name, vec in featurizer.union_.transformer_list:
             if type(vec) is not TfidfVectorizer or not vec.use_idf or vec.binary:
                 raise TypeError(f"cannot compile {type(vec).__name__}")
-            self.blocks.append((_term_counter(vec), np.asarray(vec.idf_, dtype=np.float64),
+            self.blocks.append((_term_columns(vec), np.asarray(vec.idf_, dtype=np.float64),
                                 vec.sublinear_tf, vec.norm, len(vec.idf_)))
         self.width = sum(block[-1] for block in self.blocks)
         self.vocabulary = featurizer.union_.transformer_list[0][1].vocabulary_
@@ -284,18 +292,20 @@ class LeanText:
         return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
 
     @staticmethod
-    def _block(texts, count, idf, sublinear, norm, width) -> sp.csr_matrix:
-        """One vectorizer's rows: counts per text, then numpy over the whole batch."""
-        cols: list[int] = []
-        tfs: list[int] = []
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    def _block(texts, columns, idf, sublinear, norm, width) -> sp.csr_matrix:
+        """One vectorizer's rows: the batch's term columns counted at once with numpy."""
+        flat: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
         for i, text in enumerate(texts):
-            counts = count(text)
-            cols.extend(counts.keys())
-            tfs.extend(counts.values())
-            indptr[i + 1] = len(cols)
-        indices = np.asarray(cols, dtype=np.int64)
-        data = np.asarray(tfs, dtype=np.float64)
+            before = len(flat)
+            flat.extend(columns(text))
+            lengths[i] = len(flat) - before
+        keys = np.repeat(np.arange(len(texts), dtype=np.int64) * width, lengths)
+        keys += np.asarray(flat, dtype=np.int64)
+        keys, counts = np.unique(keys, return_counts=True)  # sorted: row, then column
+        rows, indices = np.divmod(keys, width)
+        indptr = np.searchsorted(rows, np.arange(len(texts) + 1))
+        data = counts.astype(np.float64)
         if sublinear:
             np.log(data, out=data)
             data += 1.0
@@ -307,9 +317,7 @@ class LeanText:
             if norm == "l2":
                 np.sqrt(per_row, out=per_row)
             data /= np.repeat(per_row, lengths[lengths > 0])
-        matrix = sp.csr_matrix((data, indices, indptr), shape=(len(texts), width))
-        matrix.sort_indices()
-        return matrix
+        return sp.csr_matrix((data, indices, indptr), shape=(len(texts), width))
 
 
 def _probe_rows(featurizer: features.TabularFeaturizer, lean: LeanTabular) -> list[dict]:
