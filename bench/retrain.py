@@ -6,21 +6,22 @@ on PostgreSQL. Each figure is the median of ``--reps`` retrains; a retrain is re
 way the last label of a batch requests it (``model_version_request``) and is done when the
 new version is served (promotion policy "latest") and every chunk of the pool is rescored.
 
-Pools are written with COPY. Tabular feature rows go straight into the project's feature
-cache (what the first retrain after an import builds from ``Sample.values``). The first
-retrain after the pool is built fits the featurizer (kept until samples are added) and,
-for text, featurizes every text once (rows kept too); it is printed apart as "first after
-import". The medians are the retrains after it: every batch of labels but the first.
+Pools are built as users build them: a CSV file (``--labels`` rows of it labeled, 2,000 by
+default) imported through the import service (``import_job_create_from_path`` and
+``import_job_run``, what ``import_samples`` runs), batch size 20. The first retrain after
+the import fills the feature cache from ``Sample.values``, fits the featurizer (kept until
+samples are added) and, for text, featurizes every text once; it is printed apart as
+"first after import" (for each worker count, from an emptied cache). The medians are the
+retrains after it: every batch of labels but the first.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotation_retrain \\
-    CELERY_BROKER_URL=redis://127.0.0.1:6379/12 python bench/retrain.py [--sizes 10000,100000]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotation_retrain \
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/12 python bench/retrain.py [--rows 10000,100000]
 
 Prints one table and writes bench/results/retrain.json.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -42,8 +43,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 ARTIFACTS = Path(os.environ.setdefault("ARTIFACT_ROOT", tempfile.mkdtemp(prefix="bench-retrain-")))
 
 N_FEATURES = 64
-N_LABELED = 400
-N_TEST = 200
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
          "rho sigma tau upsilon phi chi psi omega").split()
 
@@ -68,17 +67,38 @@ def _setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
-def _populate(kind: str, n: int, seed: int = 0):
-    """Create a project with ``n`` samples by COPY; label the first pool and test rows."""
+def _write_csv(kind: str, n: int, n_labeled: int, path: Path, seed: int = 0) -> None:
+    """Write the file a user would import: ``external_id``, ``label`` (the first
+    ``n_labeled`` rows only) and 64 numeric columns, or a ``text`` column."""
     import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({"external_id": np.arange(n)})
+    frame["label"] = np.where(y == 1, "a", "b")
+    frame.loc[n_labeled:, "label"] = ""
+    if kind == "tabular":
+        X = rng.normal(size=(n, N_FEATURES))
+        X[:, :8] += y[:, None] * 0.8
+        features = pd.DataFrame(X, columns=[f"x{i}" for i in range(N_FEATURES)])
+        frame = pd.concat([frame, features], axis=1)
+    else:
+        topics = (WORDS[:12], WORDS[12:])
+        frame["text"] = [" ".join(rng.choice(topics[1 - label], 8)) +
+                         (" noise" if rng.random() < 0.2 else "") for label in y]
+    frame.to_csv(path, index=False, float_format="%.4f")
+
+
+def _populate(kind: str, n: int, n_labeled: int, seed: int = 0):
+    """Create a project and import ``n`` samples (``n_labeled`` with labels) from a CSV
+    file through the import service, as ``import_samples`` does."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from annotation.models import LabelCounts, Project, Sample
-    from learning import feature_cache
-    from learning.model_input import _cache_dir
+    from annotation.models import Project
+    from annotation.services import import_job_create_from_path, import_job_run, project_create
 
-    rng = np.random.default_rng(seed)
     user, _ = get_user_model().objects.get_or_create(username="bench-retrain")
     slug = f"bench-{kind}-{n}"
     old = Project.objects.filter(slug=slug).first()
@@ -88,59 +108,26 @@ def _populate(kind: str, n: int, seed: int = 0):
                           "AND s.project_id = %s", "annotation_sample WHERE project_id = %s"):
                 cursor.execute(f"DELETE FROM {table}", [old.pk])
         old.delete()
-    columns = [f"x{i}" for i in range(N_FEATURES)] if kind == "tabular" else []
-    project = Project.objects.create(
-        name=slug, slug=slug, kind=kind, labels=["a", "b"], batch_size=20, owner=user,
-        columns=columns, promotion=Project.Promotion.LATEST, test_fraction=0.0,
-    )
-    LabelCounts.objects.create(project=project)
-    y = rng.integers(0, 2, n)
-    buf = io.StringIO()
-    for i in range(n):
-        split = "test" if i < N_TEST else "pool"
-        status = "labeled" if i < N_TEST + N_LABELED else "unlabeled"
-        text = ""
-        if kind == "text":
-            words = rng.choice(WORDS[:12] if y[i] else WORDS[12:], 8)
-            text = " ".join(words) + (" noise" if rng.random() < 0.2 else "")
-        buf.write(f"{project.pk}\t{i}\t{text}\t\\N\t\t\t{split}\timport\t{status}\t0\t"
-                  f"{rng.random()!r}\t{1 if status == 'labeled' else 0}\t2026-01-01 00:00:00+00\n")
-    buf.seek(0)
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(
-            f"COPY {Sample._meta.db_table} (project_id, external_id, text, values, image, "
-            "thumbnail, split, origin, status, score, random_key, label_count, created_at) "
-            "FROM STDIN") as copy:
-            copy.write(buf.getvalue())
-        cursor.execute(
-            "INSERT INTO annotation_label (sample_id, annotator_id, value, created_at, "
-            "is_correction) SELECT s.id, %s, CASE WHEN (s.external_id::int %% 2) = 1 "
-            "THEN 'a' ELSE 'b' END, now(), false FROM annotation_sample s "
-            "WHERE s.project_id = %s AND s.status = 'labeled'", [user.pk, project.pk])
-    ids = np.asarray(Sample.objects.filter(project=project).order_by("pk")
-                     .values_list("pk", flat=True), dtype=np.int64)
-    ext = np.asarray(Sample.objects.filter(project=project).order_by("pk")
-                     .values_list("external_id", flat=True), dtype=np.int64)
-    if kind == "text":
-        # Labels follow the text's vocabulary: external id parity picked the label above.
-        pass
-    else:
-        label = (ext % 2 == 1).astype(float)
-        X = rng.normal(size=(n, N_FEATURES))
-        X[:, :8] += label[:, None] * 0.8
-        feature_cache.append(_cache_dir(project), ids, X)
-    if kind == "text":  # make texts agree with the label the INSERT gave (parity)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE annotation_sample SET text = CASE WHEN (external_id::int %% 2) = 1 "
-                "THEN 'alpha beta gamma ' || text ELSE 'omega psi chi ' || text END "
-                "WHERE project_id = %s", [project.pk])
-    with connection.cursor() as cursor:  # fresh planner statistics, as autovacuum would
-        cursor.execute("ANALYZE annotation_sample; ANALYZE annotation_label")
-    from annotation.services import label_counts_rebuild
-
-    label_counts_rebuild(project_id=project.pk)
-    return project
+    # A batch size no import reaches, so the labels in the file queue no retrain while the
+    # workers are down; the benchmark's batch size is set after the import.
+    project = project_create(owner=user, slug=slug, name=slug, kind=kind, labels=["a", "b"],
+                             batch_size=100_000, test_fraction=0.1, promotion="latest")
+    path = Path(tempfile.mkdtemp(prefix="bench-retrain-csv-")) / f"{slug}.csv"
+    t = time.perf_counter()
+    _write_csv(kind, n, n_labeled, path, seed)
+    write_s = time.perf_counter() - t
+    t = time.perf_counter()
+    job = import_job_create_from_path(project=project, user=user, path=str(path))
+    job = import_job_run(job_id=job.pk, path=str(path))
+    import_s = time.perf_counter() - t
+    path.unlink()
+    if job.status != job.Status.DONE or job.rows_ok != n:
+        raise RuntimeError(f"import {job.status}: {job.rows_ok} of {n} rows; {job.report}")
+    Project.objects.filter(pk=project.pk).update(batch_size=20)
+    project.refresh_from_db()
+    print(f"{kind} {n}: csv written in {write_s:.1f} s, imported in {import_s:.1f} s "
+          f"({n / import_s:,.0f} rows/s)", flush=True)
+    return project, import_s
 
 
 def _start_workers(n: int) -> list[subprocess.Popen]:
@@ -193,7 +180,9 @@ def _one_retrain(project, timeout: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", "--rows", default="10000,100000,1000000",
+                        help="tabular pool sizes (rows imported)")
+    parser.add_argument("--labels", type=int, default=2000, help="labeled rows in each file")
     parser.add_argument("--text-sizes", default="10000")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--reps", type=int, default=3)
@@ -204,21 +193,23 @@ def main() -> None:
         ("text", int(n)) for n in args.text_sizes.split(",") if n]
     results = []
     for kind, n in cases:
-        t = time.perf_counter()
-        project = _populate(kind, n)
-        populate_s = time.perf_counter() - t
+        project, import_s = _populate(kind, n, args.labels)
         for n_workers in [int(w) for w in args.workers.split(",")]:
             procs = _start_workers(n_workers)
             try:
                 # The first retrain after the pool was built also fits the featurizer and
                 # (text) featurizes every sample; reported apart, not in the median.
-                shutil.rmtree(ARTIFACTS / "featurizers" / str(project.pk), ignore_errors=True)
+                # Each worker count starts from the state an import leaves: no fitted
+                # featurizer, no feature cache.
+                for cache in ("featurizers", "features"):
+                    shutil.rmtree(ARTIFACTS / cache / str(project.pk), ignore_errors=True)
                 first = _one_retrain(project, args.timeout)
                 runs = [_one_retrain(project, args.timeout) for _ in range(args.reps)]
             finally:
                 _stop_workers(procs)
             row = {
-                "kind": kind, "pool": n, "workers": n_workers, "populate_s": round(populate_s, 2),
+                "kind": kind, "pool": n, "workers": n_workers, "import_s": round(import_s, 2),
+                "labels": args.labels,
                 "median_s": round(statistics.median(r["total_s"] for r in runs), 3),
                 "median_fit_s": round(statistics.median(r["fit_s"] for r in runs), 3),
                 "median_score_s": round(statistics.median(r["score_s"] for r in runs), 3),

@@ -85,12 +85,21 @@ def _cache_dir(project: Project) -> Path | None:
 
 def _numeric_table(project: Project, rows: Sequence[dict | None]) -> np.ndarray | None:
     """Return ``rows`` as a float matrix in column order (NaN when missing), or None when
-    some value is not a number (such projects are read from the database every time)."""
-    frame = _tabular_frame(project, rows)
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    if (numeric.isna() & frame.notna()).to_numpy().any():
-        return None
-    return numeric.to_numpy(dtype=np.float64)
+    some value is not a number (such projects are read from the database every time).
+
+    Numbers, numeric strings and None go through numpy in one call; pandas typing each
+    column took most of the first retrain after a large import.
+    """
+    columns = tabular_columns(project, rows)
+    table = [[(row or {}).get(c) for c in columns] for row in rows]
+    try:
+        matrix = np.array(table, dtype=np.float64).reshape(len(table), len(columns))
+    except (TypeError, ValueError, OverflowError):
+        return None  # a value that is not a number
+    missing = np.isnan(matrix)
+    if missing.any() and any(table[i][k] is not None for i, k in zip(*np.nonzero(missing))):
+        return None  # "nan" given as a value: not a number to cache
+    return matrix
 
 
 def feature_cache_update(*, project: Project) -> Path | None:
