@@ -148,9 +148,10 @@ class LeanTabular:
 
     def _numbers(self, rows: list[Mapping], strict: bool) -> np.ndarray:
         names = self.numeric
-        table = [[row.get(c) for c in names] for row in rows]
+        width = len(names)
+        flat = [row.get(c) for row in rows for c in names]
         try:  # numbers and None (NaN) in one C loop; strings are looked at below
-            values = np.array(table, dtype=np.float64)
+            values = np.array(flat, dtype=np.float64).reshape(len(rows), width)
         except (TypeError, ValueError, OverflowError):
             values = None
         if values is not None:
@@ -158,8 +159,9 @@ class LeanTabular:
             if not bad.any():
                 return values
             for i, k in zip(*np.nonzero(bad)):  # None is missing; "nan", "inf", 1e999 are not
-                values[i, k] = self._cell(table[i][k], int(i), names[k], strict)
+                values[i, k] = self._cell(flat[i * width + k], int(i), names[k], strict)
             return values
+        table = [flat[i:i + width] for i in range(0, len(flat), width)]
         values = np.empty((len(rows), len(names)))
         for i, cells in enumerate(table):
             for k, value in enumerate(cells):
