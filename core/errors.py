@@ -37,6 +37,8 @@ ERROR_CODES: dict[str, str] = {
     "version_not_ready": "the model version is not trained (yet)",
     "artifact_refused": "the model's file does not match its recorded checksum",
     "training_error": "the labels at hand cannot train a model (none, or one class only)",
+    "not_exportable": "the model version cannot be written in the asked format (detail.reason "
+                      "names the part)",
     # 413, 415, 429, 500: the request's form and rate, and the server.
     "too_large": "the body is over API_MAX_BODY_BYTES (detail gives both sizes)",
     "unsupported_media_type": "the body's Content-Type is not one the endpoint reads",

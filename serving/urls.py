@@ -4,6 +4,7 @@ from django.urls import path
 from serving.apis import (
     FeedbackApi,
     ModelVersionDetailApi,
+    ModelVersionExportApi,
     ModelVersionListApi,
     ModelVersionPromoteApi,
     MonitoringApi,
@@ -18,5 +19,7 @@ urlpatterns = [
          name="api-model-detail"),
     path("projects/<slug:slug>/models/<int:number>/promote", ModelVersionPromoteApi.as_view(),
          name="api-model-promote"),
+    path("projects/<slug:slug>/models/<int:number>/export", ModelVersionExportApi.as_view(),
+         name="api-model-export"),
     path("projects/<slug:slug>/monitoring", MonitoringApi.as_view(), name="api-monitoring"),
 ]

@@ -1,5 +1,6 @@
 """Model versions: request, train, promote, rescore the pool; one module per concept."""
 from learning.services.cycle import model_version_train
+from learning.services.export import FORMATS as EXPORT_FORMATS, ModelExport, model_version_export
 from learning.services.healing import retrain_sweep
 from learning.services.promotion import model_version_promote
 from learning.services.ranking import pool_cold_start
@@ -12,7 +13,10 @@ from learning.services.scoring import pool_score, pool_score_chunk, pool_score_s
 from learning.services.training import TrainingError
 
 __all__ = [
+    "EXPORT_FORMATS",
+    "ModelExport",
     "TrainingError",
+    "model_version_export",
     "model_version_promote",
     "model_version_request",
     "model_version_request_by",

@@ -1,8 +1,13 @@
 """The DRF API: one view per operation, thin: validate, call a service or selector, render."""
 from serving.apis.feedback import FeedbackApi
-from serving.apis.model_versions import ModelVersionDetailApi, ModelVersionListApi, ModelVersionPromoteApi
+from serving.apis.model_versions import (
+    ModelVersionDetailApi,
+    ModelVersionExportApi,
+    ModelVersionListApi,
+    ModelVersionPromoteApi,
+)
 from serving.apis.monitoring import MonitoringApi
 from serving.apis.predict import PredictApi
 
-__all__ = ["FeedbackApi", "ModelVersionDetailApi", "ModelVersionListApi", "ModelVersionPromoteApi",
-           "MonitoringApi", "PredictApi"]
+__all__ = ["FeedbackApi", "ModelVersionDetailApi", "ModelVersionExportApi", "ModelVersionListApi",
+           "ModelVersionPromoteApi", "MonitoringApi", "PredictApi"]

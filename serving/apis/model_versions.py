@@ -1,8 +1,12 @@
-"""Model version APIs: list, detail with metrics and provenance, promote (roll back or forward)."""
+"""Model version APIs: list, detail with metrics and provenance, promote (roll back or
+forward), export (MLflow or ONNX)."""
 from __future__ import annotations
 
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,7 +14,7 @@ from rest_framework.views import APIView
 from serving import model_cache
 from core.api_docs import THROTTLED, TOO_LARGE, error_examples, error_responses
 from annotation.authentication import ProjectTokenAuthentication
-from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE
+from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanManageProjectData
 from annotation.models import ApiToken
 from serving.permissions import TokenHasProjectScope
 from core.request_limits import BodySizeLimitMixin
@@ -18,6 +22,7 @@ from serving.selectors import model_version_get, model_version_list
 from core.serializers import StrictSerializer
 from serving.services import served_version_set
 from core.throttling import TokenScopedRateThrottle
+from learning.services import EXPORT_FORMATS, model_version_export
 
 # Client tokens of any scope read versions; personal (labeling) tokens reach only labeling.
 CLIENT_SCOPES = (ApiToken.Scope.PREDICT, ApiToken.Scope.FEEDBACK, ApiToken.Scope.ADMIN)
@@ -218,3 +223,61 @@ class ModelVersionPromoteApi(BodySizeLimitMixin, APIView):
         promotion = served_version_set(project=request.auth.project, number=number,
                                        **serializer.validated_data)
         return Response(self.OutputSerializer(promotion).data, status=status.HTTP_200_OK)
+
+
+class ModelVersionExportApi(APIView):
+    """Download a ready version as an MLflow model (zip) or an ONNX file.
+
+    For an ``admin``-scoped token of the project, or an owner or scientist (session or
+    personal token). ``mlflow``: a zipped MLflow model directory whose pyfunc ``predict``
+    takes a DataFrame of raw inputs (``text``; the table's columns; ``image`` bytes) and
+    answers the labels and probabilities of this API's predict. ``onnx``: the featurizer
+    and classifier as one ONNX graph, where skl2onnx converts them (not text projects).
+    """
+
+    authentication_classes = [ProjectTokenAuthentication, SessionAuthentication]
+    permission_classes = [CanManageProjectData]
+    throttle_classes = [TokenScopedRateThrottle]
+    throttle_scope = "export"
+
+    class QuerySerializer(StrictSerializer):
+        format = serializers.ChoiceField(
+            choices=list(EXPORT_FORMATS), help_text="mlflow: a zipped MLflow model directory; "
+            "onnx: one .onnx file.")
+
+    def perform_content_negotiation(self, request, force=False):
+        # The body is a file whatever the Accept header says; errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="model_versions_export",
+        parameters=[QuerySerializer],
+        responses={(200, "application/zip"): OpenApiTypes.BINARY,
+                   (200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   **error_responses(400, 401, 403, 404, 409, 429)},
+        examples=[
+            OpenApiExample("MLflow model", response_only=True, status_codes=["200"],
+                           media_type="application/zip", value="<digits-v3-mlflow.zip>"),
+            OpenApiExample("ONNX model", response_only=True, status_codes=["200"],
+                           media_type="application/octet-stream", value="<digits-v3.onnx>"),
+            *error_examples({
+                "400": ("Unknown format", "invalid", '"pmml" is not a valid choice.',
+                        {"format": ['"pmml" is not a valid choice.']}),
+                **_ERRORS,
+                "403": ("Missing scope", "permission_denied", "this token lacks the 'admin' scope",
+                        None),
+                "409": ("Not exportable", "not_exportable", "cannot export to ONNX: text "
+                        "features are TF-IDF over character n-grams within word boundaries "
+                        "(analyzer='char_wb'), which skl2onnx 1.20 cannot convert; use the "
+                        "mlflow format", {"reason": "text_featurizer"}),
+            }),
+        ],
+    )
+    def get(self, request: Request, slug: str, number: int) -> HttpResponse:
+        query = self.QuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        export = model_version_export(project=self.project, number=number,
+                                      fmt=query.validated_data["format"])
+        response = HttpResponse(export.content, content_type=export.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
