@@ -16,6 +16,7 @@ from django.utils import timezone
 from core.errors import DomainError
 from annotation.models import Label, Project
 from annotation.services import label_check, production_label_correct, production_sample_create
+from learning.exported_model import label_order
 from learning.models import ModelVersion
 from learning.services import TrainingError, model_version_promote
 from serving import model_cache
@@ -157,9 +158,8 @@ def _label_columns(project_labels: tuple[str, ...], model: model_cache.LoadedMod
     key = (project_labels, model.version_id, id(model.estimator))
     hit = _columns_cache.get(key)
     if hit is None:
-        classes = [str(c) for c in model.estimator.classes_]
-        labels = project_labels + tuple(c for c in classes if c not in project_labels)
-        hit = (labels, [labels.index(c) for c in classes])
+        labels, columns = label_order(project_labels, model.estimator.classes_)
+        hit = (tuple(labels), columns)  # the order MLflow exports answer in too
         if len(_columns_cache) > 256:
             _columns_cache.clear()
         _columns_cache[key] = hit
