@@ -6,7 +6,7 @@ from annotation.models import Membership
 from annotation.services.projects import personal_token_create
 from annotation_client import Client
 from serving.services import api_token_create
-from tests.serving.conftest import train_version
+from tests.serving.conftest import served_project, train_version  # noqa: F401 (a fixture)
 
 # The words of text_project_labeled's texts.
 WORDS = {"spam": "win prize cash free offer", "ham": "meeting lunch report team notes"}

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from annotation_client import ApiError, Client, Monitoring
+from serving.services import api_token_create
 from tests.client.conftest import WORDS
+from tests.factories import png_bytes
 from tests.serving.conftest import train_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,3 +157,19 @@ def test_labels(service):
     with pytest.raises(ApiError) as error:
         predictor.labels(project.slug)
     assert (error.value.status, error.value.code) == (403, "permission_denied")
+
+
+def test_predict_images_from_bytes_and_a_frame(live_server, served_project, settings):
+    settings.API_THROTTLE_RATES = {scope: "100000/min" for scope in settings.API_THROTTLE_RATES}
+    _t, key = api_token_create(project=served_project, scopes=["predict"])
+    client = Client(live_server.url, key)
+    images = [png_bytes(i % 3, seed=900 + i) for i in range(6)]
+    from_list = client.predict(served_project.slug, images)
+    from_frame = client.predict(served_project.slug,
+                                pd.DataFrame({"image": images}, index=list("abcdef")))
+    assert list(from_frame.index) == list("abcdef")
+    assert from_frame["label"].tolist() == from_list["label"].tolist()
+    assert {"proba_0", "proba_1", "proba_2"} <= set(from_frame)
+    with pytest.raises(ApiError) as error:
+        client.predict(served_project.slug, [b"not an image"])
+    assert (error.value.status, error.value.code) == (400, "invalid_instance")
