@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 import joblib
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from sklearn.base import ClassifierMixin
@@ -94,12 +95,8 @@ def _read(path: str, sha256: str) -> bytes:
     return data
 
 
-def _verified_load(path: str, sha256: str) -> object:
-    """Unpickle the stored file ``path`` if its bytes hash to ``sha256``.
-
-    The one loader of pickled files: the bytes are read once, hashed, and the same bytes
-    are unpickled, so the file cannot change between the check and the load.
-    """
+def _verified_bytes(path: str, sha256: str) -> bytes:
+    """The bytes of the stored file ``path`` if they hash to ``sha256``."""
     _checked_name(path)
     if len(sha256) != 64:
         raise ArtifactError(f"artifact {path!r} has no recorded sha256")
@@ -107,7 +104,16 @@ def _verified_load(path: str, sha256: str) -> object:
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise ArtifactError(f"artifact {path!r} sha256 {actual} does not match {sha256}")
-    return joblib.load(io.BytesIO(data))
+    return data
+
+
+def _verified_load(path: str, sha256: str) -> object:
+    """Unpickle the stored file ``path`` if its bytes hash to ``sha256``.
+
+    The one loader of pickled files: the bytes are read once, hashed, and the same bytes
+    are unpickled, so the file cannot change between the check and the load.
+    """
+    return joblib.load(io.BytesIO(_verified_bytes(path, sha256)))
 
 
 def save(estimator: ClassifierMixin, *, project_id: int, number: int) -> tuple[str, str]:
@@ -119,6 +125,24 @@ def save(estimator: ClassifierMixin, *, project_id: int, number: int) -> tuple[s
 def load(*, path: str, sha256: str) -> ClassifierMixin:
     """Load an artifact we wrote, refusing it unless its sha256 matches the recorded one."""
     return _verified_load(path, sha256)
+
+
+def numbers_save(arrays: dict[str, np.ndarray], *, relative: str) -> tuple[str, str]:
+    """Store plain arrays as an ``.npz`` named ``relative``; return (name stored, sha256)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return _write(buffer.getvalue(), relative)
+
+
+def numbers_load(*, path: str, sha256: str) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` of plain arrays (never pickled objects) whose bytes hash to
+    ``sha256``; raise ``ArtifactError`` otherwise."""
+    data = _verified_bytes(path, sha256)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"artifact {path!r} is not a file of plain arrays: {exc}") from exc
 
 
 def _featurizer_folder(project_id: int) -> str:

@@ -125,6 +125,37 @@ class SimulationRun(models.Model):
         return f"{self.project_id} simulate {self.source} {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class DriftReference(models.Model):
+    """What a version's production inputs are compared with for input drift, computed once
+    when the version is trained (``learning.services.drift_reference``) and read by
+    serving's monitoring: plain numbers, no pickle.
+
+    ``features`` is a list of ``{"name", "values": [...]}`` (numeric) or ``{"name",
+    "counts": {value: n}}`` (categorical). Tabular projects keep raw columns of a random
+    sample of the project's samples; text and image projects keep that sample projected on
+    the principal components of its featurized rows, and the model's confidence on the
+    sample's rows it was not trained on. The components (``mean`` and ``components``
+    arrays) are in an ``.npz`` in the artifact storage whose sha256 is recorded here.
+    """
+
+    class Kind(models.TextChoices):
+        COLUMNS = "columns"
+        COMPONENTS = "components"
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
+                                   related_name="drift_reference")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    rows = models.PositiveIntegerField()  # samples in the reference
+    features = models.JSONField(default=list)
+    basis_path = models.CharField(max_length=500, blank=True, default="")
+    basis_sha256 = models.CharField(max_length=64, blank=True, default="")
+    note = models.TextField(blank=True, default="")  # how the reference was drawn
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"drift reference of {self.version_id} ({self.kind}, {self.rows} rows)"
+
+
 class CachedFile(models.Model):
     """The sha256 of a file a worker pickled under ``ARTIFACT_ROOT`` for its own later use.
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from annotation.models import Label, Project, Sample
 from learning.models import ModelVersion
+from serving.drift_selectors import input_drift
 from serving.models import (
     CONFIDENCE_COLUMNS,
     ERROR_COLUMNS,
@@ -160,6 +161,8 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
     counted = feedback.aggregate(n=Count("pk"),
                                  correct=Count("pk", filter=Q(true_label=F("predicted_label"))))
     low, high = wilson_interval(counted["correct"], counted["n"])
+    drift, drift_note = input_drift(project=project, version=model, window=spec.name,
+                                    start=start, end=end)
     return {
         "window": spec.name,
         "from": start, "to": end,
@@ -181,7 +184,7 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                           "low": _round(low), "high": _round(high)},
         "estimated_accuracy": {"value": _round(mean_confidence), "method": "mean max-probability (CBPE)",
                                "note": ESTIMATE_NOTE},
-        "drift": None,
+        "drift": drift, "drift_note": drift_note,
     }
 
 

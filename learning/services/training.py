@@ -16,6 +16,7 @@ from learning.estimators import build_estimator
 from learning.label_snapshots import snapshot_sha256
 from learning.models import ModelVersion
 from learning.model_input import model_input_of_ids
+from learning.services.drift_reference import drift_reference_build_quietly
 from learning.services.featurizers import _project_featurizer
 
 
@@ -102,4 +103,6 @@ def _fit(version: ModelVersion) -> list[int]:
         model, project_id=project.pk, number=version.number
     )
     version.sklearn_version = sklearn.__version__
+    drift_reference_build_quietly(version=version, model=model, featurizer=featurizer,
+                                  trained_ids={sample.pk for sample, _v, _id in train_rows})
     return label_ids

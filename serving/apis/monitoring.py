@@ -25,6 +25,20 @@ class _Counts(serializers.Serializer):
     errors = serializers.IntegerField()
 
 
+@extend_schema_serializer(component_name="DriftFeature")
+class _DriftFeature(serializers.Serializer):
+    name = serializers.CharField(help_text="A column; for text and images PC1…PC10 (principal "
+                                           "components of the featurized inputs) and confidence.")
+    method = serializers.CharField(help_text=(
+        "'K-S p-value' or 'chi-square p-value' (drift when score < threshold) when the "
+        "reference has ≤ 1,000 values, else 'Wasserstein distance (normed)' or "
+        "'Jensen-Shannon distance' (drift when score ≥ threshold); categorical tests for "
+        "categorical features and numeric ones with ≤ 5 distinct values."))
+    score = serializers.FloatField(help_text="The p-value or distance (4 significant digits).")
+    threshold = serializers.FloatField(help_text="0.05 for p-values, 0.1 for distances.")
+    drifted = serializers.BooleanField()
+
+
 @extend_schema_serializer(component_name="Monitoring")
 class MonitoringSerializer(serializers.Serializer):
     class Traffic(serializers.Serializer):
@@ -72,6 +86,15 @@ class MonitoringSerializer(serializers.Serializer):
         method = serializers.CharField()
         note = serializers.CharField()
 
+    class Drift(serializers.Serializer):
+        drifted = serializers.BooleanField(help_text="Dataset drift: share ≥ 0.5.")
+        share = serializers.FloatField(help_text="Share of the features that drifted.")
+        n = serializers.IntegerField(help_text="Window inputs compared (the newest kept ones, "
+                                               "at most 5,000).")
+        reference_n = serializers.IntegerField(help_text="Rows in the version's reference.")
+        method = serializers.CharField()
+        features = _DriftFeature(many=True)
+
     window = serializers.ChoiceField(choices=list(WINDOWS))
     # "from" is a keyword: declared below.
     to = serializers.DateTimeField()
@@ -85,7 +108,14 @@ class MonitoringSerializer(serializers.Serializer):
     live_accuracy = LiveAccuracy()
     estimated_accuracy = EstimatedAccuracy(
         help_text="Mean top-class confidence: equals accuracy only for a calibrated model.")
-    drift = serializers.JSONField(allow_null=True, help_text="Not computed yet: always null.")
+    drift = Drift(allow_null=True, help_text=(
+        "Input drift of the version's (given, else served) inputs kept in the window against "
+        "a random sample of the project's samples taken when it was trained: per column "
+        "for tabular data, per principal component of the featurized inputs plus the "
+        "confidence for text and images. Null when not computed: see drift_note."))
+    drift_note = serializers.CharField(allow_null=True, help_text=(
+        "Why drift is null: no reference, not enough data (fewer than 30 kept inputs), no "
+        "model."))
 
 
 MonitoringSerializer._declared_fields["from"] = serializers.DateTimeField()
@@ -105,7 +135,18 @@ _EXAMPLE = {
     "live_accuracy": {"n": 2, "correct": 2, "accuracy": 1.0, "low": 0.3424, "high": 1.0},
     "estimated_accuracy": {"value": 0.81, "method": "mean max-probability (CBPE)",
                            "note": "an estimate, not a measurement: …"},
-    "drift": None,
+    "drift": {"drifted": True, "share": 0.6667, "n": 812, "reference_n": 5000,
+              "method": "per principal component of the pixels, and confidence, tests by "
+                        "reference size as Evidently's defaults; dataset drift when ≥ 50% of "
+                        "features drift",
+              "features": [
+                  {"name": "PC1", "method": "Wasserstein distance (normed)", "score": 0.4812,
+                   "threshold": 0.1, "drifted": True},
+                  {"name": "PC2", "method": "Wasserstein distance (normed)", "score": 0.0213,
+                   "threshold": 0.1, "drifted": False},
+                  {"name": "confidence", "method": "K-S p-value", "score": 1.2e-05,
+                   "threshold": 0.05, "drifted": True}]},
+    "drift_note": None,
 }
 
 
