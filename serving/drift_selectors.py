@@ -2,27 +2,34 @@
 window, against the reference kept with the version when it was trained
 (``learning.services.drift_reference``), feature by feature with ``serving.drift``.
 
-The window's inputs are the instances kept on its newest prediction-log rows of the
-version (at most ``WINDOW_ROWS``, found among the newest ``SCAN_ROWS`` rows, so a log
-without kept instances costs one bounded index scan): tabular ones by column, text and
-images featurized as the version's model does (its fitted TF-IDF; pixels) and projected
-on the reference's principal components, beside the confidence logged with each. An
-instance that cannot be read is left out; fewer than ``MIN_ROWS`` usable ones, and the
-window has not enough data. The result is cached per (project, version, window) for
-``MONITORING_DRIFT_CACHE_SECONDS``: it reads thousands of rows, the page refreshes every
-30 s.
+The window's inputs are the instances kept on the version's newest prediction-log rows in
+the window (at most ``WINDOW_ROWS`` of the kind, found among ``SCAN_FACTOR`` times as many
+rows, so a log that kept no instances costs one bounded index scan): tabular ones by
+column, text and images featurized as the version's model does (its fitted TF-IDF;
+pixels) and projected on the reference's principal components, beside the confidence
+logged with each. An instance that cannot be read is left out; with fewer than
+``MIN_ROWS`` usable ones the window has not enough data. The result is kept per (project,
+version, window) and refreshed in the background (``input_drift``): it reads thousands of
+rows, and the page refreshes every 30 s.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import math
+import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
+import orjson
+from django import db
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
 from sklearn.pipeline import Pipeline
 
 from annotation.models import Project
@@ -36,23 +43,32 @@ from serving.models import PredictionLog
 
 logger = logging.getLogger(__name__)
 
-WINDOW_ROWS = 5000
-SCAN_ROWS = 4 * WINDOW_ROWS
+# Inputs compared per window: raw columns are cheap; featurizing a text costs about 0.2 ms.
+WINDOW_ROWS = {Project.Kind.TABULAR: 5000, Project.Kind.TEXT: 2000, Project.Kind.IMAGE: 2000}
+SCAN_FACTOR = 4  # log rows read per input wanted, for logs that kept few instances
 MIN_ROWS = 30
+KEEP_STALE_FACTOR = 10  # a stale result is shown (while refreshed) up to 10 x the cache time
 _BY_SIZE = "tests by reference size as Evidently's defaults"
 _VERDICT = f"dataset drift when ≥ {drift.DRIFT_SHARE:.0%} of features drift"
 
 
 def window_inputs(*, version_id: int, project_id: int, start: dt.datetime, end: dt.datetime,
-                  limit: int = WINDOW_ROWS) -> list[tuple[object, float | None]]:
+                  limit: int) -> list[tuple[object, float | None]]:
     """(instance, confidence) of the version's newest predictions in ``(start, end]`` that
-    kept their instance: at most ``limit``, among the newest ``SCAN_ROWS`` predictions."""
+    kept their instance: at most ``limit``, among the newest ``SCAN_FACTOR × limit``."""
     rows = (PredictionLog.objects
             .filter(project_id=project_id, created_at__gt=start, created_at__lte=end,
                     model_version_id=version_id)
-            .order_by("-created_at").values_list("instance", "confidence")[:SCAN_ROWS])
+            .order_by("-created_at")
+            .values_list(Cast("instance", TextField()), "confidence")[:SCAN_FACTOR * limit])
     kept = []
-    for instance, confidence in rows.iterator(chunk_size=2000):
+    for text, confidence in rows.iterator(chunk_size=2000):
+        if text is None:
+            continue
+        try:
+            instance = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue
         if instance is not None:
             kept.append((instance, confidence))
             if len(kept) >= limit:
@@ -156,7 +172,8 @@ def _input_drift(project: Project, version: ModelVersion, start: dt.datetime,
     if reference is None:
         return None, (f"no reference for v{version.number}: it was trained before drift "
                       "references were kept (manage.py drift_reference builds one)")
-    inputs = window_inputs(version_id=version.pk, project_id=project.pk, start=start, end=end)
+    inputs = window_inputs(version_id=version.pk, project_id=project.pk, start=start, end=end,
+                           limit=WINDOW_ROWS.get(project.kind, 2000))
     if len(inputs) < MIN_ROWS:
         return None, (f"not enough data: {len(inputs)} kept inputs of v{version.number} in "
                       f"the window, {MIN_ROWS} needed")
@@ -172,31 +189,60 @@ def _input_drift(project: Project, version: ModelVersion, start: dt.datetime,
             "method": _method(project), "features": features}, None
 
 
+def _computed(project: Project, version: ModelVersion, start: dt.datetime,
+              end: dt.datetime) -> tuple[dict | None, str | None]:
+    try:
+        return _input_drift(project, version, start, end)
+    except DomainError as exc:  # the version's model cannot be loaded
+        return None, f"drift not computed: {exc}"
+    except ArtifactError as exc:
+        logger.error("refusing the drift reference of %s v%s: %s", project.slug,
+                     version.number, exc)
+        return None, f"drift not computed: the reference of v{version.number} is refused ({exc})"
+    except Exception:  # the rest of the page must not fail with it
+        logger.exception("input drift of %s v%s failed", project.slug, version.number)
+        return None, "drift not computed: an unexpected error (logged on the server)"
+
+
+def _refresh(key: str, project: Project, version: ModelVersion, span: dt.timedelta,
+             seconds: int) -> None:
+    """Compute the drift of the window ending now and keep it (a background thread's work)."""
+    try:
+        end = timezone.now()
+        cache.set(key, (time.time(), _computed(project, version, end - span, end)),
+                  seconds * KEEP_STALE_FACTOR)
+    finally:
+        cache.delete(f"{key}:refreshing")
+        if threading.current_thread() is not threading.main_thread():
+            db.connections.close_all()  # this thread's own connections
+
+
+def _refresh_later(*args) -> None:
+    threading.Thread(target=_refresh, args=args, daemon=True, name="drift-refresh").start()
+
+
 def input_drift(*, project: Project, version: ModelVersion | None, window: str,
                 start: dt.datetime, end: dt.datetime) -> tuple[dict | None, str | None]:
     """(drift, None) of ``version``'s inputs in the window, or (None, why there is none).
 
-    Never raises for bad data: an unreadable instance is left out, a model that cannot be
-    loaded is named in the reason.
+    Computed on the first read, then kept: fresh for ``MONITORING_DRIFT_CACHE_SECONDS``;
+    after that the kept result is answered at once while a background thread of this
+    process computes the next (one at a time per key), so a page view never waits for it
+    again until the key goes unread for ten times that long. Never raises for bad data: an
+    unreadable instance is left out, a model that cannot be loaded is named in the reason.
     """
     if version is None:
         return None, "no model version to compare with"
-    key = f"monitoring-drift:{project.pk}:{version.pk}:{window}"
     seconds = settings.MONITORING_DRIFT_CACHE_SECONDS
-    cached = cache.get(key) if seconds > 0 else None
-    if cached is not None:
-        return cached
-    try:
-        result = _input_drift(project, version, start, end)
-    except DomainError as exc:  # the version's model cannot be loaded
-        result = None, f"drift not computed: {exc}"
-    except ArtifactError as exc:
-        logger.error("refusing the drift reference of %s v%s: %s", project.slug,
-                     version.number, exc)
-        result = None, f"drift not computed: the reference of v{version.number} is refused ({exc})"
-    except Exception:  # the rest of the page must not fail with it
-        logger.exception("input drift of %s v%s failed", project.slug, version.number)
-        result = None, "drift not computed: an unexpected error (logged on the server)"
-    if seconds > 0:
-        cache.set(key, result, seconds)
+    if seconds <= 0:
+        return _computed(project, version, start, end)
+    key = f"monitoring-drift:{project.pk}:{version.pk}:{window}"
+    kept = cache.get(key)
+    if kept is not None:
+        computed_at, result = kept
+        if time.time() - computed_at >= seconds and cache.add(f"{key}:refreshing", 1, seconds):
+            _refresh_later(key, project, version, end - start, seconds)
+        return result
+    result = _computed(project, version, start, end)
+    cache.set(key, (time.time(), result), seconds * KEEP_STALE_FACTOR)
     return result

@@ -253,3 +253,25 @@ def test_the_page_shows_the_verdict_and_each_feature(tabular, token_client, clie
         assert f'data-feature="{feature["name"]}"' in html
         assert f'<td data-field="drift.score">{feature["score"]:g}</td>' in html
     assert "K-S p-value" in html and "&lt; 0.05" in html
+
+
+def test_a_stale_result_is_answered_at_once_and_refreshed_behind_it(tabular, token_client,
+                                                                    settings, monkeypatch):
+    from serving import drift_selectors
+
+    refreshed = []
+    monkeypatch.setattr(drift_selectors, "_refresh_later",
+                        lambda *args: refreshed.append(args) or drift_selectors._refresh(*args))
+    monitor = token_client(tabular, scopes=("monitor",))
+    url = f"/api/v1/projects/{tabular.slug}/monitoring"
+    _logged(tabular, [_good("tabular", i) for i in range(40)])
+    cache.clear()
+    assert monitor.get(url, {"window": "1h"}).json()["drift"]["n"] == 40 and not refreshed
+    _logged(tabular, [_good("tabular", i) for i in range(10)])
+    key = f"monitoring-drift:{tabular.pk}:{tabular.model_versions.get().pk}:1h"
+    computed_at, result = cache.get(key)
+    cache.set(key, (computed_at - settings.MONITORING_DRIFT_CACHE_SECONDS, result))  # stale
+    assert monitor.get(url, {"window": "1h"}).json()["drift"]["n"] == 40  # the kept one
+    assert len(refreshed) == 1
+    assert monitor.get(url, {"window": "1h"}).json()["drift"]["n"] == 50  # refreshed
+    assert len(refreshed) == 1 and cache.get(f"{key}:refreshing") is None
