@@ -1,26 +1,28 @@
 """Input drift statistics, pure: one feature's reference against a window's values, and the
 dataset verdict. No Django.
 
-The test of each feature is Evidently's default, chosen by the reference's size:
+The test of each feature is Evidently's default for its type and sample size:
 
-================================  =====================================  ===========================
-feature                           reference ≤ 1,000 values               reference > 1,000 values
-================================  =====================================  ===========================
-numeric (> 5 distinct values)     two-sample K-S, drift when p < 0.05    Wasserstein distance / the
-                                                                         reference's std, drift
-                                                                         when ≥ 0.1
-categorical, or numeric with      chi-square, drift when p < 0.05        Jensen-Shannon distance
-≤ 5 distinct values                                                      (natural log), drift when
-                                                                         ≥ 0.1
-================================  =====================================  ===========================
+- numeric with more than 5 distinct values (reference and window together): the two-sample
+  Kolmogorov-Smirnov test, drift when p < 0.05; with large samples, the Wasserstein
+  distance divided by the reference's standard deviation, drift when ≥ 0.1;
+- categorical, or numeric with at most 5 distinct values: chi-square, drift when p < 0.05;
+  with large samples, the Jensen-Shannon distance (natural log), drift when ≥ 0.1.
 
-Distinct values are counted over reference and window together, as Evidently does. The
-chi-square is the two-sample test of homogeneity (``chi2_contingency`` without continuity
-correction): for two categories it is exactly Evidently's two-proportion z-test, and unlike
-a goodness-of-fit test against the reference's shares it allows for the reference being a
-sample too, so it keeps its 5% false-alarm rate when the window is as large as the
-reference. The dataset drifts when at least half of its features drift (Evidently's
-``drift_share`` 0.5).
+"Large" is more than 1,000 values. Evidently looks at the reference alone; here both the
+reference and the window must be that large. A distance of a small window from a large
+reference is mostly sampling noise: 100 inputs drawn from the reference's own law are a
+normed Wasserstein distance of 0.1 or more away from 5,000 reference values seven times in
+ten, so every quiet hour would read as drifted. A test's p-value allows for the window's
+size; the distances are kept for the case they are meant for, two large samples, where
+any p-value test flags differences too small to matter.
+
+The chi-square is the two-sample test of homogeneity (``chi2_contingency`` without
+continuity correction): for two categories it is exactly Evidently's two-proportion
+z-test, and unlike a goodness-of-fit test against the reference's shares it allows for the
+reference being a sample too, so it keeps its 5% false-alarm rate when the window is as
+large as the reference. The dataset drifts when at least half of its features drift
+(Evidently's ``drift_share`` 0.5).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import numpy as np
 from scipy.spatial import distance
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
-SMALL_REFERENCE = 1000  # at most this many reference values: a test with a p-value
+SMALL_SAMPLE = 1000  # reference or window at most this large: a test with a p-value
 FEW_VALUES = 5  # a numeric feature with at most this many distinct values counts as categorical
 P_THRESHOLD = 0.05
 DISTANCE_THRESHOLD = 0.1
@@ -64,7 +66,7 @@ def categorical_drift(name: str, reference: Mapping[str, int], current: Mapping[
     keys = sorted(set(reference) | set(current), key=str)
     ref = np.array([reference.get(k, 0) for k in keys], dtype=np.float64)
     cur = np.array([current.get(k, 0) for k in keys], dtype=np.float64)
-    if ref.sum() <= SMALL_REFERENCE:
+    if min(ref.sum(), cur.sum()) <= SMALL_SAMPLE:
         if len(keys) < 2:
             return _result(name, CHI_SQUARE, 1.0)  # one value on both sides: nothing moved
         p_value = chi2_contingency(np.vstack([ref, cur]), correction=False).pvalue
@@ -84,7 +86,7 @@ def numeric_drift(name: str, reference: Sequence[float], current: Sequence[float
     distinct = np.unique(np.concatenate([ref, cur]))
     if len(distinct) <= FEW_VALUES:
         return categorical_drift(name, value_counts(ref), value_counts(cur))
-    if len(ref) <= SMALL_REFERENCE:
+    if min(len(ref), len(cur)) <= SMALL_SAMPLE:
         return _result(name, KS, ks_2samp(ref, cur).pvalue)
     norm = max(float(np.std(ref)), 0.001)
     return _result(name, WASSERSTEIN, wasserstein_distance(ref, cur) / norm)

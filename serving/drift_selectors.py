@@ -48,7 +48,7 @@ WINDOW_ROWS = {Project.Kind.TABULAR: 5000, Project.Kind.TEXT: 2000, Project.Kind
 SCAN_FACTOR = 4  # log rows read per input wanted, for logs that kept few instances
 MIN_ROWS = 30
 KEEP_STALE_FACTOR = 10  # a stale result is shown (while refreshed) up to 10 x the cache time
-_BY_SIZE = "tests by reference size as Evidently's defaults"
+_BY_SIZE = "tests by sample size (Evidently's defaults)"
 _VERDICT = f"dataset drift when ≥ {drift.DRIFT_SHARE:.0%} of features drift"
 
 

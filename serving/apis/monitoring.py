@@ -31,9 +31,9 @@ class _DriftFeature(serializers.Serializer):
                                            "components of the featurized inputs) and confidence.")
     method = serializers.CharField(help_text=(
         "'K-S p-value' or 'chi-square p-value' (drift when score < threshold) when the "
-        "reference has ≤ 1,000 values, else 'Wasserstein distance (normed)' or "
-        "'Jensen-Shannon distance' (drift when score ≥ threshold); categorical tests for "
-        "categorical features and numeric ones with ≤ 5 distinct values."))
+        "reference or the window has ≤ 1,000 values, else 'Wasserstein distance (normed)' "
+        "or 'Jensen-Shannon distance' (drift when score ≥ threshold); the categorical ones "
+        "for categorical features and numeric ones with ≤ 5 distinct values."))
     score = serializers.FloatField(help_text="The p-value or distance (4 significant digits).")
     threshold = serializers.FloatField(help_text="0.05 for p-values, 0.1 for distances.")
     drifted = serializers.BooleanField()
@@ -89,8 +89,8 @@ class MonitoringSerializer(serializers.Serializer):
     class Drift(serializers.Serializer):
         drifted = serializers.BooleanField(help_text="Dataset drift: share ≥ 0.5.")
         share = serializers.FloatField(help_text="Share of the features that drifted.")
-        n = serializers.IntegerField(help_text="Window inputs compared (the newest kept ones, "
-                                               "at most 5,000).")
+        n = serializers.IntegerField(help_text="Window inputs compared: the newest kept ones, "
+                                               "at most 5,000 (tables) or 2,000 (text, images).")
         reference_n = serializers.IntegerField(help_text="Rows in the version's reference.")
         method = serializers.CharField()
         features = _DriftFeature(many=True)
