@@ -43,8 +43,8 @@ from serving.models import PredictionLog
 
 logger = logging.getLogger(__name__)
 
-# Inputs compared per window: raw columns are cheap; featurizing a text costs about 0.2 ms.
-WINDOW_ROWS = {Project.Kind.TABULAR: 5000, Project.Kind.TEXT: 2000, Project.Kind.IMAGE: 2000}
+# Inputs compared per window: raw columns are cheap; featurizing a text costs 0.2-5 ms.
+WINDOW_ROWS = {Project.Kind.TABULAR: 5000, Project.Kind.TEXT: 1000, Project.Kind.IMAGE: 2000}
 SCAN_FACTOR = 4  # log rows read per input wanted, for logs that kept few instances
 MIN_ROWS = 30
 KEEP_STALE_FACTOR = 10  # a stale result is shown (while refreshed) up to 10 x the cache time
@@ -109,7 +109,8 @@ def _tabular(reference: Reference, instances: list) -> tuple[dict[str, list | Co
     return current, int(used.sum())
 
 
-def _featurized(project: Project, version: ModelVersion, instances: list) -> tuple[object, list[int]]:
+def _featurized(project: Project, version: ModelVersion,
+                instances: list) -> tuple[object, list[int]]:
     """The featurized rows of the instances that can be read, and their indexes."""
     if project.kind == Project.Kind.TEXT:
         good = [i for i, inst in enumerate(instances)
@@ -136,8 +137,13 @@ def _components(project: Project, version: ModelVersion, reference: Reference,
                 inputs: list) -> tuple[dict[str, list], int]:
     Z, good = _featurized(project, version, [inst for inst, _c in inputs])
     current: dict[str, list] = {}
+    if good and Z.shape[1] != reference.width:
+        raise DomainError(f"the inputs now make {Z.shape[1]} features, the reference has "
+                          f"{reference.width} (was the image size changed?)")
     if good:
-        projected = np.asarray(Z @ reference.components.T) - reference.mean @ reference.components.T
+        Z = Z[:, reference.columns]
+        Z = Z.toarray() if hasattr(Z, "toarray") else Z
+        projected = (Z - reference.mean) @ reference.components.T
         names = [f["name"] for f in reference.features if f["name"] != CONFIDENCE]
         current = {name: projected[:, j].tolist() for j, name in enumerate(names)}
     current[CONFIDENCE] = [c for i in good if (c := inputs[i][1]) is not None]

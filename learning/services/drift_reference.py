@@ -11,9 +11,11 @@ and would show drift that is not there.
   missing cells left out. At most ``MAX_NUMBERS`` numbers in all, so a wide table keeps
   fewer rows.
 - Text and images: the sample's featurized rows (TF-IDF, pixels) projected on their first
-  ``COMPONENTS`` principal components, and the model's confidence (max probability) on the
-  sample's rows it was not trained on (its own training rows would look over-confident).
-  The components are kept as plain arrays in an ``.npz`` with its sha256.
+  ``COMPONENTS`` principal components (for text, of the ``MAX_COLUMNS`` most frequent
+  TF-IDF features), and the model's confidence (max probability) on the sample's rows it
+  was not trained on (its own training rows would look over-confident). The components
+  are kept as plain arrays in an ``.npz`` with its sha256. Text keeps
+  ``TEXT_REFERENCE_ROWS`` rows, large images fewer (``MAX_PIXELS``).
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ from learning.models import DriftReference, ModelVersion
 logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 5000
+TEXT_REFERENCE_ROWS = 1000  # featurizing a text costs 0.2-5 ms (by length), trained and served
 MAX_NUMBERS = 250_000  # numeric cells a tabular reference keeps
+MAX_PIXELS = 10_000_000  # pixel values an image reference reads (fewer rows of large images)
+MAX_COLUMNS = 2000  # text: the components are fitted on this many most frequent features
 COMPONENTS = 10
 MIN_CONFIDENCE_ROWS = 30  # unseen rows needed for a confidence reference
 CONFIDENCE = "confidence"
@@ -49,7 +54,9 @@ class Reference:
     rows: int
     features: list[dict]
     note: str
-    mean: np.ndarray | None = None  # (d,) of the featurized rows
+    width: int = 0  # columns of the featurized rows
+    columns: np.ndarray | None = None  # (d,) those the components use
+    mean: np.ndarray | None = None  # (d,)
     components: np.ndarray | None = None  # (k, d)
 
 
@@ -92,25 +99,34 @@ def _proba(model, featurized: bool, X, Z):
 
 def _components(model, featurizer, ids: np.ndarray, X,
                 trained_ids: set[int]) -> tuple[list[dict], dict[str, np.ndarray], str]:
-    Z = featurizer.transform(X) if featurizer is not None else np.asarray(X, dtype=np.float64)
+    full = featurizer.transform(X) if featurizer is not None else np.asarray(X, dtype=np.float64)
+    Z, width = full, full.shape[1]
+    columns = np.arange(width)
+    if sparse.issparse(Z):
+        # TF-IDF is 100k columns wide and sparse: fitting the components on its most
+        # frequent features keeps the fit to a second and the basis small.
+        if width > MAX_COLUMNS:
+            frequency = np.asarray((Z != 0).sum(axis=0)).ravel()
+            columns = np.sort(np.argsort(-frequency, kind="stable")[:MAX_COLUMNS])
+        Z = Z[:, columns].toarray()
     k = min(COMPONENTS, Z.shape[0] - 1, Z.shape[1] - 1)
     if k < 1:
         raise ValueError(f"{Z.shape[0]} rows of {Z.shape[1]} features: no components")
-    pca = PCA(n_components=k, svd_solver="arpack" if sparse.issparse(Z) else "auto",
-              random_state=0).fit(Z)
+    pca = PCA(n_components=k, random_state=0).fit(Z)
     keep = pca.explained_variance_ratio_ > 1e-6  # a flat direction would only measure noise
     projected = pca.transform(Z)[:, keep]
     features = [{"name": f"PC{i + 1}", "values": projected[:, j].tolist()}
                 for j, i in enumerate(np.flatnonzero(keep))]
     unseen = np.flatnonzero(~np.isin(ids, np.fromiter(trained_ids, dtype=np.int64)))
-    note = f"{int(keep.sum())} principal components of {Z.shape[1]} features"
+    note = f"{int(keep.sum())} principal components of {len(columns)} of {width} features"
     if len(unseen) >= MIN_CONFIDENCE_ROWS:
-        proba = _proba(model, featurizer is not None, take_rows(X, unseen), Z[unseen])
+        proba = _proba(model, featurizer is not None, take_rows(X, unseen), full[unseen])
         features.append({"name": CONFIDENCE, "values": np.max(proba, axis=1).tolist()})
         note += f"; confidence on {len(unseen)} samples it was not trained on"
     else:
         note += f"; no confidence: only {len(unseen)} samples it was not trained on"
-    basis = {"mean": pca.mean_.astype(np.float64),
+    basis = {"width": np.array([width], dtype=np.int64), "columns": columns.astype(np.int64),
+             "mean": pca.mean_.astype(np.float64),
              "components": pca.components_[keep].astype(np.float64)}
     return features, basis, note
 
@@ -124,7 +140,10 @@ def drift_reference_build(*, version: ModelVersion, model, featurizer,
     fitted on. Returns None when the project has no samples.
     """
     project = version.project
-    ids, X = model_input_random_subset(project=project, max_rows=REFERENCE_ROWS)
+    most = {Project.Kind.TEXT: TEXT_REFERENCE_ROWS,
+            Project.Kind.IMAGE: min(REFERENCE_ROWS, MAX_PIXELS // project.image_size ** 2)}
+    ids, X = model_input_random_subset(project=project,
+                                       max_rows=most.get(project.kind, REFERENCE_ROWS))
     if len(ids) == 0:
         return None
     basis_path = basis_sha256 = ""
@@ -139,7 +158,8 @@ def drift_reference_build(*, version: ModelVersion, model, featurizer,
         note = f"{rows} random samples; {note}"
         basis_path, basis_sha256 = artifacts.numbers_save(
             basis, relative=f"drift/{project.pk}/v{version.number}-{uuid.uuid4().hex[:12]}.npz")
-    old = DriftReference.objects.filter(version=version).values_list("basis_path", flat=True).first()
+    old = (DriftReference.objects.filter(version=version)
+           .values_list("basis_path", flat=True).first())
     reference, _created = DriftReference.objects.update_or_create(
         version=version, defaults={"kind": kind, "rows": rows, "features": features,
                                    "basis_path": basis_path, "basis_sha256": basis_sha256,
@@ -179,11 +199,12 @@ def drift_reference_load(*, version_id: int) -> Reference | None:
     row = DriftReference.objects.filter(version_id=version_id).first()
     if row is None:
         return None
-    mean = components = None
+    width, columns, mean, components = 0, None, None, None
     if row.kind == DriftReference.Kind.COMPONENTS:
         basis = artifacts.numbers_load(path=row.basis_path, sha256=row.basis_sha256)
-        if set(basis) != {"mean", "components"}:
+        if set(basis) != {"width", "columns", "mean", "components"}:
             raise artifacts.ArtifactError(f"{row.basis_path!r} holds {sorted(basis)}")
-        mean, components = basis["mean"], basis["components"]
+        width = int(basis["width"][0])
+        columns, mean, components = basis["columns"], basis["mean"], basis["components"]
     return Reference(kind=row.kind, rows=row.rows, features=row.features, note=row.note,
-                     mean=mean, components=components)
+                     width=width, columns=columns, mean=mean, components=components)

@@ -89,8 +89,9 @@ class MonitoringSerializer(serializers.Serializer):
     class Drift(serializers.Serializer):
         drifted = serializers.BooleanField(help_text="Dataset drift: share ≥ 0.5.")
         share = serializers.FloatField(help_text="Share of the features that drifted.")
-        n = serializers.IntegerField(help_text="Window inputs compared: the newest kept ones, "
-                                               "at most 5,000 (tables) or 2,000 (text, images).")
+        n = serializers.IntegerField(help_text=(
+            "Window inputs compared: the newest kept ones, at most 5,000 (tables), 2,000 "
+            "(images), 1,000 (text)."))
         reference_n = serializers.IntegerField(help_text="Rows in the version's reference.")
         method = serializers.CharField()
         features = _DriftFeature(many=True)

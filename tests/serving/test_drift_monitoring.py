@@ -28,13 +28,15 @@ WORDS = {"spam": ["win", "prize", "cash", "free", "offer"],
 
 
 def _row(rng, *, shift=0.0, green=0.2):
-    colour = rng.choice(["red", "blue", "green"], p=[(1 - green) * 5 / 8, (1 - green) * 3 / 8, green])
+    shares = [(1 - green) * 5 / 8, (1 - green) * 3 / 8, green]
+    colour = rng.choice(["red", "blue", "green"], p=shares)
     return {"x": float(rng.normal(shift, 1)), "y": float(rng.normal(5, 2)), "colour": str(colour)}
 
 
 @pytest.fixture
 def tabular(project, annotator):
-    project.kind, project.labels, project.columns = Project.Kind.TABULAR, ["a", "b"], ["x", "y", "colour"]
+    project.kind, project.labels = Project.Kind.TABULAR, ["a", "b"]
+    project.columns = ["x", "y", "colour"]
     project.batch_size = 1000
     project.save()
     rng = np.random.default_rng(0)
@@ -150,7 +152,8 @@ def test_image_inputs_drift_when_inverted(images, token_client):
     assert "pixels" in result["method"]
     assert any(f["name"] == "confidence" for f in result["features"])
 
-    _predict(client, images, [{"pixels": _pixels(i % 3, 2000 + i, invert=True)} for i in range(120)])
+    _predict(client, images,
+             [{"pixels": _pixels(i % 3, 2000 + i, invert=True)} for i in range(120)])
     result = _drift(monitor, images)["drift"]
     assert result["n"] == 180 and result["drifted"] is True, result
 
@@ -207,7 +210,7 @@ def test_without_a_reference_the_page_says_so_and_the_command_builds_one(images,
 
     out = io.StringIO()
     call_command("drift_reference", images.slug, stdout=out)
-    assert out.getvalue().startswith("v1: 99 random samples; 10 principal components")
+    assert out.getvalue().startswith("v1: 99 random samples; 10 principal components of 64")
     assert _drift(monitor, images)["drift"]["n"] == 40
 
 
@@ -238,7 +241,8 @@ def test_a_version_that_is_not_ready_has_no_drift(tabular, token_client):
     version.status = "failed"
     version.save()
     data = _drift(token_client(tabular, scopes=("monitor",)), tabular, version=version.number)
-    assert data["drift"] is None and data["drift_note"] == f"v{version.number} is failed: no model to compare with"
+    assert data["drift"] is None
+    assert data["drift_note"] == f"v{version.number} is failed: no model to compare with"
 
 
 def test_the_page_shows_the_verdict_and_each_feature(tabular, token_client, client):
@@ -275,3 +279,12 @@ def test_a_stale_result_is_answered_at_once_and_refreshed_behind_it(tabular, tok
     assert len(refreshed) == 1
     assert monitor.get(url, {"window": "1h"}).json()["drift"]["n"] == 50  # refreshed
     assert len(refreshed) == 1 and cache.get(f"{key}:refreshing") is None
+
+
+def test_inputs_of_another_width_than_the_reference_are_named_not_a_crash(images, token_client):
+    monitor = token_client(images, scopes=("monitor",))
+    images.image_size = 4  # a settings change after training: 16 pixels, the reference 64
+    images.save()
+    _logged(images, [{"pixels": [i % 200] * 16} for i in range(40)])
+    data = _drift(monitor, images)
+    assert data["drift"] is None and "16 features, the reference has 64" in data["drift_note"]
