@@ -1,23 +1,15 @@
 """Browser test of input drift on the monitoring page: inputs like the training data leave
 the verdict off; a drifted batch sent through the predict API turns it on at the next
 htmx refresh, with the JSON's features in the table."""
-import io
 import re
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from serving.services import api_token_create
-from tests.factories import png_bytes
 from tests.serving.conftest import served_project  # noqa: F401  the fixture, shared
+from tests.serving.test_drift_monitoring import _pixels
 
 VERDICT = '[data-field="drift.verdict"]'
-
-
-def _pixels(value: int, seed: int, *, invert: bool = False) -> list[int]:
-    pixels = np.asarray(Image.open(io.BytesIO(png_bytes(value, seed=seed))), dtype=int)
-    return (255 - pixels if invert else pixels).reshape(-1).tolist()
 
 
 def _predict(page, slug, key, instances):

@@ -24,14 +24,23 @@ def train_version(project):
     return version
 
 
-@pytest.fixture
-def served_project(project, annotator, make_samples):
+def image_project_trained(project, annotator, make_samples, *, unlabeled: int = 0):
+    """Label 30 pool and 9 test images of ``project``, add ``unlabeled`` more, train."""
+    from tests.factories import ImageSampleFactory
+
     project.batch_size = 1000
     project.save()
     for i, sample in enumerate(make_samples(30, 9)):
         label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
+    for i in range(unlabeled):
+        ImageSampleFactory(project=project, true_label=i % 3)
     train_version(project)
     return project
+
+
+@pytest.fixture
+def served_project(project, annotator, make_samples):
+    return image_project_trained(project, annotator, make_samples)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from learning.models import DriftReference
 from serving import drift, prediction_log
 from serving.drift_selectors import MIN_ROWS
 from serving.services import Prediction
-from tests.factories import ImageSampleFactory, label_given, png_bytes
-from tests.serving.conftest import train_version
+from tests.factories import label_given, png_bytes
+from tests.serving.conftest import image_project_trained, train_version
 
 pytestmark = pytest.mark.django_db
 
@@ -76,14 +76,7 @@ def _pixels(value, seed, *, invert=False):
 
 @pytest.fixture
 def images(project, annotator, make_samples):
-    project.batch_size = 1000
-    project.save()
-    for i, sample in enumerate(make_samples(30, 9)):
-        label_given(sample=sample, annotator=annotator, value=project.labels[i % 3])
-    for i in range(60):
-        ImageSampleFactory(project=project, true_label=i % 3)
-    train_version(project)
-    return project
+    return image_project_trained(project, annotator, make_samples, unlabeled=60)
 
 
 def _predict(client, project, instances):
