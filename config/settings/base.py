@@ -224,7 +224,8 @@ CELERY_BEAT_SCHEDULE = {
 # Monitoring: predictions below this confidence count as low-confidence.
 MONITORING_LOW_CONFIDENCE = env.float("MONITORING_LOW_CONFIDENCE", default=0.5)
 # Input drift of a (project, version, window) is computed from thousands of logged inputs
-# and kept this long (0: computed on every read).
+# and fresh this long; then still answered while a background thread computes the next
+# (0: computed on every read).
 MONITORING_DRIFT_CACHE_SECONDS = env.int("MONITORING_DRIFT_CACHE_SECONDS", default=60)
 # Prometheus (GET /metrics): every web process writes its counters under this folder
 # (prometheus-client's multiprocess mode; empty it when the server starts). It must be in
