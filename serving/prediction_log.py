@@ -25,7 +25,8 @@ up to ``MAX_BUFFERED_ROWS``.
 Each request also leaves one small summary tuple (``serving.rollups.request_summary``);
 the flush adds its rows and summaries to the per-minute rollups in the same transaction
 (``serving/rollups.py``). Requests refused before their project is known leave only a
-summary (``prediction_refused_record``): counted, with nothing of the request stored.
+summary (``prediction_refused_record``): counted, with nothing of the request stored. With
+``PREDICTION_ROLLUPS`` off, no summaries are kept and flushes write the raw rows only.
 """
 from __future__ import annotations
 
@@ -260,7 +261,8 @@ def _rows_write(rows: Sequence[tuple], requests: Sequence[tuple] = ()) -> int:
             with transaction.atomic(), connection.cursor() as cursor:
                 written = sum(_chunk_write(cursor, sql, kept[start : start + BATCH_ROWS])
                               for start in range(0, len(kept), BATCH_ROWS))
-                rollups_add(kept, requests)
+                if settings.PREDICTION_ROLLUPS:
+                    rollups_add(kept, requests)
                 return written
         except IntegrityError:  # at commit: a deferred foreign key, deleted meanwhile
             if attempt == 2:
@@ -280,10 +282,11 @@ class _Buffer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, rows: list[tuple], request: tuple) -> None:
+    def add(self, rows: list[tuple], request: tuple | None) -> None:
         with self._lock:
             self._rows += rows
-            self._requests.append(request)
+            if request is not None:
+                self._requests.append(request)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="prediction-log",
                                                 daemon=True)
@@ -334,7 +337,7 @@ def prediction_log_record(log: RequestLog) -> None:
     With ``PREDICTION_LOG_BUFFERED`` off (tests), write it at once.
     """
     if settings.PREDICTION_LOG_BUFFERED:
-        _buffer.add(_rows([log]), _summary(log))
+        _buffer.add(_rows([log]), _summary(log) if settings.PREDICTION_ROLLUPS else None)
     else:
         prediction_log_write([log])
 
@@ -343,6 +346,8 @@ def prediction_refused_record(*, slug: str, status_code: int, latency_ms: float)
     """Count a predict request refused before its project was known (no or a bad token,
     another project's token) under the URL's project, if there is one; nothing of the
     request is stored."""
+    if not settings.PREDICTION_ROLLUPS:
+        return
     summary = request_summary(project_id=None, slug=slug, model_version_id=None,
                               status_code=status_code, latency_ms=latency_ms,
                               created_at=timezone.now())

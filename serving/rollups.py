@@ -3,8 +3,10 @@
 The writer thread (``serving/prediction_log.py``) hands each flush's rows and request
 summaries here; they are summed per (project, model version number, minute) and added to
 ``PredictionRollup`` / ``PredictionClassRollup`` with ``INSERT … ON CONFLICT DO UPDATE``
-(PostgreSQL and SQLite alike), in the flush's transaction. Keys are written in sorted order,
-so two processes flushing at once cannot deadlock on each other's rows.
+(PostgreSQL and SQLite alike), in the flush's transaction, and the same sums per hour to
+``PredictionHourRollup`` / ``PredictionClassHourRollup`` (what long windows read). Tables are
+written in one order and keys in sorted order, so two processes flushing at once cannot
+deadlock on each other's rows.
 
 A request summary is one small tuple per request, made on the request thread:
 ``(project_id, slug, model_version_id, status_code, latency_ms, created_at, rows)``. Requests the
@@ -31,7 +33,9 @@ from serving.models import (
     ERROR_COLUMNS,
     LATENCY_BOUNDS_MS,
     LATENCY_COLUMNS,
+    PredictionClassHourRollup,
     PredictionClassRollup,
+    PredictionHourRollup,
     PredictionRollup,
 )
 
@@ -66,6 +70,10 @@ def latency_bucket(latency_ms: float) -> int:
 
 def confidence_bin(confidence: float) -> int:
     return min(max(int(confidence * 10), 0), 9)
+
+
+def hour_of(minute: dt.datetime) -> dt.datetime:
+    return minute.replace(minute=0)
 
 
 def minute_of(value) -> dt.datetime:
@@ -159,7 +167,6 @@ def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
         return
     sums = _aggregate(rows, requests)
     resolve, slugs = _resolver(sums)
-    adapt = connection.ops.adapt_datetimefield_value
     merged: dict[tuple, list] = {}
     for (project, version_id, minute), counts in sums.counts.items():
         target = resolve(project, version_id)
@@ -180,17 +187,41 @@ def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
             classes[(*target, minute, text_sanitize(str(label))[:200])] += n
     # Counted once the flush commits: a flush that fails is retried whole.
     transaction.on_commit(lambda: _metrics_count(requests, slugs))
+    rollups_upsert(merged, classes)
+
+
+COUNT_COLUMNS = (*_COUNTS, "confidence_sum")
+
+
+def rollups_upsert(counts: dict[tuple, list], classes: dict[tuple, int]) -> None:
+    """Add ``counts`` ((project id, version number, minute) -> the ``COUNT_COLUMNS``) and
+    ``classes`` ((project id, version number, minute, label) -> count) to the minute rollups
+    and, summed per hour, to the hour rollups."""
+    hours: dict[tuple, list] = {}
+    for (p, v, minute), values in counts.items():
+        total = hours.get((p, v, hour_of(minute)))
+        if total is None:
+            hours[(p, v, hour_of(minute))] = list(values)
+        else:
+            for i, n in enumerate(values):
+                total[i] += n
+    class_hours: dict[tuple, int] = defaultdict(int)
+    for (p, v, minute, label), n in classes.items():
+        class_hours[(p, v, hour_of(minute), label)] += n
+    adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        if merged:
-            cursor.executemany(
-                _upsert_sql(PredictionRollup, ("project", "version", "minute"),
-                            (*_COUNTS, "confidence_sum")),
-                [(p, v, adapt(m), *values) for (p, v, m), values in sorted(merged.items())])
-        if classes:
-            cursor.executemany(
-                _upsert_sql(PredictionClassRollup, ("project", "version", "minute", "label"),
-                            ("count",)),
-                [(p, v, adapt(m), label, n) for (p, v, m, label), n in sorted(classes.items())])
+        for model, time_field, sums in ((PredictionRollup, "minute", counts),
+                                        (PredictionHourRollup, "hour", hours)):
+            if sums:
+                cursor.executemany(
+                    _upsert_sql(model, ("project", "version", time_field), COUNT_COLUMNS),
+                    [(p, v, adapt(t), *values) for (p, v, t), values in sorted(sums.items())])
+        for model, time_field, sums in ((PredictionClassRollup, "minute", classes),
+                                        (PredictionClassHourRollup, "hour", class_hours)):
+            if sums:
+                cursor.executemany(
+                    _upsert_sql(model, ("project", "version", time_field, "label"), ("count",)),
+                    [(p, v, adapt(t), label, n) for (p, v, t, label), n in sorted(sums.items())])
 
 
 def _metrics_count(requests: Sequence[tuple], slugs: dict[int, str]) -> None:

@@ -214,6 +214,10 @@ LEASE_SECONDS = env.int("LEASE_SECONDS", default=600)
 PREDICT_MAX_INSTANCES = env.int("PREDICT_MAX_INSTANCES", default=1000)
 PREDICTION_LOG_FLUSH_SECONDS = env.float("PREDICTION_LOG_FLUSH_SECONDS", default=1.0)
 PREDICTION_LOG_BUFFERED = env.bool("PREDICTION_LOG_BUFFERED", default=True)
+# Monitoring's work on the predict path: the writer's per-minute and per-hour rollups and the
+# Prometheus predict counters. Off, raw prediction logs are still written (feedback needs
+# them) and `manage.py rollups_rebuild` can fill the rollups from them later.
+PREDICTION_ROLLUPS = env.bool("PREDICTION_ROLLUPS", default=True)
 # Raw prediction-log rows older than this are pruned (prune_prediction_logs, or the daily
 # Celery beat task); the per-minute monitoring rollups are kept. 0: keep raw rows for ever.
 PREDICTION_LOG_RETENTION_DAYS = env.int("PREDICTION_LOG_RETENTION_DAYS", default=30)
