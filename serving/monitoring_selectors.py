@@ -1,6 +1,7 @@
 """Monitoring reads: a project's predict traffic, errors, latency, confidence and classes
-over a window, from the per-minute rollups (never a scan of raw logs), plus live accuracy
-from the few prediction-log rows with feedback in the window (an indexed range).
+over a window, from the rollups (never a scan of raw logs; whole hours from the hour
+rollups, ``serving/rollup_windows.py``), plus live accuracy from the few prediction-log rows
+with feedback in the window (an indexed range).
 
 Percentiles are estimated from the merged latency buckets: the bucket where the running
 count crosses ``q × requests``, interpolated geometrically between its bounds (the buckets
@@ -15,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -27,10 +28,9 @@ from serving.models import (
     ERROR_COLUMNS,
     LATENCY_BOUNDS_MS,
     LATENCY_COLUMNS,
-    PredictionClassRollup,
     PredictionLog,
-    PredictionRollup,
 )
+from serving.rollup_windows import RollupWindow
 
 
 @dataclass(frozen=True)
@@ -126,22 +126,15 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
     end = now or timezone.now()
     start = end - spec.span
     first = start.replace(second=0, microsecond=0)  # the minute the window starts in
-    rollups = PredictionRollup.objects.filter(project=project, minute__gte=first, minute__lte=end)
-    classes_q = PredictionClassRollup.objects.filter(project=project, minute__gte=first,
-                                                     minute__lte=end)
-    if version is not None:
-        rollups, classes_q = rollups.filter(version=version), classes_q.filter(version=version)
+    rows = RollupWindow(project=project, version=version, first=first, end=end,
+                        hours=spec.step >= dt.timedelta(hours=1))
 
     columns = ("requests", "rows", *ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS)
-    totals = rollups.aggregate(**{c: Sum(c) for c in columns}, confidence_sum=Sum("confidence_sum"))
-    totals = {k: v or 0 for k, v in totals.items()}
+    totals = rows.totals((*columns, "confidence_sum"))
     series = [
         {"t": row["bucket"].isoformat().replace("+00:00", "Z"), "requests": row["requests"],
          "rows": row["rows"], "errors": sum(row[c] for c in ERROR_COLUMNS)}
-        for row in rollups.annotate(bucket=spec.trunc("minute", tzinfo=dt.UTC))
-        .values("bucket").annotate(requests=Sum("requests"), rows=Sum("rows"),
-                                   **{c: Sum(c) for c in ERROR_COLUMNS})
-        .order_by("bucket")
+        for row in rows.series(spec.trunc, ("requests", "rows", *ERROR_COLUMNS))
     ]
     requests = totals["requests"]
     errors = sum(totals[c] for c in ERROR_COLUMNS)
@@ -150,8 +143,7 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
     scored = sum(histogram)
     mean_confidence = totals["confidence_sum"] / scored if scored else None
 
-    predicted = {row["label"]: row["n"] for row in
-                 classes_q.values("label").annotate(n=Sum("count")).order_by("-n", "label")}
+    predicted = rows.classes()
     model = _version(project, version)
 
     feedback = PredictionLog.objects.filter(project=project, feedback_at__gt=start,
