@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
@@ -52,6 +53,7 @@ ERROR_STATUS = {"errors_401": "401", "errors_403": "403", "errors_429": "429",
 ESTIMATE_NOTE = ("an estimate, not a measurement: the mean top-class confidence over the "
                  "window, which equals the expected accuracy only if the model is calibrated")
 Z95 = 1.959963984540054
+TRAINING_COUNTS_SECONDS = 600
 
 
 def latency_percentile(buckets: list[int], q: float) -> float | None:
@@ -106,12 +108,19 @@ def training_distribution(*, version: ModelVersion | None) -> dict[str, int] | N
     if version is None or version.last_label_id is None:
         return None
     trained_at = version.started_at or version.created_at
+    # A trained version's set never changes: remembered (a project's labels are many).
+    key = f"monitoring:training:{version.pk}:{version.last_label_id}:{trained_at.timestamp()}"
+    if version.status == ModelVersion.Status.READY and (counts := cache.get(key)) is not None:
+        return counts
     labels = (Label.objects
               .filter(sample__project_id=version.project_id, sample__split=Sample.Split.POOL,
                       pk__lte=version.last_label_id)
               .filter(Q(superseded_at__isnull=True) | Q(superseded_at__gt=trained_at))
               .values("value").annotate(n=Count("pk")).order_by())
-    return {row["value"]: row["n"] for row in labels}
+    counts = {row["value"]: row["n"] for row in labels}
+    if version.status == ModelVersion.Status.READY:
+        cache.set(key, counts, TRAINING_COUNTS_SECONDS)
+    return counts
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -130,11 +139,11 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                         hours=spec.step >= dt.timedelta(hours=1))
 
     columns = ("requests", "rows", *ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS)
-    totals = rows.totals((*columns, "confidence_sum"))
+    buckets, totals = rows.buckets(spec.trunc, (*columns, "confidence_sum"))
     series = [
         {"t": row["bucket"].isoformat().replace("+00:00", "Z"), "requests": row["requests"],
          "rows": row["rows"], "errors": sum(row[c] for c in ERROR_COLUMNS)}
-        for row in rows.series(spec.trunc, ("requests", "rows", *ERROR_COLUMNS))
+        for row in buckets
     ]
     requests = totals["requests"]
     errors = sum(totals[c] for c in ERROR_COLUMNS)
@@ -150,8 +159,9 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                                             feedback_at__lte=end)
     if version is not None:
         feedback = feedback.filter(model_version__number=version)
-    counted = feedback.aggregate(n=Count("pk"),
-                                 correct=Count("pk", filter=Q(true_label=F("predicted_label"))))
+    # Counted on indexed columns (not the pk), so the feedback index alone answers.
+    counted = feedback.aggregate(
+        n=Count("feedback_at"), correct=Count("feedback_at", filter=Q(true_label=F("predicted_label"))))
     low, high = wilson_interval(counted["correct"], counted["n"])
     drift, drift_note = input_drift(project=project, version=model, window=spec.name,
                                     start=start, end=end)

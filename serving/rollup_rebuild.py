@@ -97,9 +97,11 @@ def _bucket_sql() -> str:
 
 
 def _bin_sql() -> str:
-    """The writer's ``confidence_bin``, min(max(int(c * 10), 0), 9), or -1 without one."""
-    whens = " ".join(f"WHEN l.confidence * 10 < {i + 1} THEN {i}" for i in range(9))
-    return f"CASE WHEN l.confidence IS NULL THEN -1 {whens} ELSE 9 END"
+    """The writer's ``confidence_bin``, min(max(int(c * 10), 0), 9) (NULL without one):
+    int() truncates, which is the floor of the non-negative values clamped here."""
+    if connection.vendor == "postgresql":
+        return "LEAST(GREATEST(FLOOR(l.confidence * 10), 0), 9)"
+    return "MIN(MAX(CAST(l.confidence * 10 AS INTEGER), 0), 9)"
 
 
 def _requests_sql() -> str:

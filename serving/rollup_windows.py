@@ -51,47 +51,52 @@ class RollupWindow:
         stop = _hour_floor(self.end)
         return (start, stop) if start < stop else None
 
-    def _querysets(self, minute_model, hour_model) -> list[QuerySet]:
+    def _parts(self, minute_model, hour_model) -> list[tuple[QuerySet, str]]:
+        """Querysets of the window's rows with their time field: the whole hours from the
+        hour rollups and the edges from the minute rollups (or every minute)."""
         def scoped(queryset):
             queryset = queryset.filter(project=self.project)
             return queryset if self.version is None else queryset.filter(version=self.version)
 
         split = self._split()
         if split is None:
-            return [scoped(minute_model.objects.filter(minute__gte=self.first,
-                                                       minute__lte=self.end))]
+            return [(scoped(minute_model.objects.filter(minute__gte=self.first,
+                                                        minute__lte=self.end)), "minute")]
         start, stop = split
         edges = (Q(minute__gte=self.first, minute__lt=start)
                  | Q(minute__gte=stop, minute__lte=self.end))
-        return [scoped(hour_model.objects.filter(hour__gte=start, hour__lt=stop)),
-                scoped(minute_model.objects.filter(edges))]
+        return [(scoped(hour_model.objects.filter(hour__gte=start, hour__lt=stop)), "hour"),
+                (scoped(minute_model.objects.filter(edges)), "minute")]
 
-    def totals(self, columns: Sequence[str]) -> dict[str, float]:
-        """Each column summed over the window (0 when nothing was counted)."""
-        totals = dict.fromkeys(columns, 0)
-        for queryset in self._querysets(PredictionRollup, PredictionHourRollup):
-            for column, value in queryset.aggregate(**{c: Sum(c) for c in columns}).items():
-                totals[column] += value or 0
-        return totals
+    @staticmethod
+    def _union(querysets: list[QuerySet]) -> QuerySet:
+        """One statement (UNION ALL) for the parts: one round trip per read."""
+        first, *rest = querysets
+        return first.union(*rest, all=True) if rest else first
 
-    def series(self, trunc: type, columns: Sequence[str]) -> list[dict]:
-        """``columns`` summed per bucket (``trunc``: TruncMinute, TruncHour, TruncDay), in
-        time order, as dicts with ``bucket``; empty buckets left out."""
+    def buckets(self, trunc: type, columns: Sequence[str]) -> tuple[list[dict], dict[str, float]]:
+        """``columns`` summed per bucket (``trunc``: TruncMinute, TruncHour, TruncDay) in
+        time order, as dicts with ``bucket`` (empty buckets left out), and over the whole
+        window (0 where nothing was counted)."""
+        grouped = [queryset.annotate(bucket=trunc(field, tzinfo=dt.UTC)).values("bucket")
+                   .annotate(**{c: Sum(c) for c in columns}).order_by()
+                   for queryset, field in self._parts(PredictionRollup, PredictionHourRollup)]
         buckets: dict[dt.datetime, dict] = {}
-        for queryset in self._querysets(PredictionRollup, PredictionHourRollup):
-            field = "minute" if queryset.model is PredictionRollup else "hour"
-            rows = (queryset.annotate(bucket=trunc(field, tzinfo=dt.UTC)).values("bucket")
-                    .annotate(**{c: Sum(c) for c in columns}).order_by())
-            for row in rows:
-                into = buckets.setdefault(row["bucket"], dict.fromkeys(columns, 0))
-                for column in columns:
-                    into[column] += row[column] or 0
-        return [{"bucket": bucket, **buckets[bucket]} for bucket in sorted(buckets)]
+        totals = dict.fromkeys(columns, 0)
+        for row in self._union(grouped):
+            into = buckets.setdefault(row["bucket"], dict.fromkeys(columns, 0))
+            for column in columns:
+                value = row[column] or 0
+                into[column] += value
+                totals[column] += value
+        return [{"bucket": bucket, **buckets[bucket]} for bucket in sorted(buckets)], totals
 
     def classes(self) -> dict[str, int]:
         """Predictions per label, most predicted first (then by label)."""
+        grouped = [queryset.values("label").annotate(n=Sum("count")).order_by()
+                   for queryset, _field in self._parts(PredictionClassRollup,
+                                                        PredictionClassHourRollup)]
         counts: dict[str, int] = defaultdict(int)
-        for queryset in self._querysets(PredictionClassRollup, PredictionClassHourRollup):
-            for row in queryset.values("label").annotate(n=Sum("count")).order_by():
-                counts[row["label"]] += row["n"]
+        for row in self._union(grouped):
+            counts[row["label"]] += row["n"]
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

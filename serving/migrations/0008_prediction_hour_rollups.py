@@ -35,6 +35,23 @@ def hours_from_minutes(apps, schema_editor):
         batch_size=1000)
 
 
+FEEDBACK_INDEX = "predictionlog_feedback_cover"
+
+
+def feedback_index_create(apps, schema_editor):
+    """Rows with feedback by (project, feedback_at); on PostgreSQL with the labels and the
+    version as non-key columns, so counting live accuracy never reads the table."""
+    include = (" INCLUDE (true_label, predicted_label, model_version_id)"
+               if schema_editor.connection.vendor == "postgresql" else "")
+    schema_editor.execute(
+        f"CREATE INDEX {FEEDBACK_INDEX} ON serving_predictionlog (project_id, feedback_at)"
+        f"{include} WHERE feedback_at IS NOT NULL")
+
+
+def feedback_index_drop(apps, schema_editor):
+    schema_editor.execute(f"DROP INDEX IF EXISTS {FEEDBACK_INDEX}")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -128,4 +145,6 @@ class Migration(migrations.Migration):
             constraint=models.UniqueConstraint(fields=('project', 'version', 'hour'), name='predictionhourrollup_key'),
         ),
         migrations.RunPython(hours_from_minutes, migrations.RunPython.noop),
+        migrations.RemoveIndex(model_name='predictionlog', name='predictionlog_by_feedback'),
+        migrations.RunPython(feedback_index_create, feedback_index_drop),
     ]
