@@ -33,12 +33,23 @@ def status_class(status_code: int) -> str:
     return f"{status_code // 100}xx"
 
 
-def predictions_count(*, slug: str, status_code: int, rows: int, latency_ms: float) -> None:
-    """Count one request (called by the log writer thread)."""
-    PREDICT_REQUESTS.labels(slug, status_class(status_code)).inc()
-    if rows:
-        PREDICT_ROWS.labels(slug).inc(rows)
-    PREDICT_LATENCY.labels(slug).observe(latency_ms / 1000)
+def predictions_count_many(*, statuses: dict[tuple[str, int], int], rows: dict[str, int],
+                           latencies_ms: dict[str, list[float]]) -> None:
+    """Count a flush's requests (called by the log writer thread): ``statuses`` requests per
+    (slug, status code), ``rows`` per slug, every request's latency per slug."""
+    classes: dict[tuple[str, str], int] = {}
+    for (slug, status_code), n in statuses.items():
+        key = (slug, status_class(status_code))
+        classes[key] = classes.get(key, 0) + n
+    for (slug, status), n in classes.items():
+        PREDICT_REQUESTS.labels(slug, status).inc(n)
+    for slug, n in rows.items():
+        if n:
+            PREDICT_ROWS.labels(slug).inc(n)
+    for slug, values in latencies_ms.items():
+        histogram = PREDICT_LATENCY.labels(slug)
+        for latency_ms in values:
+            histogram.observe(latency_ms / 1000)
 
 
 class _DatabaseCollector:

@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from core.text import text_sanitize
 from annotation.models import Project
 from learning.models import ModelVersion
-from serving.metrics import predictions_count
+from serving.metrics import predictions_count_many
 from serving.models import (
     CONFIDENCE_COLUMNS,
     ERROR_COLUMNS,
@@ -225,9 +225,16 @@ def rollups_upsert(counts: dict[tuple, list], classes: dict[tuple, int]) -> None
 
 
 def _metrics_count(requests: Sequence[tuple], slugs: dict[int, str]) -> None:
-    """Count the requests of live projects in the Prometheus metrics."""
+    """Count the requests of live projects in the Prometheus metrics: the counters once per
+    flush and series (each increment writes a shared file), the latencies one by one."""
     known = set(slugs.values())
-    for project_id, slug, _version, status, latency, _created, rows in requests:
+    statuses: dict[tuple[str, int], int] = defaultdict(int)
+    rows: dict[str, int] = defaultdict(int)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    for project_id, slug, _version, status, latency, _created, n in requests:
         slug = slugs.get(project_id) if project_id is not None else slug
         if slug in known:
-            predictions_count(slug=slug, status_code=status, rows=rows, latency_ms=latency)
+            statuses[(slug, status)] += 1
+            rows[slug] += n
+            latencies[slug].append(latency)
+    predictions_count_many(statuses=statuses, rows=rows, latencies_ms=latencies)
