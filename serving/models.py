@@ -68,8 +68,8 @@ CONFIDENCE_COLUMNS = tuple(f"confidence_{i}" for i in range(10))  # [0, 0.1) …
 ERROR_COLUMNS = ("errors_401", "errors_403", "errors_429", "errors_4xx", "errors_5xx")
 
 
-class PredictionRollup(models.Model):
-    """Counts of one minute of one project's predict requests under one model version.
+class _RollupCounts(models.Model):
+    """Counts of one project's predict requests under one model version in a span of time.
 
     ``version`` is the model version's number, 0 for requests without one (refused or
     failed). ``requests`` counts requests, ``rows`` predictions; the ``errors_*`` columns
@@ -80,10 +80,22 @@ class PredictionRollup(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     version = models.PositiveIntegerField()
-    minute = models.DateTimeField()
     requests = models.BigIntegerField(default=0)
     rows = models.BigIntegerField(default=0)
     confidence_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+
+for _name in (*ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS):
+    _RollupCounts.add_to_class(_name, models.BigIntegerField(default=0))
+
+
+class PredictionRollup(_RollupCounts):
+    """The counts of one UTC minute."""
+
+    minute = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "version", "minute"],
@@ -91,15 +103,10 @@ class PredictionRollup(models.Model):
         indexes = [models.Index(fields=["project", "minute"], name="predictionrollup_by_time")]
 
 
-class PredictionHourRollup(models.Model):
-    """The counts of ``PredictionRollup`` summed per UTC hour (``hour``: its first minute)."""
+class PredictionHourRollup(_RollupCounts):
+    """The counts of one UTC hour (``hour``: its first minute), the sum of its minutes."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    version = models.PositiveIntegerField()
     hour = models.DateTimeField()
-    requests = models.BigIntegerField(default=0)
-    rows = models.BigIntegerField(default=0)
-    confidence_sum = models.FloatField(default=0.0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "version", "hour"],
@@ -107,19 +114,20 @@ class PredictionHourRollup(models.Model):
         indexes = [models.Index(fields=["project", "hour"], name="predictionhourrollup_by_time")]
 
 
-for _model in (PredictionRollup, PredictionHourRollup):
-    for _name in (*ERROR_COLUMNS, *LATENCY_COLUMNS, *CONFIDENCE_COLUMNS):
-        _model.add_to_class(_name, models.BigIntegerField(default=0))
-
-
-class PredictionClassRollup(models.Model):
-    """How often each label was predicted in one minute under one model version."""
+class _ClassCounts(models.Model):
+    """How often each label was predicted under one model version in a span of time."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     version = models.PositiveIntegerField()
-    minute = models.DateTimeField()
     label = models.CharField(max_length=200)
     count = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class PredictionClassRollup(_ClassCounts):
+    minute = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "version", "minute", "label"],
@@ -127,14 +135,8 @@ class PredictionClassRollup(models.Model):
         indexes = [models.Index(fields=["project", "minute"], name="predictionclassrollup_by_time")]
 
 
-class PredictionClassHourRollup(models.Model):
-    """How often each label was predicted in one UTC hour under one model version."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    version = models.PositiveIntegerField()
+class PredictionClassHourRollup(_ClassCounts):
     hour = models.DateTimeField()
-    label = models.CharField(max_length=200)
-    count = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "version", "hour", "label"],

@@ -21,6 +21,8 @@ import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import groupby
+from operator import itemgetter
 
 from django.db import connection, transaction
 
@@ -101,22 +103,34 @@ class _Sums:
 def _aggregate(rows: Iterable[tuple], requests: Iterable[tuple]) -> _Sums:
     """Sum rows and requests per (project id, model version id, minute)."""
     sums = _Sums()
-    minutes: dict = {}  # the rows of one request share one created_at value
-    for row in rows:
-        if row[_STATUS] >= 400:
-            continue  # a failed request's row: counted from its request summary
-        created = row[_CREATED]
+    minutes: dict = {}
+    # The rows of one request lie together and share project, version and created_at: the
+    # key is made once per run of them, and each row only adds its confidence and label
+    # (this loop runs for every prediction served; a failed request's row is counted from
+    # its request summary).
+    ok = (row for row in rows if row[_STATUS] < 400)
+    runs = groupby(ok, key=itemgetter(_PROJECT, _VERSION, _CREATED))
+    for (project, version, created), run in runs:
         minute = minutes.get(created)
         if minute is None:
             minute = minutes[created] = minute_of(created)
-        key = (row[_PROJECT], row[_VERSION], minute)
+        key = (project, version, minute)
         counts = sums.counts_of(key)
-        counts[_ROWS] += 1
-        confidence = row[_CONFIDENCE]
-        if confidence is not None:
-            counts[_FIRST_CONFIDENCE + confidence_bin(confidence)] += 1
-            sums.confidence_sum[key] += confidence
-        sums.classes[(*key, row[_PREDICTED])] += 1
+        labels: dict[str, int] = defaultdict(int)
+        n, total = 0, 0.0
+        for row in run:
+            n += 1
+            labels[row[_PREDICTED]] += 1
+            confidence = row[_CONFIDENCE]
+            if confidence is not None:
+                tenth = int(confidence * 10)  # confidence_bin, inline
+                counts[_FIRST_CONFIDENCE + (9 if tenth > 9 else 0 if tenth < 0 else tenth)] += 1
+                total += confidence
+        counts[_ROWS] += n
+        if total:
+            sums.confidence_sum[key] += total
+        for label, count in labels.items():
+            sums.classes[(*key, label)] += count
     for project_id, slug, version_id, status, latency, created, _rows in requests:
         key = (project_id if project_id is not None else slug,
                version_id if status < 400 else None, minute_of(created))
