@@ -10,7 +10,7 @@ WEB_THREADS ?= 2
 SERVER ?= granian
 CELERY_CONCURRENCY ?= 2
 
-.PHONY: run test serve worker setup setup-dev migrate demo clean
+.PHONY: run test serve worker beat setup setup-dev migrate demo clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,13 @@ migrate: setup
 demo: migrate
 	$(PY) manage.py load_demo
 
-## Set up and serve the demo with embedded defaults (SQLite, filesystem broker): web + worker.
+## Set up and serve the demo with embedded defaults (SQLite, filesystem broker): web, worker
+## and beat (the scheduler: rules every minute, the daily log pruning, per-project cron jobs).
 # Stopping (Ctrl-C, or SIGTERM/SIGHUP to make): the shell's trap sends SIGTERM once to each
-# of the two (Celery's warm shutdown; runserver's parent takes its reloader child along) and
-# waits for both; a second signal turns the worker's stop into a cold shutdown. Both run in
+# of the three (Celery's warm shutdown; runserver's parent takes its reloader child along) and
+# waits for them; a second signal turns the workers' stops into cold shutdowns. All run in
 # the background, so a signal interrupts `wait` at once (a foreground child holds the trap
-# back), and the worker runs in its own process group, so signals meant for the whole group
+# back), and the worker and beat run in their own process groups, so signals meant for the whole group
 # (Ctrl-C, `kill -- -PGID`) reach only its main process through the trap: a pool child
 # killed by SIGTERM can leave Celery waiting forever on the pool's queue lock. Not `kill 0`
 # either, which signals this shell too and so re-enters its own trap until it crashes.
@@ -49,9 +50,12 @@ run: demo
 	@$(PY) -c 'import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])' \
 	  $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) & \
 	worker=$$!; \
+	$(PY) -c 'import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])' \
+	  $(VENV)/bin/celery -A config beat --loglevel=INFO & \
+	beat=$$!; \
 	$(PY) manage.py runserver $(HOST):$(PORT) & \
 	web=$$!; \
-	stop() { trap 'kill -QUIT $$worker 2>/dev/null' HUP INT TERM; kill -TERM $$web $$worker 2>/dev/null; }; \
+	stop() { trap 'kill -QUIT $$worker $$beat 2>/dev/null' HUP INT TERM; kill -TERM $$web $$worker $$beat 2>/dev/null; }; \
 	trap 'asked=0; stop' HUP INT TERM; \
 	wait $$web; status=$$?; \
 	[ -n "$$asked" ] || stop; \
@@ -85,6 +89,11 @@ endif
 QUEUES ?= default,imports,training,scoring
 worker: setup
 	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) -Q $(QUEUES)
+
+## The scheduler (django-celery-beat's DatabaseScheduler, set in config): run exactly one,
+## beside any number of workers; two would send every scheduled task twice.
+beat: migrate
+	$(VENV)/bin/celery -A config beat --loglevel=INFO
 
 clean:
 	rm -rf $(VENV) var

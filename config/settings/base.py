@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "csp",
+    "django_celery_beat",
     "core",
     "annotation",
     "learning",
@@ -221,10 +222,20 @@ PREDICTION_ROLLUPS = env.bool("PREDICTION_ROLLUPS", default=True)
 # Raw prediction-log rows older than this are pruned (prune_prediction_logs, or the daily
 # Celery beat task); the per-minute monitoring rollups are kept. 0: keep raw rows for ever.
 PREDICTION_LOG_RETENTION_DAYS = env.int("PREDICTION_LOG_RETENTION_DAYS", default=30)
+# Celery beat keeps its schedule in the database (django-celery-beat), so `celery -A config
+# beat` needs no flag, the per-project cron jobs of the Settings page are rows, and the
+# entries below are written there when beat starts. Run exactly one beat.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "prune-prediction-logs": {"task": "serving.tasks.prediction_logs_prune_task",
                               "schedule": 24 * 3600.0},
+    # KPI rules (serving/rules/): every enabled rule of every project, once a minute.
+    "rules-evaluate": {"task": "serving.tasks.rules_evaluate_task", "schedule": 60.0},
 }
+# Mail (rule alerts go to project owners): EMAIL_URL as django-environ reads it, e.g.
+# smtp+tls://user:password@mail.example.org:587; the default prints mail to the log.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="annotation@localhost")
 # Monitoring: predictions below this confidence count as low-confidence.
 MONITORING_LOW_CONFIDENCE = env.float("MONITORING_LOW_CONFIDENCE", default=0.5)
 # Input drift of a (project, version, window) is computed from thousands of logged inputs
