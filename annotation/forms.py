@@ -145,9 +145,16 @@ class ProjectSettingsForm(LearningSettingsForm):
                                      "Empty: 1-9 (or the labels themselves when one character).")
     show_suggestion = forms.BooleanField(required=False, label="Show the model's suggestion",
                                          help_text="Hide it to avoid anchoring annotators.")
+    production_share = forms.FloatField(
+        required=False, min_value=limits.PRODUCTION_SHARE_MIN,
+        max_value=limits.PRODUCTION_SHARE_MAX, label="Production share of the queue",
+        widget=forms.NumberInput(attrs={"step": 0.05}),
+        help_text="Production inputs a rule routes to labeling take this share of the next "
+                  "samples handed out (1: all of them first; 0: by their own score).")
 
     field_order = ["overlap", "keys", "show_suggestion", "batch_size", "query_strategy",
-                   "estimator", "C", "n_estimators", "promotion", "test_fraction"]
+                   "estimator", "C", "n_estimators", "promotion", "test_fraction",
+                   "production_share"]
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         kwargs.setdefault("initial", self.initial_for(project))
@@ -170,6 +177,7 @@ class ProjectSettingsForm(LearningSettingsForm):
             "query_strategy": project.query_strategy, "estimator": project.estimator,
             "C": params.get("C"), "n_estimators": params.get("n_estimators"),
             "promotion": project.promotion, "test_fraction": project.test_fraction,
+            "production_share": project.production_share,
         }
 
     def project_kind(self) -> str:

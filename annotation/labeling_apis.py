@@ -51,7 +51,7 @@ class SampleOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Sample
-        fields = ["id", "external_id", "kind", "split", "text", "values", "image_url",
+        fields = ["id", "external_id", "kind", "split", "origin", "text", "values", "image_url",
                   "lease_expires", "labels"]
 
     def get_image_url(self, sample: Sample) -> str | None:
@@ -80,6 +80,7 @@ def sample_output(sample: Sample, lease_expires) -> dict:
         "external_id": sample.external_id,
         "kind": project.kind,
         "split": sample.split,
+        "origin": sample.origin,
         "text": sample.text,
         "values": sample.values,
         "image_url": (reverse("api-sample-image", args=[project.slug, sample.pk])
@@ -130,7 +131,8 @@ class NextSampleApi(_LabelingApi):
             OpenApiExample("A text sample", response_only=True, status_codes=["200"], value={
                 "sample": {
                     "id": 42, "external_id": "n-17", "kind": "text", "split": "pool",
-                    "text": "Stocks rally as ...", "values": None, "image_url": None,
+                    "origin": "import", "text": "Stocks rally as ...", "values": None,
+                    "image_url": None,
                     "lease_expires": "2026-11-21T20:10:00Z", "labels": ["pos", "neg"],
                 }}),
             OpenApiExample("Nothing left", response_only=True, status_codes=["200"],

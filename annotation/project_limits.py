@@ -13,6 +13,8 @@ OVERLAP_MAX = 20
 # never train a model.
 TEST_FRACTION_MIN = 0.05
 TEST_FRACTION_MAX = 0.5
+PRODUCTION_SHARE_MIN = 0.0
+PRODUCTION_SHARE_MAX = 1.0
 
 # The estimator parameters a project may set (model_spec["params"]) and the estimators that
 # take each: learning.estimators.build_estimator passes them to the estimator's factory,

@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION annotation_lease_next(
     p_now timestamptz, p_expires timestamptz, p_asynchronous_commit boolean
 ) RETURNS TABLE (
     id bigint, project_id bigint, external_id varchar, text text, "values" jsonb,
-    image varchar, split varchar, lease_expires timestamptz
+    image varchar, split varchar, origin varchar, lease_expires timestamptz
 ) LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 -- sample_lease_next for overlap 1. Each statement takes a fresh snapshot (READ
@@ -107,7 +107,8 @@ BEGIN
         END LOOP;
     END IF;
     RETURN QUERY
-        SELECT s.id, s.project_id, s.external_id, s.text, s."values", s.image, s.split, v_expires
+        SELECT s.id, s.project_id, s.external_id, s.text, s."values", s.image, s.split, s.origin,
+               v_expires
           FROM annotation_sample s WHERE s.id = v_sample;
 END
 $$;

@@ -17,6 +17,8 @@ class ModelVersion(models.Model):
     class Trigger(models.TextChoices):
         BATCH = "batch"
         MANUAL = "manual"
+        RULE = "rule"  # a KPI rule fired (serving/rules); promoted only if better
+        SCHEDULE = "schedule"  # the project's cron schedule
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField()

@@ -68,6 +68,10 @@ class Project(models.Model):
     show_suggestion = models.BooleanField(
         default=True, help_text="Show annotators the model's guess (hide it to avoid anchoring)."
     )
+    # Production inputs routed to labeling by a rule: the share of the next hand-outs they
+    # take (their queue scores interleave them with the pool's best at this rate; 1: all
+    # first, 0: they compete on their own scores).
+    production_share = models.FloatField(default=0.5)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -79,6 +83,10 @@ class Project(models.Model):
             ),
             models.CheckConstraint(condition=Q(batch_size__gte=1), name="batch_size_positive"),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(production_share__gte=0) & Q(production_share__lte=1),
+                name="production_share_in_unit_interval",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -123,6 +131,7 @@ class ProjectSettingsChange(models.Model):
         OVERLAP = "overlap", "overlap"
         KEYS = "keys", "label keys"
         SHOW_SUGGESTION = "show_suggestion", "show suggestion"
+        PRODUCTION_SHARE = "production_share", "production share of the queue"
 
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="settings_changes", db_index=False

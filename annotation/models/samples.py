@@ -96,7 +96,8 @@ class Sample(models.Model):
 
     class Origin(models.TextChoices):
         IMPORT = "import"
-        PRODUCTION = "production"
+        PRODUCTION = "production"  # a production input a rule routed to labeling
+        FEEDBACK = "feedback"  # a production input a client sent feedback on
 
     class Status(models.TextChoices):
         UNLABELED = "unlabeled"
@@ -119,6 +120,9 @@ class Sample(models.Model):
     )
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.POOL)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.IMPORT)
+    # Routed production inputs: the prediction that was made on them, as
+    # {"label", "confidence", "version"} (null for every other sample).
+    prediction = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNLABELED)
     # Uncertainty under the served model; higher is asked first. All 0 before the first model,
     # so the queue falls back to random_key order (non-null keeps the index order usable).

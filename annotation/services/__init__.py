@@ -9,9 +9,12 @@ from annotation.services.imports import (
 from annotation.services.production import (
     InvalidProductionPayload,
     ProductionPayload,
+    RoutedInput,
     feedback_annotator_get,
     production_label_correct,
     production_sample_create,
+    production_sample_feedback,
+    production_samples_route,
 )
 from annotation.services.projects import (
     InvalidSettings,
@@ -34,6 +37,9 @@ __all__ = [
     "feedback_annotator_get",
     "production_label_correct",
     "production_sample_create",
+    "production_samples_route",
+    "production_sample_feedback",
+    "RoutedInput",
     "InvalidSettings",
     "import_format_for",
     "import_job_create",

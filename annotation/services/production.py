@@ -9,9 +9,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 
 from annotation import images
-from annotation.models import Label, Project, Sample
+from annotation.models import Label, Lease, Project, Sample
 from annotation.services import ledger
 from core.errors import DomainError
 
@@ -61,20 +62,10 @@ def _store_image(project: Project, data: bytes) -> tuple[str, str]:
     return image, thumbnail
 
 
-def production_sample_create(
-    *, project: Project, payload: ProductionPayload, value: str,
-    annotator: AbstractBaseUser | None = None,
-) -> Label:
-    """Store a production input as a labeled pool sample and request a retrain if due.
-
-    The sample gets ``origin=production`` and ``split=pool`` (never the test split, which
-    stays a random draw of imported data), and counts toward the project's retrain batch.
-    ``annotator`` defaults to the project's feedback user. Image files are written before
-    the rows and removed again if the rows cannot be written.
-    """
-    ledger.label_check(project=project, value=value)
-    annotator = annotator or feedback_annotator_get(project=project)
-    sample = Sample(project=project, split=Sample.Split.POOL, origin=Sample.Origin.PRODUCTION)
+def _sample_from_payload(project: Project, payload: ProductionPayload, origin: str,
+                         **fields) -> Sample:
+    """An unsaved pool sample holding ``payload`` (an image is written to storage now)."""
+    sample = Sample(project=project, split=Sample.Split.POOL, origin=origin, **fields)
     if project.kind == Project.Kind.IMAGE:
         if not payload.image:
             raise InvalidProductionPayload("an image project's sample needs an image")
@@ -87,15 +78,96 @@ def production_sample_create(
         if payload.values is None:
             raise InvalidProductionPayload("a tabular project's sample needs values")
         sample.values = payload.values
+    return sample
+
+
+def _files_delete(samples: list[Sample]) -> None:
+    for sample in samples:
+        for name in (sample.image.name, sample.thumbnail.name):
+            if name:
+                default_storage.delete(name)
+
+
+def production_sample_create(
+    *, project: Project, payload: ProductionPayload, value: str,
+    annotator: AbstractBaseUser | None = None,
+) -> Label:
+    """Store a production input a client sent feedback on as a labeled pool sample, and
+    request a retrain if due.
+
+    The sample gets ``origin=feedback`` and ``split=pool`` (never the test split, which
+    stays a random draw of imported data), and counts toward the project's retrain batch.
+    ``annotator`` defaults to the project's feedback user. Image files are written before
+    the rows and removed again if the rows cannot be written.
+    """
+    ledger.label_check(project=project, value=value)
+    annotator = annotator or feedback_annotator_get(project=project)
+    sample = _sample_from_payload(project, payload, Sample.Origin.FEEDBACK)
     try:
         label = ledger.label_add_with_sample(project=project, sample=sample,
                                              annotator=annotator, value=value)
     except BaseException:
-        for name in (sample.image.name, sample.thumbnail.name):
-            if name:
-                default_storage.delete(name)
+        _files_delete([sample])
         raise
     return label
+
+
+@dataclass(frozen=True)
+class RoutedInput:
+    """A production input to route to annotators, most informative first, with the
+    prediction that was made on it."""
+
+    payload: ProductionPayload
+    label: str
+    confidence: float | None
+    version: int | None
+
+
+def routed_scores(*, project: Project, count: int) -> list[float]:
+    """Queue scores for ``count`` routed inputs, so they take ``production_share`` of the
+    next hand-outs: input i goes after about i × (1 − share) / share of the pool's best
+    unlabeled samples (the pool's own order is untouched), the first ones above them all.
+
+    Share 0 gives them no place of their own: they rank by their uncertainty among the
+    pool's scores like any sample (the caller keeps that)."""
+    share = project.production_share
+    if count == 0 or share <= 0:
+        return []
+    ahead = [int(i * (1 - share) / share) for i in range(count)]
+    pool = list(Sample.objects.in_pool().unlabeled()
+                .filter(project=project).exclude(origin=Sample.Origin.PRODUCTION)
+                .order_by("-score", "random_key").values_list("score", flat=True)[:ahead[-1] + 1])
+    top = pool[0] if pool else 0.0
+    scores = []
+    for i, n in enumerate(ahead):
+        if n == 0 or not pool:
+            scores.append(top + 1.0 + (count - i) / count)  # above the pool, in their order
+        elif n >= len(pool):
+            scores.append(pool[-1] - 1e-6 * (i + 1))  # the pool runs out first
+        else:
+            scores.append((pool[n - 1] + pool[n]) / 2)
+    return scores
+
+
+@transaction.atomic
+def production_samples_route(*, project: Project, inputs: list[RoutedInput]) -> list[Sample]:
+    """Turn production inputs into unlabeled pool samples (``origin=production``) with the
+    prediction that was made, placed in the queue by ``routed_scores``."""
+    scores = routed_scores(project=project, count=len(inputs))
+    made: list[Sample] = []
+    try:
+        for i, item in enumerate(inputs):
+            own = 1.0 - item.confidence if item.confidence is not None else 0.0
+            prediction = {"label": item.label, "confidence": item.confidence,
+                          "version": item.version}
+            made.append(_sample_from_payload(project, item.payload, Sample.Origin.PRODUCTION,
+                                             score=scores[i] if scores else own,
+                                             prediction=prediction))
+        Sample.objects.bulk_create(made)
+    except BaseException:
+        _files_delete(made)
+        raise
+    return made
 
 
 def production_label_correct(*, label: Label, value: str) -> Label:
@@ -107,3 +179,20 @@ def production_label_correct(*, label: Label, value: str) -> Label:
     ledger.label_check(project=project, value=value)
     return ledger.label_replace(project=project, sample_id=label.sample_id,
                                 annotator_id=label.annotator_id, value=value)
+
+
+@transaction.atomic
+def production_sample_feedback(*, project: Project, sample_id: int, value: str,
+                               annotator: AbstractBaseUser | None = None) -> Label:
+    """A client's feedback on a production input already routed to annotators: its label
+    settles the sample (as a correction by the feedback user: annotators' labels on it are
+    superseded, history keeps them)."""
+    ledger.label_check(project=project, value=value)
+    annotator = annotator or feedback_annotator_get(project=project)
+    sample = Sample.objects.select_for_update().get(pk=sample_id, project=project)
+    current = list(Label.objects.current().filter(sample=sample))
+    if len(current) == 1 and current[0].annotator_id == annotator.pk and current[0].value == value:
+        return current[0]
+    Lease.objects.filter(sample=sample).delete()
+    return ledger.correction_add(project=project, sample=sample, current=current,
+                                 scientist=annotator, value=value)

@@ -192,6 +192,7 @@ def _settings_apply(
     test_fraction: float | None = None,
     estimator: str | None = None,
     model_params: Mapping[str, Any] | None = None,
+    production_share: float | None = None,
 ) -> Project:
     """Check and save the settings given (``None``: unchanged) and record each change."""
     # The row is locked so that the old values recorded are the ones replaced. NO KEY
@@ -216,6 +217,10 @@ def _settings_apply(
     if test_fraction is not None and test_fraction != current.test_fraction:
         new["test_fraction"] = float(_within(test_fraction, limits.TEST_FRACTION_MIN,
                                              limits.TEST_FRACTION_MAX, "the test fraction"))
+    if production_share is not None:
+        new["production_share"] = float(_within(production_share, limits.PRODUCTION_SHARE_MIN,
+                                                limits.PRODUCTION_SHARE_MAX,
+                                                "the production share"))
     changes = [(field, getattr(current, field), value) for field, value in new.items()
                if getattr(current, field) != value]
 

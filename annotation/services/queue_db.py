@@ -73,7 +73,8 @@ def lease_next_in_database(*, project: Project, annotator: AbstractBaseUser, now
 
 # What annotation_lease_next returns of the sample, and the same in the model's field
 # order, which Model.from_db wants.
-_LEASED_COLUMNS = ("id", "project_id", "external_id", "text", "values", "image", "split")
+_LEASED_COLUMNS = ("id", "project_id", "external_id", "text", "values", "image", "split",
+                   "origin")
 _LEASED_FIELDS = [f.attname for f in Sample._meta.concrete_fields if f.attname in _LEASED_COLUMNS]
 _VALUES_FIELD = Sample._meta.get_field("values")
 

@@ -55,7 +55,8 @@ def _promote_if_better(version: ModelVersion) -> None:
     if served is None:
         model_version_promote(version=version, note="first ready model")
         return
-    if project.promotion == Project.Promotion.LATEST:
+    # A retrain a rule asked for never unserves a better model, whatever the policy.
+    if project.promotion == Project.Promotion.LATEST and version.trigger != ModelVersion.Trigger.RULE:
         model_version_promote(version=version, note="latest ready version (project setting)")
         return
     if version.macro_f1 is None:

@@ -35,8 +35,12 @@ def model_version_request(
     label_count = label_count_running(project=project)
     queued = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.QUEUED).first()
     if queued is not None:
-        ModelVersion.objects.filter(pk=queued.pk).update(requested_at_label_count=label_count)
-        queued.requested_at_label_count = label_count
+        absorbed = {"requested_at_label_count": label_count}
+        if trigger == ModelVersion.Trigger.RULE:  # a rule asked too: promote it only if better
+            absorbed["trigger"] = trigger
+        ModelVersion.objects.filter(pk=queued.pk).update(**absorbed)
+        for field, value in absorbed.items():
+            setattr(queued, field, value)
         now = timezone.now()
         if send_due(queued, now) and not project_busy(project.pk, now):
             _send_train(queued.pk)

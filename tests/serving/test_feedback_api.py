@@ -42,7 +42,7 @@ def test_feedback_on_a_prediction_makes_a_labeled_production_sample(served_proje
     assert body["prediction_id"] == prediction["id"] and body["correct"] is False
     assert body["predicted_label"] == prediction["label"] and body["created"] is True
     sample = Sample.objects.get(pk=body["sample_id"])
-    assert (sample.origin, sample.split, sample.status) == ("production", "pool", "labeled")
+    assert (sample.origin, sample.split, sample.status) == ("feedback", "pool", "labeled")
     assert sample.image.read() == png_bytes(2, seed=5) and sample.thumbnail.name
     label = Label.objects.get(sample=sample)
     assert label.value == wrong and label.annotator.username == f"api-feedback-{served_project.pk}"
@@ -60,7 +60,7 @@ def test_repeated_feedback_is_idempotent_and_another_label_corrects(served_proje
     again = _feedback(reporter, served_project, body)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["created"] is False and again.json()["sample_id"] == first.json()["sample_id"]
-    assert Sample.objects.filter(origin="production").count() == 1
+    assert Sample.objects.filter(origin="feedback").count() == 1
     corrected = _feedback(reporter, served_project, {**body, "label": "2"})
     assert corrected.status_code == 201 and corrected.json()["sample_id"] == first.json()["sample_id"]
     labels = Label.objects.filter(sample_id=first.json()["sample_id"]).order_by("id")
@@ -75,7 +75,7 @@ def test_feedback_on_a_new_instance(served_project, clients):
     assert response.status_code == 201, response.content
     assert response.json()["prediction_id"] is None and response.json()["correct"] is None
     sample = Sample.objects.get(pk=response.json()["sample_id"])
-    assert sample.origin == "production" and sample.labels.get().value == "1"
+    assert sample.origin == "feedback" and sample.labels.get().value == "1"
 
 
 def test_pixels_instances_predict_and_become_png_samples(served_project, clients):
@@ -128,7 +128,7 @@ def test_bad_feedback_is_a_4xx_json_error(served_project, clients, body, status,
     response = _feedback(reporter, served_project, body)
     assert response.status_code == status, response.content
     assert fragment in response.json()["error"]
-    assert not Sample.objects.filter(origin="production").exists()
+    assert not Sample.objects.filter(origin="feedback").exists()
 
 
 def test_feedback_needs_the_feedback_scope_and_the_right_project(served_project, clients):
