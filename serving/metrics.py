@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from annotation.models import LabelCounts, Project
 from learning.models import ModelVersion
-from serving.models import LATENCY_BOUNDS_MS
+from serving.models import LATENCY_BOUNDS_MS, RuleFiring
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,6 +85,15 @@ class _DatabaseCollector:
             if project_id in slugs:
                 served.add_metric([slugs[project_id]], number)
         yield served
+        alerts = GaugeMetricFamily("rule_alerts_open",
+                                   "Open alerts of KPI rules per project (0: none).",
+                                   labels=["project"])
+        open_alerts = dict(self._scoped(RuleFiring.objects.filter(
+            alerted=True, alert_resolved_at__isnull=True))
+            .values_list("project_id").annotate(n=Count("pk")).order_by())
+        for project_id, slug in slugs.items():
+            alerts.add_metric([slug], open_alerts.get(project_id, 0))
+        yield alerts
 
 
 class _OnlyProject:

@@ -142,3 +142,94 @@ class PredictionClassHourRollup(_ClassCounts):
         constraints = [models.UniqueConstraint(fields=["project", "version", "hour", "label"],
                                                name="predictionclasshourrollup_key")]
         indexes = [models.Index(fields=["project", "hour"], name="predictionclasshour_by_time")]
+
+
+class Rule(models.Model):
+    """A KPI rule of a project: when ``metric`` over ``window`` compares (``op``) with
+    ``threshold`` on at least ``min_count`` observations, and the last firing is
+    ``cooldown_minutes`` old, it fires its ``actions`` (serving/rules/). A rule that cannot
+    be evaluated records why in ``broken_reason`` and is disabled until it is edited."""
+
+    class Metric(models.TextChoices):
+        LIVE_ACCURACY = "live_accuracy", "live accuracy (feedback)"
+        ESTIMATED_ACCURACY = "estimated_accuracy", "estimated accuracy"
+        DRIFT = "drift", "drift (share of drifted features, or a column's score)"
+        LOW_CONFIDENCE_SHARE = "low_confidence_share", "share of low-confidence predictions"
+        ERROR_RATE = "error_rate", "error rate"
+        LABELS_SINCE_MODEL = "labels_since_model", "labels since the served model"
+        MODEL_AGE_HOURS = "model_age_hours", "age of the served model (hours)"
+
+    class Op(models.TextChoices):
+        LT = "<"
+        LE = "<="
+        GT = ">"
+        GE = ">="
+
+    class Action(models.TextChoices):
+        RETRAIN = "retrain"
+        ROUTE = "route"
+        ALERT = "alert"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200, blank=True, default="")
+    metric = models.CharField(max_length=30, choices=Metric.choices)
+    column = models.CharField(max_length=200, blank=True, default="",
+                              help_text="drift only: this column's score instead of the share")
+    op = models.CharField(max_length=2, choices=Op.choices)
+    threshold = models.FloatField()
+    window = models.CharField(max_length=5, default="1h")
+    min_count = models.PositiveIntegerField(default=0)
+    cooldown_minutes = models.PositiveIntegerField(default=60)
+    actions = models.JSONField(default=list)
+    route_count = models.PositiveIntegerField(default=20)
+    enabled = models.BooleanField(default=True)
+    broken_reason = models.TextField(blank=True, default="")
+    # The last evaluation: when, what it read, what it decided (see rules/evaluation.py).
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_count = models.BigIntegerField(null=True, blank=True)
+    last_status = models.CharField(max_length=200, blank=True, default="")
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["enabled"], name="rule_enabled")]
+
+    def __str__(self) -> str:
+        column = f"[{self.column}]" if self.column else ""
+        return f"{self.metric}{column} {self.op} {self.threshold:g} over {self.window}"
+
+
+class RuleFiring(models.Model):
+    """One firing of a rule: the values that caused it, what it did, what resulted."""
+
+    class Retrain(models.TextChoices):
+        NONE = "", "not asked"
+        WAITING = "waiting", "waiting for the routed samples' labels"
+        REQUESTED = "requested", "requested"
+        FAILED = "failed", "could not be requested"
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="firings")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    fired_at = models.DateTimeField()
+    # The rule as it was, and what it read.
+    condition = models.CharField(max_length=300)
+    value = models.FloatField()
+    count = models.BigIntegerField()
+    actions = models.JSONField(default=list)
+    sample_ids = models.JSONField(default=list)
+    notes = models.JSONField(default=list)  # what each action did or why it could not
+    retrain = models.CharField(max_length=10, choices=Retrain.choices, blank=True, default="")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    alerted = models.BooleanField(default=False)
+    alert_resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-fired_at", "-pk"]
+        indexes = [
+            models.Index(fields=["rule", "-fired_at"], name="rulefiring_by_rule"),
+            models.Index(fields=["project", "-fired_at"], name="rulefiring_by_project"),
+        ]

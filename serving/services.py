@@ -15,7 +15,12 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from annotation.models import Label, Project
-from annotation.services import label_check, production_label_correct, production_sample_create
+from annotation.services import (
+    label_check,
+    production_label_correct,
+    production_sample_create,
+    production_sample_feedback,
+)
 from learning.exported_model import label_order
 from learning.models import ModelVersion
 from learning.services import TrainingError, model_version_promote
@@ -228,6 +233,12 @@ def feedback_record(
                 PredictionLog.objects.filter(pk=log.pk).update(true_label=label, feedback_at=now)
             return Feedback(prediction_id=prediction_id, sample_id=log.sample_id, label=label,
                             predicted_label=log.predicted_label, created=created)
+        if log.sample_id is not None:  # a rule routed it to annotators: the client's label settles it
+            production_sample_feedback(project=project, sample_id=log.sample_id, value=label,
+                                       annotator=annotator)
+            PredictionLog.objects.filter(pk=log.pk).update(true_label=label, feedback_at=now)
+            return Feedback(prediction_id=prediction_id, sample_id=log.sample_id, label=label,
+                            predicted_label=log.predicted_label, created=True)
         source = log.instance if log.instance is not None else instance
         if source is None:
             raise InstanceNotKept(

@@ -2,9 +2,16 @@
 from celery import shared_task
 
 from serving.retention import prediction_logs_prune
+from serving.rules.evaluation import rules_evaluate
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def prediction_logs_prune_task() -> None:
     """Delete raw prediction logs past ``PREDICTION_LOG_RETENTION_DAYS`` (rollups stay)."""
     prediction_logs_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rules_evaluate_task() -> None:
+    """Evaluate every enabled KPI rule (Celery beat, every minute); never raises for a rule."""
+    rules_evaluate()

@@ -9,6 +9,9 @@ from serving.apis import (
     ModelVersionPromoteApi,
     MonitoringApi,
     PredictApi,
+    RuleDetailApi,
+    RuleFiringsApi,
+    RuleListApi,
 )
 
 urlpatterns = [
@@ -22,4 +25,8 @@ urlpatterns = [
     path("projects/<slug:slug>/models/<int:number>/export", ModelVersionExportApi.as_view(),
          name="api-model-export"),
     path("projects/<slug:slug>/monitoring", MonitoringApi.as_view(), name="api-monitoring"),
+    path("projects/<slug:slug>/rules", RuleListApi.as_view(), name="api-rules"),
+    path("projects/<slug:slug>/rules/<int:rule_id>", RuleDetailApi.as_view(), name="api-rule"),
+    path("projects/<slug:slug>/rules/<int:rule_id>/firings", RuleFiringsApi.as_view(),
+         name="api-rule-firings"),
 ]

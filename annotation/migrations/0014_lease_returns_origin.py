@@ -255,7 +255,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("annotation", "0013_origin_feedback_production_share"),
-        ("learning", "0005_alter_modelversion_trigger"),  # the functions read learning tables too
+        ("learning", "0007_alter_modelversion_trigger"),  # the functions read learning tables too
     ]
 
     operations = [

@@ -8,6 +8,8 @@ from serving.apis.model_versions import (
 )
 from serving.apis.monitoring import MonitoringApi
 from serving.apis.predict import PredictApi
+from serving.apis.rules import RuleDetailApi, RuleFiringsApi, RuleListApi
 
 __all__ = ["FeedbackApi", "ModelVersionDetailApi", "ModelVersionExportApi", "ModelVersionListApi",
-           "ModelVersionPromoteApi", "MonitoringApi", "PredictApi"]
+           "ModelVersionPromoteApi", "MonitoringApi", "PredictApi", "RuleDetailApi", "RuleFiringsApi",
+           "RuleListApi"]

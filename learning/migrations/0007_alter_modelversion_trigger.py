@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('learning', '0004_retrain_cycle_heals'),
+        ('learning', '0006_drift_reference'),
     ]
 
     operations = [

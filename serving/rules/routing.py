@@ -1,0 +1,188 @@
+"""Route production inputs to annotators: the most informative recent predictions whose
+instance was kept become unlabeled pool samples (``origin=production``) with the prediction
+that was made; their log rows point at the sample, so annotators' labels count as feedback."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from django.db.models import Count, Q
+
+from annotation.models import Label, Project, Sample
+from annotation.services import RoutedInput, production_samples_route
+from core.errors import DomainError
+from learning.strategies import uncertainty_scores
+from serving import model_cache
+from serving.instances import instance_payload, instances_featurize
+from serving.models import PredictionLog
+from serving.monitoring_selectors import WINDOWS
+
+logger = logging.getLogger(__name__)
+
+# How many recent kept predictions are scored to pick from.
+CANDIDATES_MAX = 2000
+
+
+@dataclass(frozen=True)
+class Routed:
+    sample_ids: list[int]
+    notes: list[str]
+
+
+def _candidates(project: Project, since: dt.datetime):
+    return PredictionLog.objects.filter(
+        project=project, outcome=PredictionLog.Outcome.OK, created_at__gte=since,
+        sample_id__isnull=True, feedback_at__isnull=True, model_version__isnull=False)
+
+
+def _key(instance: dict) -> str:
+    return hashlib.sha256(orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _known(project: Project, logs: list[PredictionLog]) -> set[str]:
+    """Keys of candidates whose input is a sample already (texts and tabular rows; images
+    are only compared among the candidates)."""
+    if project.kind == Project.Kind.TEXT:
+        texts = {log.instance.get("text") for log in logs}
+        found = set(Sample.objects.filter(project=project, text__in=texts - {None})
+                    .values_list("text", flat=True))
+        return {_key(log.instance) for log in logs if log.instance.get("text") in found}
+    if project.kind == Project.Kind.TABULAR:
+        found = Sample.objects.filter(project=project, values__in=[log.instance for log in logs])
+        seen = {_key(row) for row in found.values_list("values", flat=True)
+                if isinstance(row, dict)}
+        return {_key(log.instance) for log in logs if _key(log.instance) in seen}
+    return set()
+
+
+def _scored(project: Project, logs: list[PredictionLog]):
+    """Scores (higher: ask first) under the project's strategy and the served model's
+    predicted class per log, skipping instances the model can no longer read."""
+    try:
+        model = model_cache.served_model(project_id=project.pk)
+    except DomainError:
+        model = None
+    usable, rows = [], None
+    if model is not None:
+        try:
+            rows = instances_featurize(project=project, instances=[log.instance for log in logs])
+            usable = list(logs)
+        except DomainError:  # one bad instance: featurize them one by one
+            parts = []
+            for log in logs:
+                try:
+                    parts.append(instances_featurize(project=project, instances=[log.instance]))
+                    usable.append(log)
+                except DomainError:
+                    continue
+            rows = _stack(parts) if parts else None
+    if model is None or rows is None:  # no model to ask: the logged confidence decides
+        return logs, np.array([1.0 - (log.confidence or 0.0) for log in logs]), \
+            [log.predicted_label for log in logs]
+    strategy = project.query_strategy
+    scores = uncertainty_scores(model.estimator, rows, strategy=strategy, seed=len(usable))
+    predicted = [str(c) for c in model.estimator.predict(rows)]
+    return usable, np.asarray(scores, dtype=np.float64), predicted
+
+
+def _stack(parts):
+    if isinstance(parts[0], list):
+        return [row for part in parts for row in part]
+    if hasattr(parts[0], "iloc"):
+        import pandas as pd
+        return pd.concat(parts, ignore_index=True)
+    if hasattr(parts[0], "tocsr"):
+        import scipy.sparse as sp
+        return sp.vstack(parts).tocsr()
+    return np.vstack(parts)
+
+
+def _spread(logs, scores, predicted, k: int) -> list[int]:
+    """Indices of ``k`` logs: the most informative of each predicted class in turn (classes
+    ordered by their best score), so one class cannot take the whole batch."""
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i in np.argsort(-scores, kind="stable"):
+        by_class[predicted[i]].append(int(i))
+    queues = sorted(by_class.values(), key=lambda idx: -scores[idx[0]])
+    picked: list[int] = []
+    while len(picked) < k and any(queues):
+        for queue in queues:
+            if queue and len(picked) < k:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> Routed:
+    """Route up to ``k`` recent production inputs (within ``window``) to annotators."""
+    since = now - WINDOWS[window].span
+    recent = _candidates(project, since)
+    counts = recent.aggregate(kept=Count("pk", filter=Q(instance__isnull=False)),
+                              lost=Count("pk", filter=Q(instance__isnull=True)))
+    notes = []
+    if counts["lost"]:
+        notes.append(f"{counts['lost']} recent input(s) could not be routed: their instance "
+                     "was not kept (larger than PREDICTION_LOG_INSTANCE_MAX_BYTES)")
+    logs = list(recent.filter(instance__isnull=False).order_by("-created_at")[:CANDIDATES_MAX])
+    unique, seen = [], _known(project, logs) if logs else set()
+    duplicates = 0
+    for log in logs:
+        key = _key(log.instance)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        unique.append(log)
+    if duplicates:
+        notes.append(f"{duplicates} duplicate input(s) left out")
+    if not unique:
+        notes.append("no recent production input to route")
+        return Routed([], notes)
+    usable, scores, predicted = _scored(project, unique)
+    chosen = [usable[i] for i in _spread(usable, scores, predicted, k)]
+    inputs, taken = [], []
+    for log in chosen:
+        try:
+            payload = instance_payload(project=project, instance=log.instance)
+        except DomainError as exc:
+            notes.append(f"prediction {log.prediction_id} left out: {exc}")
+            continue
+        version = log.model_version.number if log.model_version_id else None
+        inputs.append(RoutedInput(payload=payload, label=log.predicted_label,
+                                  confidence=log.confidence, version=version))
+        taken.append(log)
+    samples = production_samples_route(project=project, inputs=inputs)
+    for log, sample in zip(taken, samples):
+        # The sample holds the instance now; the row keeps the prediction, awaiting a label.
+        PredictionLog.objects.filter(pk=log.pk).update(sample_id=sample.pk, instance=None)
+    notes.insert(0, f"routed {len(samples)} of {len(unique)} recent input(s), "
+                    f"{project.query_strategy} strategy, spread over predicted classes")
+    return Routed([s.pk for s in samples], notes)
+
+
+def routed_feedback_sync(*, now: dt.datetime) -> int:
+    """Routed predictions whose sample is labeled get its label as their feedback (true
+    label, and the label's time), so they count for live accuracy. Returns how many."""
+    logs = list(PredictionLog.objects.filter(sample_id__isnull=False, feedback_at__isnull=True)
+                .filter(sample__status=Sample.Status.LABELED)
+                .values_list("pk", "sample_id")[:5000])
+    if not logs:
+        return 0
+    labels: dict[int, list[Label]] = defaultdict(list)
+    for label in Label.objects.current().filter(sample_id__in=[s for _pk, s in logs]):
+        labels[label.sample_id].append(label)
+    done = 0
+    for pk, sample_id in logs:
+        given = labels.get(sample_id)
+        if not given:
+            continue
+        values = [label.value for label in given]
+        value = max(sorted(set(values)), key=values.count)  # the majority; ties by name
+        at = max(label.created_at for label in given)
+        done += PredictionLog.objects.filter(pk=pk, feedback_at__isnull=True).update(
+            true_label=value, feedback_at=at)
+    return done
