@@ -11,6 +11,7 @@ from annotation.access import SCIENCE_ROLES
 from annotation.page_access import project_page
 from serving.forms import TokenForm
 from serving.monitoring_selectors import WINDOWS, monitoring_summary, monitoring_versions
+from serving.rules.selectors import alerts_open, project_firings, routing_unkept, rule_list
 from serving.selectors import api_token_list
 from serving.services import api_token_create, api_token_revoke
 
@@ -58,6 +59,8 @@ def project_monitoring(request: HttpRequest, project: Project) -> HttpResponse:
         "api_url": f"{reverse('api-monitoring', args=[project.slug])}?{urlencode(query)}",
         "page_url": f"{reverse('project-monitoring', args=[project.slug])}?{urlencode(query)}",
         "version_query": f"&version={version}" if version is not None else "",
+        "rules": rule_list(project=project), "firings": project_firings(project=project),
+        "alerts": alerts_open(project=project), "unkept": routing_unkept(project=project),
     }
     if getattr(request, "htmx", False):
         return render(request, "serving/_monitoring_tables.html", context)

@@ -1,6 +1,10 @@
 """Reads of rules, their firings and open alerts (the API, the Settings and monitoring pages)."""
 from __future__ import annotations
 
+import datetime as dt
+
+from django.utils import timezone
+
 from annotation.models import Project
 from serving.models import PredictionLog, Rule, RuleFiring
 
@@ -30,9 +34,12 @@ def alerts_open(*, project: Project) -> list[RuleFiring]:
                 .select_related("rule").order_by("-fired_at"))
 
 
-def routing_unkept(*, project: Project) -> int:
-    """Recent successful predictions whose instance was not kept (too large to route)."""
+def routing_unkept(*, project: Project, hours: int = 24) -> int:
+    """Successful predictions of the last ``hours`` whose instance was not kept (too large
+    to route to annotators)."""
+    since = timezone.now() - dt.timedelta(hours=hours)
     return PredictionLog.objects.filter(project=project, outcome=PredictionLog.Outcome.OK,
+                                        created_at__gte=since,
                                         instance__isnull=True, sample_id__isnull=True,
                                         feedback_at__isnull=True).count()
 
