@@ -230,7 +230,8 @@ CELERY_BEAT_SCHEDULE = {
     "prune-prediction-logs": {"task": "serving.tasks.prediction_logs_prune_task",
                               "schedule": 24 * 3600.0},
     # KPI rules (serving/rules/): every enabled rule of every project, once a minute.
-    "rules-evaluate": {"task": "serving.tasks.rules_evaluate_task", "schedule": 60.0},
+    "rules-evaluate": {"task": "serving.tasks.rules_evaluate_task",
+                       "schedule": env.float("RULES_EVALUATE_SECONDS", default=60.0)},
 }
 # Mail (rule alerts go to project owners): EMAIL_URL as django-environ reads it, e.g.
 # smtp+tls://user:password@mail.example.org:587; the default prints mail to the log.

@@ -348,6 +348,56 @@ def celery_workers(integration_broker_url, live_server, transactional_db, _isola
         factory.close()
 
 
+class BeatProcess:
+    """A real ``celery -A config beat`` (no scheduler flag: the settings name
+    django-celery-beat's DatabaseScheduler) on the test database and broker."""
+
+    def __init__(self, env: dict, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO"],
+            cwd=REPO_ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log_file.close()
+        print(f"----- celery beat log ({self.log_path}) -----\n{self.log()}")
+
+
+@pytest.fixture
+def celery_beat(celery_workers, celery_broker):
+    """``start(env=...)`` starts one beat with the workers' environment (and ``env`` on top,
+    e.g. ``RULES_EVALUATE_SECONDS``); stopped before the workers and the database."""
+    beats: list[BeatProcess] = []
+
+    def start(env: dict | None = None) -> BeatProcess:
+        beat = BeatProcess({**celery_workers.base_env, "CELERY_BROKER_URL": celery_broker,
+                            **(env or {})}, celery_workers.tmp_path / "celery-beat.log")
+        beats.append(beat)
+        return beat
+
+    try:
+        yield start
+    finally:
+        for beat in beats:
+            beat.stop()
+
+
 @pytest.fixture
 def celery_worker(celery_workers, celery_broker):
     """One real worker on the integration Redis db; this process publishes there too."""
