@@ -27,6 +27,14 @@ def _rule_or_404(project: Project, rule_id: int):
     return rule
 
 
+def _saved(request: HttpRequest, form: RuleForm, save) -> bool:
+    """A posted, valid form is saved (``save(rule JSON)``); else the page shows its errors."""
+    if request.method == "POST" and form.is_valid():
+        save(form.rule_data)
+        return True
+    return False
+
+
 def _context(project: Project, **extra) -> dict:
     schedules = schedules_of(project=project)
     return {"project": project, "rules": rule_list(project=project),
@@ -44,27 +52,21 @@ def project_rules(request: HttpRequest, project: Project) -> HttpResponse:
     if getattr(request, "htmx", False) and request.method == "GET":
         return render(request, "serving/_rules_list.html", _context(project))
     form = RuleForm(request.POST or None, initial={"actions": ["alert"]})
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            rule_create(project=project, data=form.rule_data)
-            return redirect("project-rules", slug=project.slug)
-        status = 400
-    return render(request, "serving/rules.html", _context(project, form=form), status=status)
+    if _saved(request, form, lambda data: rule_create(project=project, data=data)):
+        return redirect("project-rules", slug=project.slug)
+    return render(request, "serving/rules.html", _context(project, form=form),
+                  status=400 if form.is_bound else 200)
 
 
 @project_page(methods=("GET", "POST"), roles=SCIENCE_ROLES)
 def project_rule_edit(request: HttpRequest, project: Project, rule_id: int) -> HttpResponse:
     rule = _rule_or_404(project, rule_id)
     form = RuleForm(request.POST or None, initial=RuleForm.initial_for(rule))
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            rule_update(rule=rule, data=form.rule_data)
-            return redirect("project-rules", slug=project.slug)
-        status = 400
+    if _saved(request, form, lambda data: rule_update(rule=rule, data=data)):
+        return redirect("project-rules", slug=project.slug)
     return render(request, "serving/rule_edit.html",
-                  {"project": project, "rule": rule, "form": form}, status=status)
+                  {"project": project, "rule": rule, "form": form},
+                  status=400 if form.is_bound else 200)
 
 
 @project_page(methods=("POST",), roles=SCIENCE_ROLES)
