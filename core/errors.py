@@ -24,7 +24,7 @@ ERROR_CODES: dict[str, str] = {
     "permission_denied": "no role or scope for this",
     # 404, 405, 406: what is asked for.
     "not_found": "no such project (or one these credentials may not reach), sample, import, "
-                 "image or API route",
+                 "image, rule or API route",
     "unknown_version": "the project has no such model version",
     "unknown_prediction": "the project has no such prediction (yet)",
     "method_not_allowed": "the endpoint does not take this HTTP method",
