@@ -8,6 +8,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_serializer,
+    inline_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -85,6 +86,10 @@ _ERRORS = {
 }
 
 
+def _errors(*codes: int) -> list[OpenApiExample]:
+    return error_examples({str(code): _ERRORS[str(code)] for code in codes})
+
+
 class _RulesApi(BodySizeLimitMixin, APIView):
     authentication_classes = [ProjectTokenAuthentication, SessionAuthentication]
     permission_classes = [CanManageProjectData]
@@ -104,8 +109,7 @@ class RuleListApi(_RulesApi):
     @extend_schema(operation_id="rules_list", responses={200: RuleOutput(many=True),
                    **error_responses(401, 403, 404, 429)},
                    examples=[OpenApiExample("One rule", response_only=True, value=[RULE_OUT]),
-                             *error_examples({k: v for k, v in _ERRORS.items()
-                                              if k in ("401", "403", "404", "429")})])
+                             *_errors(401, 403, 404, 429)])
     def get(self, request: Request, slug: str) -> Response:
         return Response([rule_output(rule) for rule in rule_list(project=self.project)])
 
@@ -115,7 +119,7 @@ class RuleListApi(_RulesApi):
                                             value=RULE_EXAMPLE),
                              OpenApiExample("Created", response_only=True, status_codes=["201"],
                                             value=RULE_OUT),
-                             *error_examples(_ERRORS)])
+                             *_errors(400, 401, 403, 404, 413, 429)])
     def post(self, request: Request, slug: str) -> Response:
         rule = rule_create(project=self.project, data=request.data)
         return Response(rule_output(rule), status=status.HTTP_201_CREATED)
@@ -127,7 +131,8 @@ class RuleDetailApi(_RulesApi):
 
     @extend_schema(operation_id="rules_retrieve", responses={200: RuleOutput,
                    **error_responses(401, 403, 404, 429)},
-                   examples=[OpenApiExample("A rule", response_only=True, value=RULE_OUT)])
+                   examples=[OpenApiExample("A rule", response_only=True, value=RULE_OUT),
+                             *_errors(401, 403, 404, 429)])
     def get(self, request: Request, slug: str, rule_id: int) -> Response:
         return Response(rule_output(self.rule(rule_id)))
 
@@ -135,15 +140,24 @@ class RuleDetailApi(_RulesApi):
                    responses={200: RuleOutput, **error_responses(400, 401, 403, 404, 413, 429)},
                    examples=[OpenApiExample("Lower the threshold", request_only=True,
                                             value={"threshold": 0.7}),
-                             *error_examples(_ERRORS)])
+                             OpenApiExample("Changed", response_only=True, status_codes=["200"],
+                                            value={**RULE_OUT, "threshold": 0.7}),
+                             *_errors(400, 401, 403, 404, 413, 429)])
     def patch(self, request: Request, slug: str, rule_id: int) -> Response:
         return Response(rule_output(rule_update(rule=self.rule(rule_id), data=request.data)))
 
-    @extend_schema(operation_id="rules_destroy", responses={204: None,
-                   **error_responses(401, 403, 404, 429)})
+    @extend_schema(operation_id="rules_destroy",
+                   responses={200: inline_serializer("RuleDeleted", {
+                       "id": serializers.IntegerField(), "deleted": serializers.BooleanField()}),
+                       **error_responses(401, 403, 404, 429)},
+                   examples=[OpenApiExample("Deleted", response_only=True, status_codes=["200"],
+                                            value={"id": 3, "deleted": True}),
+                             *_errors(401, 403, 404, 429)])
     def delete(self, request: Request, slug: str, rule_id: int) -> Response:
-        rule_delete(rule=self.rule(rule_id))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        rule = self.rule(rule_id)
+        rule_id = rule.pk
+        rule_delete(rule=rule)
+        return Response({"id": rule_id, "deleted": True})
 
 
 class RuleFiringsApi(_RulesApi):
@@ -153,7 +167,8 @@ class RuleFiringsApi(_RulesApi):
     @extend_schema(operation_id="rules_firings", responses={200: FiringOutput(many=True),
                    **error_responses(401, 403, 404, 429)},
                    parameters=[OpenApiParameter("limit", int, description="default 100, at most 1000")],
-                   examples=[OpenApiExample("One firing", response_only=True, value=[FIRING_OUT])])
+                   examples=[OpenApiExample("One firing", response_only=True, value=[FIRING_OUT]),
+                             *_errors(401, 403, 404, 429)])
     def get(self, request: Request, slug: str, rule_id: int) -> Response:
         try:
             limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)

@@ -90,7 +90,8 @@ def test_api_create_list_patch_delete_and_400s(served_project, admin):
     assert patched.status_code == 200 and patched.json()["threshold"] == 0.7
     assert admin.get(f"{base}/{rule_id}/firings").json() == []
     assert admin.get(f"{base}/999999").status_code == 404
-    assert admin.delete(f"{base}/{rule_id}").status_code == 204
+    deleted = admin.delete(f"{base}/{rule_id}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": rule_id, "deleted": True}
     assert not Rule.objects.exists()
 
 
