@@ -39,6 +39,7 @@ class ReviewFilterForm(forms.Form):
     annotator = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     disagreement = forms.BooleanField(required=False, label="Annotators disagree")
     model = forms.BooleanField(required=False, label="Model disagrees")
+    suspicious = forms.BooleanField(required=False, label="Probably wrong")
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +54,8 @@ class ReviewFilterForm(forms.Form):
         data = self.cleaned_data
         return {"label": data.get("label") or "", "annotator_id": data.get("annotator"),
                 "disagreement": bool(data.get("disagreement")),
-                "model_disagreement": bool(data.get("model"))}
+                "model_disagreement": bool(data.get("model")),
+                "suspicious": bool(data.get("suspicious"))}
 
 
 def _optional_choice(choices, initial: str, label: str, help_text: str) -> forms.Field:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from annotation.models import Project, Sample
 
-HOOKS = ("labels_added", "samples_added", "served_model", "batch_start", "suggestions")
+HOOKS = ("labels_added", "samples_added", "served_model", "batch_start", "suggestions",
+         "suspicious_labels")
 _registry: dict[str, Callable[..., Any]] = {}
 
 
@@ -61,3 +62,14 @@ def suggestions(*, project: Project, samples: Sequence[Sample]) -> dict[int, Any
     """Sample id -> the served model's suggestion (``label``, ``confidence``, ``model_version``)."""
     hook = _registry.get("suggestions")
     return hook(project=project, samples=samples) if hook is not None and samples else {}
+
+
+def suspicious_labels(*, project: Project, sample_ids: Sequence[int] | None = None,
+                      start: int = 0, limit: int | None = None) -> list[Any]:
+    """The project's probably wrong current labels, most suspicious first (``sample_id``,
+    ``value``, ``likely``, ``score``, ``reason``, ``version``); only those of ``sample_ids``
+    when given; ``limit`` of them from position ``start``. Empty when nobody judged them."""
+    hook = _registry.get("suspicious_labels")
+    if hook is None or (sample_ids is not None and not sample_ids):
+        return []
+    return hook(project=project, sample_ids=sample_ids, start=start, limit=limit)

@@ -182,6 +182,7 @@ REVIEW_PAGE_SIZE = 25
 # With the model filter on, at most this many samples are predicted to fill one page.
 REVIEW_SCAN_LIMIT = 2000
 _REVIEW_CHUNK = 100
+_SUSPICIOUS_START_MAX = 10**6  # past any stored list; keeps OFFSET within the database's range
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ class ReviewRow:
     annotators_disagree: bool
     suggestion: object | None  # from the ``suggestions`` hook (serving's Suggestion)
     model_disagrees: bool
+    suspicion: object | None = None  # from the ``suspicious_labels`` hook: probably wrong
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class ReviewPage:
     rows: list[ReviewRow]
     next_before: int | None  # pass as ``before`` for the next page; None at the end
     scanned: int
+    next_start: int | None = None  # "probably wrong": pass as ``start`` for the next page
 
 
 def _review_queryset(*, project: Project, label: str, annotator_id: int | None,
@@ -234,6 +237,8 @@ def review_rows_for(*, project: Project, samples: list[Sample]) -> list[ReviewRo
     ):
         labels[label.sample_id].append(label)
     suggestions = hooks.suggestions(project=project, samples=samples)
+    suspicions = {row.sample_id: row for row in hooks.suspicious_labels(
+        project=project, sample_ids=[sample.pk for sample in samples])}
     rows = []
     for sample in samples:
         current = labels[sample.pk]
@@ -247,6 +252,7 @@ def review_rows_for(*, project: Project, samples: list[Sample]) -> list[ReviewRo
             annotators_disagree=len({label.value for label in current}) > 1,
             suggestion=suggestion,
             model_disagrees=suggestion is not None and bool(value) and suggestion.label != value,
+            suspicion=suspicions.get(sample.pk),
         ))
     return rows
 
@@ -259,7 +265,9 @@ def review_page(
     annotator_id: int | None = None,
     disagreement: bool = False,
     model_disagreement: bool = False,
+    suspicious: bool = False,
     before: int | None = None,
+    start: int = 0,
 ) -> ReviewPage:
     """Return one page of labeled samples, newest first, for an owner or scientist.
 
@@ -268,10 +276,16 @@ def review_page(
     at: the page's rows, or with the model filter, chunks until the page is full or
     ``REVIEW_SCAN_LIMIT`` samples were looked at (the page then offers to look further).
     Pages go by sample id (``before``), so a deep page costs no OFFSET scan.
+
+    ``suspicious``: only labels judged probably wrong (``suspicious_labels`` hook), most
+    suspicious first, paged by position in that list (``start``); the other filters but the
+    model's apply.
     """
     member_require(project=project, user=user, roles=SCIENCE_ROLES)
     samples = _review_queryset(project=project, label=label, annotator_id=annotator_id,
                                disagreement=disagreement)
+    if suspicious:
+        return _suspicious_page(project, samples, min(max(0, start), _SUSPICIOUS_START_MAX))
     if before:
         samples = samples.filter(pk__lt=before)
     if not model_disagreement:
@@ -296,6 +310,28 @@ def review_page(
                     break
     more = samples.filter(pk__lt=cursor).exists() if cursor else False
     return ReviewPage(rows=rows, next_before=cursor if more else None, scanned=scanned)
+
+
+def _suspicious_page(project: Project, samples: QuerySet[Sample], start: int) -> ReviewPage:
+    rows: list[ReviewRow] = []
+    position, scanned = start, 0
+    while len(rows) < REVIEW_PAGE_SIZE and scanned < REVIEW_SCAN_LIMIT:
+        chunk = hooks.suspicious_labels(project=project, start=position, limit=_REVIEW_CHUNK)
+        if not chunk:
+            return ReviewPage(rows=rows, next_before=None, scanned=scanned)
+        found = {sample.pk: sample for sample in samples.filter(
+            pk__in=[suspicion.sample_id for suspicion in chunk])}
+        page: list[Sample] = []
+        for suspicion in chunk:
+            position, scanned = position + 1, scanned + 1
+            if suspicion.sample_id in found:
+                page.append(found[suspicion.sample_id])
+                if len(rows) + len(page) == REVIEW_PAGE_SIZE:
+                    break
+        rows += review_rows_for(project=project, samples=page)
+    more = bool(hooks.suspicious_labels(project=project, start=position, limit=1))
+    return ReviewPage(rows=rows, next_before=None, scanned=scanned,
+                      next_start=position if more else None)
 
 
 def project_members(*, project: Project) -> list[tuple[int, str, str]]:

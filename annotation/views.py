@@ -241,9 +241,11 @@ def review(request: HttpRequest, project: Project) -> HttpResponse:
     form = ReviewFilterForm(request.GET or None, project=project)
     filters = form.filters() if form.is_valid() else {}
     page = review_page(project=project, user=request.user,
-                       before=_int_or_none(request.GET.get("before")), **filters)
+                       before=_int_or_none(request.GET.get("before")),
+                       start=_int_or_none(request.GET.get("start")) or 0, **filters)
     query = request.GET.copy()
     query.pop("before", None)
+    query.pop("start", None)
     context = {"project": project, "form": form, "page": page, "query": query.urlencode(),
                "label_values": project.labels, "served": hooks.served_model(project=project)}
     template = "annotation/review.html#review-rows" if request.htmx else "annotation/review.html"

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/docs/", api_docs, name="api-docs"),
     path("api/v1/", include("annotation.api_urls")),
     path("api/v1/", include("serving.urls")),
+    path("api/v1/", include("learning.api_urls")),
     path("", include("serving.page_urls")),
     path("", include("annotation.urls")),
     path("", include("learning.urls")),

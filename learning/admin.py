@@ -1,7 +1,7 @@
 """Admin registration for model versions, the retrain cycle's alerts and simulate runs."""
 from django.contrib import admin
 
-from learning.models import Alert, ModelVersion, SimulationRun
+from learning.models import Alert, LabelSuspicion, ModelVersion, SimulationRun
 
 
 @admin.register(ModelVersion)
@@ -20,3 +20,10 @@ class AlertAdmin(admin.ModelAdmin):
 class SimulationRunAdmin(admin.ModelAdmin):
     list_display = ["project", "source", "model", "batch_size", "seeds", "full_accuracy", "created_at"]
     list_filter = ["project"]
+
+
+@admin.register(LabelSuspicion)
+class LabelSuspicionAdmin(admin.ModelAdmin):
+    list_display = ["project", "sample", "value", "likely", "score", "reason", "version"]
+    list_filter = ["project", "reason"]
+    raw_id_fields = ["sample", "label", "version"]

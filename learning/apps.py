@@ -8,11 +8,13 @@ class LearningConfig(AppConfig):
 
     def ready(self) -> None:
         from annotation import hooks
-        from learning import selectors, services, tasks  # tasks: registers the Celery tasks
+        # tasks: registers the Celery tasks
+        from learning import selectors, services, suspicion_selectors, tasks
 
         hooks.register(
             labels_added=services.model_version_request_if_due,
             samples_added=tasks.pool_cold_start_after_commit,
             served_model=selectors.model_version_served_summary,
             batch_start=selectors.retrain_batch_start,
+            suspicious_labels=suspicion_selectors.label_suspicion_list,
         )

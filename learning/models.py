@@ -216,3 +216,56 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} {self.kind}: {self.message}"
+
+
+class LabelSuspicionRun(models.Model):
+    """The latest search of a project's labels for probable errors (one row per project):
+    which version asked for it, what it judged, and how long it took."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    computed_at = models.DateTimeField()
+    labels_judged = models.PositiveIntegerField(default=0)  # by the model (pool labels)
+    folds = models.PositiveSmallIntegerField(default=0)
+    flagged_by_model = models.PositiveIntegerField(default=0)
+    disagreements = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    note = models.TextField(blank=True, default="")  # why the model judged nothing, if so
+
+    def __str__(self) -> str:
+        return f"{self.project_id} suspicion run of v{getattr(self.version, 'number', '?')}"
+
+
+class LabelSuspicion(models.Model):
+    """A current label that is probably wrong: out-of-sample class probabilities and
+    confident learning (``model``), or annotators who disagree on the sample
+    (``disagreement``). Replaced per project by each run, in one transaction.
+
+    ``label`` is the current label judged; once it is superseded (corrected, undone or
+    changed) the row no longer counts (``learning.selectors.label_suspicion_list``), so a
+    correction takes the sample off the list at once.
+    """
+
+    class Reason(models.TextChoices):
+        MODEL = "model"
+        DISAGREEMENT = "disagreement"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    sample = models.ForeignKey("annotation.Sample", on_delete=models.CASCADE, related_name="+")
+    label = models.ForeignKey("annotation.Label", on_delete=models.CASCADE, related_name="+")
+    value = models.CharField(max_length=200)  # the label judged
+    likely = models.CharField(max_length=200)  # the model's (or the majority's) label
+    score = models.FloatField()  # 0..1, higher is more suspicious
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sample"], name="one_suspicion_per_sample"),
+        ]
+        indexes = [models.Index(fields=["project", "-score"], name="suspicion_project_score")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} sample {self.sample_id}: {self.value} -> {self.likely}"

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import connections
 
 from annotation.models import Project
-from core.jobs import task_start_after_commit
+from core.jobs import task_start_after_commit, tasks_run_inline
 from learning.services import model_version_train, pool_cold_start, pool_score_chunk, retrain_sweep
+from learning.services.suspicion import label_suspicion_update, label_suspicion_waits
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,22 @@ def pool_score_chunk_task(model_version_id: int, scorer_id: int, lo: int, hi: in
     chunks not written yet), so a message delivered twice changes nothing.
     """
     pool_score_chunk(version_id=model_version_id, scorer_id=scorer_id, lo=lo, hi=hi)
+
+
+# While the project's retrain cycle is busy, the search for wrong labels looks again this
+# often, up to this many times; then it runs anyway (a cycle that never rests).
+SUSPICION_WAIT_SECONDS = 10
+SUSPICION_MAX_WAITS = 60
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def label_suspicion_task(self, model_version_id: int, waited: int = 0) -> None:
+    """Judge the project's labels after a retrain, once its cycle (training, rescoring) rests,
+    so the work delays neither serving nor the queue."""
+    if (waited < SUSPICION_MAX_WAITS and not tasks_run_inline()
+            and label_suspicion_waits(version_id=model_version_id)):
+        raise self.retry(args=(model_version_id, waited + 1), countdown=SUSPICION_WAIT_SECONDS)
+    label_suspicion_update(version_id=model_version_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
