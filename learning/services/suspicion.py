@@ -144,9 +144,10 @@ def _replace(project: Project, version: ModelVersion, rows: list[LabelSuspicion]
     """Store a run's rows instead of the last run's, unless a newer version's run is stored."""
     LabelSuspicionRun.objects.get_or_create(project=project,
                                             defaults={"computed_at": timezone.now()})
-    run = (LabelSuspicionRun.objects.select_for_update().select_related("version")
-           .get(project=project))
-    if run.version is not None and run.version.number > version.number:
+    run = LabelSuspicionRun.objects.select_for_update().get(project=project)
+    stored = (ModelVersion.objects.filter(pk=run.version_id).values_list("number", flat=True)
+              .first() if run.version_id else None)
+    if stored is not None and stored > version.number:
         logger.info("%s: a newer version's suspicion run is stored; %s's is dropped",
                     project, version)
         return None
