@@ -23,6 +23,13 @@ def project_not_found(slug: object) -> NotFound:
 # The OpenAPI example of that answer, for every project-scoped view.
 PROJECT_NOT_FOUND_EXAMPLE = ("Unknown project", "not_found",
                              str(project_not_found("nope").detail), None)
+# The OpenAPI examples of the refusals of an API for owners, scientists and admin tokens.
+MANAGER_REFUSAL_EXAMPLES = {
+    "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
+    "403": ("Annotator", "permission_denied",
+            "you have no owner/scientist role in project 'digits'", None),
+    "404": PROJECT_NOT_FOUND_EXAMPLE,
+}
 
 
 def _project_or_404(view) -> Project:

@@ -15,7 +15,7 @@ from annotation.annotator_stats import (
     annotator_stats,
 )
 from annotation.apis import AUTHENTICATION, SCHEMA_AUTH
-from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanManageProjectData
+from annotation.permissions import MANAGER_REFUSAL_EXAMPLES, CanManageProjectData
 from core.api_docs import THROTTLED, error_examples, error_responses
 from core.throttling import TokenScopedRateThrottle
 
@@ -127,10 +127,7 @@ class AnnotatorStatsApi(APIView):
             *error_examples({
                 "400": ("Unknown window", "invalid", "window: \"1y\" is not a valid choice.",
                         {"window": ["\"1y\" is not a valid choice."]}),
-                "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
-                "403": ("Annotator", "permission_denied",
-                        "you have no owner/scientist role in project 'digits'", None),
-                "404": PROJECT_NOT_FOUND_EXAMPLE,
+                **MANAGER_REFUSAL_EXAMPLES,
                 "429": THROTTLED,
             }),
         ],

@@ -10,9 +10,9 @@ learning), on:
 - ``tabular4``: a generated imbalanced 4-class set with overlapping classes (3,000 rows,
   20 features, class shares 0.5/0.25/0.15/0.10, fixed seed);
 
-both tabular sets through the service's tabular featurizer and default logistic regression,
-``tabular4`` also with histogram gradient boosting (a project setting), since a linear model
-fits it poorly.
+both tabular sets through the service's tabular featurizer and default logistic regression
+(``--sets tabular4_hist_gb``: histogram gradient boosting, a project setting; slow on a
+busy machine, so not in the default run).
 
 Per data set, noise level (5%, 10%) and seed: a stratified 80/20 split; uniform label noise
 on the 80% pool (that share of its labels moved to another class drawn uniformly); the
@@ -27,7 +27,7 @@ Then the cost: one fit against the search (5 fits on 4/5 of the labels, plus con
 learning) at 400, 10,000 and 50,000 labels of 64 numeric features, logistic regression
 (``bench/retrain.py``'s 100k-sample project trains on 400 labels).
 
-    python bench/label_errors.py            # ~30-40 min on a busy 2-core machine
+    python bench/label_errors.py            # ~20-30 min on a busy 2-core machine
     python bench/label_errors.py --quick    # tabular sets and MNIST at C=0.1, 1 seed
 
 Prints tables and writes bench/results/label_errors.json.
@@ -211,10 +211,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per tabular set (default 3; 1 with --quick)")
     parser.add_argument("--mnist-seeds", type=int, default=1)
+    parser.add_argument("--sets", default=None,
+                        help=f"comma-separated, of {', '.join(SETS)} (default: all but "
+                             "tabular4_hist_gb; --quick: without mnist)")
     args = parser.parse_args()
     seeds = args.seeds or (1 if args.quick else 3)
-    names = ["breast_cancer", "tabular4", "tabular4_hist_gb", "mnist_C0.1"] + (
-        [] if args.quick else ["mnist"])
+    names = (args.sets.split(",") if args.sets else
+             ["breast_cancer", "tabular4", "mnist_C0.1"] + ([] if args.quick else ["mnist"]))
     runs, loaded = [], {}
     for name in names:
         loader, kind, spec = SETS[name]

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from annotation.access import SCIENCE_ROLES, member_require
 from annotation.apis import AUTHENTICATION, SCHEMA_AUTH
-from annotation.permissions import PROJECT_NOT_FOUND_EXAMPLE, CanManageProjectData
+from annotation.permissions import MANAGER_REFUSAL_EXAMPLES, CanManageProjectData
 from core.api_docs import THROTTLED, error_examples, error_responses
 from core.throttling import TokenScopedRateThrottle
 from learning.suspicion_selectors import (
@@ -98,10 +98,7 @@ class LabelSuspicionListApi(APIView):
                 "400": ("Limit too large", "invalid",
                         f"limit: Ensure this value is less than or equal to {MAX_LIMIT}.",
                         {"limit": [f"Ensure this value is less than or equal to {MAX_LIMIT}."]}),
-                "401": ("Bad token", "authentication_failed", "invalid or revoked token", None),
-                "403": ("Annotator", "permission_denied",
-                        "you have no owner/scientist role in project 'digits'", None),
-                "404": PROJECT_NOT_FOUND_EXAMPLE,
+                **MANAGER_REFUSAL_EXAMPLES,
                 "429": THROTTLED,
             }),
         ],
