@@ -269,3 +269,39 @@ class LabelSuspicion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} sample {self.sample_id}: {self.value} -> {self.likely}"
+
+
+class StrategyMix(models.Model):
+    """The adaptive default strategy's state for one project (``learning.adaptive.Mix``):
+    the shares of its arms and the measured evidence, and the newest label measured."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="+")
+    state = models.JSONField(default=dict, blank=True)
+    # The newest pool label (by id) that the last measurement saw; labels after it are new.
+    measured_through_label_id = models.BigIntegerField(null=True, blank=True)
+    measure_seconds = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.project_id} mix {self.state.get('shares')}"
+
+
+class StrategyPick(models.Model):
+    """Which arm of the adaptive default put a sample at the head of the queue.
+
+    Written by the ranking with its picks; the newest ranking that picked a sample owns
+    it. When the sample's label arrives, the mix credits that arm. A sample labeled
+    without a pick (below the ranked head, or before any model) counts for no arm.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    sample = models.OneToOneField("annotation.Sample", on_delete=models.CASCADE, related_name="+")
+    arm = models.CharField(max_length=20)
+    ranked_by = models.PositiveIntegerField()  # the version number whose ranking picked it
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "arm"], name="strategy_pick_project_arm")]
+
+    def __str__(self) -> str:
+        return f"{self.sample_id} by {self.arm} (v{self.ranked_by})"

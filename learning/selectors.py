@@ -17,7 +17,8 @@ from learning.cycle_health import (
     scoring_lost,
     version_alive,
 )
-from learning.models import Alert, ModelVersion
+from learning import adaptive
+from learning.models import Alert, ModelVersion, StrategyMix
 
 
 def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:
@@ -126,4 +127,39 @@ def alert_list(*, project: Project, limit: int = 5) -> list[Alert]:
         .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=day_ago))
         .select_related("version")
         .order_by(F("resolved_at").asc(nulls_first=True), "-last_seen_at")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    name: str
+    share: int  # percent of the next batch's ranked head
+    gain: float | None  # test-accuracy points per 100 labels, measured; None before any
+
+
+@dataclass(frozen=True)
+class StrategyMixSummary:
+    arms: list[ArmSummary]
+    winner: str | None  # None until the arms were measured once
+    measurements: int
+    labels: int | None  # pool labels at the last measurement
+    evidence: float  # the mix's z: how sure it is that margin gains more than random
+    seconds: float | None  # time the last measurement took
+
+
+def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
+    """The adaptive default's current mix and what it measured; None for other strategies."""
+    if project.query_strategy != "default":
+        return None
+    row = StrategyMix.objects.filter(project=project).first()
+    mix = adaptive.Mix.from_json(row.state if row else None)
+    measured = mix.measurements > 0
+    arms = [ArmSummary(name=arm, share=round(100 * mix.shares.get(arm, 0.0)),
+                       gain=round(mix.gains.get(arm, 0.0) * 10_000, 1) if measured else None)
+            for arm in adaptive.ARMS]
+    return StrategyMixSummary(
+        arms=sorted(arms, key=lambda a: -a.share), winner=mix.winner,
+        measurements=mix.measurements,
+        labels=mix.history[-1]["labels"] if mix.history else None,
+        evidence=round(mix.z, 2), seconds=row.measure_seconds if row else None,
     )

@@ -16,6 +16,7 @@ from learning.selectors import (
     ranking_staleness,
     retrain_batch_start,
     retrain_cycle_notes,
+    strategy_mix_summary,
 )
 from learning.services import model_version_request_by
 
@@ -41,6 +42,7 @@ def _detail_context(project: Project, **extra) -> dict:
         "curve": learning_curve(project=project),
         "cycle_notes": retrain_cycle_notes(project=project),
         "alerts": alert_list(project=project),
+        "strategy_mix": strategy_mix_summary(project=project),
         **extra,
     }
 

@@ -5,11 +5,12 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from annotation.models import Project, Sample
-from learning import strategies
+from learning import adaptive, strategies
 from learning.models import ModelVersion
 from learning.pool_scores import pool_scores_write
 from learning.model_input import model_input_of_ids, model_input_random_subset
 from learning.services.featurizers import _project_featurizer
+from learning.services.strategy_mix import strategy_mix_update, strategy_picks_record
 
 # Batch-diverse strategies rank this many samples (times the batch size) at the top.
 RANKED_BATCHES = 1
@@ -47,9 +48,13 @@ def _rank_top(project: Project, estimator, *, seed: int) -> None:
     extra = list(pool.exclude(pk__in=top).order_by("random_key").values_list("pk", flat=True)[:n])
     candidate_ids = np.asarray(sorted(top + extra), dtype=np.int64)
     clf, X = _split_featurizer(estimator, _model_input_of_ids(project, candidate_ids))
-    picked = strategies.select_batch(clf, X, n=min(n, len(candidate_ids)),
-                                     strategy=project.query_strategy, seed=seed)
-    picked_ids = candidate_ids[picked].tolist()
+    if project.query_strategy == "default":
+        picked_ids = _rank_mix(project, estimator, clf, X, candidate_ids, extra,
+                               n=min(n, len(candidate_ids)), seed=seed)
+    else:
+        picked = strategies.select_batch(clf, X, n=min(n, len(candidate_ids)),
+                                         strategy=project.query_strategy, seed=seed)
+        picked_ids = candidate_ids[picked].tolist()
     # Picks of an earlier ranking that are not picked again fall back to plain uncertainty.
     stale = sorted(pool.filter(score__gt=1.0).exclude(pk__in=picked_ids)
                    .values_list("pk", flat=True))
@@ -59,6 +64,23 @@ def _rank_top(project: Project, estimator, *, seed: int) -> None:
             project, estimator, _model_input_of_ids(project, stale_ids), seed=seed))
     pool_scores_write(sample_ids=np.asarray(picked_ids, dtype=np.int64),
                       scores=np.asarray(_rank_scores(picked_ids)))
+
+
+def _rank_mix(project: Project, estimator, clf, X, candidate_ids: np.ndarray, extra: list[int],
+              *, n: int, seed: int) -> list[int]:
+    """The adaptive default's head: the project's measured mix of margin and random picks.
+
+    The mix is measured first on the labels in so far (``strategy_mix``), then the head is
+    split by its shares: margin picks from the candidates, random picks from the random
+    draw ``extra``; the arm of each pick is recorded for the measurement after its label.
+    """
+    featurizer = estimator[0] if clf is not estimator else None
+    mix = strategy_mix_update(project=project, classifier=clf, featurizer=featurizer)
+    random_rows = np.flatnonzero(np.isin(candidate_ids, extra))
+    picked, arms = adaptive.select_mix(clf, X, n=n, mix=mix, seed=seed, random_rows=random_rows)
+    picked_ids = candidate_ids[picked].tolist()
+    strategy_picks_record(project=project, sample_ids=picked_ids, arms=arms, ranked_by=seed)
+    return picked_ids
 
 
 def _split_featurizer(model, X) -> tuple[object, object]:
