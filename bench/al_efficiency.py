@@ -42,7 +42,7 @@ DATASETS = {
     "breast_cancer": ({}, 150, None),
     "wine": ({}, None, None),
     "topics": ({}, 600, 1000),
-    "mnist": ({"pca_components": 50}, 600, 2000),
+    "mnist": ({"pca_components": 50}, 600, 1000),
     "imbalanced": ({}, 400, 1000),
     "overlap": ({}, 400, 1000),
 }
@@ -70,7 +70,7 @@ def verdict_worse(default, random_):
     return default is None or default > WORSE_TOLERANCE * random_
 
 
-def runs(quick: bool):
+def runs(quick: bool, batches=(10, 50), models=True):
     if quick:
         for name in ("digits", "breast_cancer", "wine", "imbalanced", "overlap"):
             params, _b1, budget = DATASETS[name]
@@ -78,9 +78,9 @@ def runs(quick: bool):
         yield "topics", "logreg", 50, {}, 500
         return
     for name, (params, budget_1, budget) in DATASETS.items():
-        for batch in (1, 10, 50):
+        for batch in batches:
             yield name, "logreg", batch, params, budget_1 if batch == 1 else budget
-    for model in MODEL_SWEEP["models"]:
+    for model in MODEL_SWEEP["models"] if models else ():
         for name in MODEL_SWEEP["datasets"]:
             yield name, model, MODEL_SWEEP["batch_size"], {}, MODEL_SWEEP["budget"]
 
@@ -103,6 +103,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds per run (default 10, quick 3)")
     parser.add_argument("--all-strategies", action="store_true",
                         help="also least_confident and entropy")
+    parser.add_argument("--batch-one", action="store_true",
+                        help="also batch size 1 (a retrain per label: hours at 10 seeds)")
+    parser.add_argument("--batches", help="comma-separated batch sizes (default 10,50)")
+    parser.add_argument("--no-models", action="store_true", help="skip the other models' pass")
     parser.add_argument("--only", help="comma-separated data sets to run (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "al_efficiency.json"))
@@ -116,7 +120,10 @@ def main(argv=None) -> int:
               f"{'to 95%':>7}{'x rnd':>7}{'to 99%':>8}{'x rnd':>7}{'area':>8}")
     print(header)
     print("-" * len(header))
-    for name, model, batch, params, budget in runs(args.quick):
+    batches = (1, 10, 50) if args.batch_one else (10, 50)
+    if args.batches:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    for name, model, batch, params, budget in runs(args.quick, batches, not args.no_models):
         if only and name not in only:
             continue
         dataset = datasets.setdefault(name, simulation.load_builtin(name))

@@ -44,7 +44,7 @@ ARMS = ("margin", "random")
 # Neither arm's share goes below this: random keeps the model honest, margin keeps being
 # measured (and so can win back the queue when the model has grown).
 SHARE_FLOOR = 0.1
-START_SHARES = {"margin": 0.3, "random": 0.7}
+START_SHARES = {"margin": 0.5, "random": 0.5}
 # Where the evidence (a z) starts: START_SHARES's margin share is where it lands at z = 0.
 Z_OFFSET = -math.sqrt(2.0) * _erfinv(
     2.0 * (START_SHARES["margin"] - SHARE_FLOOR) / (1.0 - 2.0 * SHARE_FLOOR) - 1.0)

@@ -23,10 +23,10 @@ STRATEGIES = ("least_confident", "margin", "entropy", "random", "default")
 # Batch strategies on top of the scoring ones: diversity-aware variants of margin.
 BATCH_STRATEGIES = (*STRATEGIES, "diverse_margin", "ranked_batch")
 
-# The default: margin, made diverse within a batch, with a share of random exploration.
-# Chosen on bench/al_efficiency.py (bench/results/al_efficiency.json). A random warm-up
-# (first 20 labels random) looked safer at 5 seeds but was worse at 20 seeds on wine and
-# breast_cancer, batch 1 and 10, so there is none.
+# Projects and simulate run ``default`` as a measured mix of diverse margin and random
+# picks (learning.adaptive, learning.services.strategy_mix). Without a project's mix,
+# select_batch's ``default`` is the fixed mix used before: diverse margin with this share
+# of random exploration.
 DEFAULT_EXPLORATION = 0.1
 DEFAULT_CANDIDATES_PER_PICK = 10
 # Diversity is bought with k-means over the top candidates, whose cost grows with the square
@@ -98,10 +98,10 @@ def select_batch(
     ``least_confident``, ``margin`` and ``entropy`` take the top ``n`` scores, which in a
     large batch are often near-duplicates. ``diverse_margin`` clusters the most uncertain
     candidates and takes the one nearest each centre. ``ranked_batch`` is modAL's ranked
-    batch (uncertainty traded against distance to ``X_labeled``). ``default`` is
-    ``diverse_margin`` with a share of random picks, which keeps it close to random where
-    uncertainty misleads. Without an estimator every strategy but ``random`` falls back to
-    :func:`select_cold_start`.
+    batch (uncertainty traded against distance to ``X_labeled``). ``default`` here, with no
+    project's measured mix (``learning.adaptive.select_mix``), is ``diverse_margin`` with a
+    fixed ``DEFAULT_EXPLORATION`` share of random picks. Without an estimator every
+    strategy but ``random`` falls back to :func:`select_cold_start`.
     """
     n_pool = _rows(X_pool)
     n = min(n, n_pool)
