@@ -75,7 +75,7 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
     second = StrategyMix.objects.get(project=project)
     assert second.state["measurements"] == 1
     assert second.measured_through_label_id > (first.measured_through_label_id or 0)
-    assert second.state["history"][-1]["labels"] == 16 + 20
+    assert second.state["history"][-1]["labels"] == 24 + 20
 
     _label_picks(project, annotator, 20)
     _train_and_rank(project)
@@ -83,7 +83,7 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
     # The second measurement built on the first's stored evidence, not on a fresh mix.
     assert third.state["measurements"] == 2
     assert third.state["weight2"] == pytest.approx(0.85 ** 2 + 1.0)
-    assert [h["labels"] for h in third.state["history"]] == [36, 56]
+    assert [h["labels"] for h in third.state["history"]] == [44, 64]
 
     # A ranking with nothing newly labeled measures nothing again.
     _train_and_rank(project)
