@@ -1,7 +1,8 @@
 """A virtual environment with mlflow-skinny and an export's pinned requirements, built once.
 
-It lives under ``var/venvs/`` (gitignored), named by the hash of the requirements, so it is
-reused across runs and rebuilt only when a pin changes. pip's progress is shown on the
+It lives in a per-user cache outside the checkout (``TEST_VENV_CACHE``, by default
+``~/.cache/annotation-service/venvs``), named by the hash of the requirements, so it is
+reused across runs and clean clones and rebuilt only when a pin changes. pip's progress is shown on the
 terminal (pytest's capture is suspended while it runs). A build that fails skips the
 tests locally and fails them under ``CI=true``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +20,8 @@ import pytest
 from learning.export_mlflow import pinned_requirements
 from tests.conftest import require_service
 
-ROOT = Path(__file__).resolve().parents[2]
-VENVS = ROOT / "var" / "venvs"
+VENVS = Path(os.environ.get("TEST_VENV_CACHE")
+             or Path.home() / ".cache" / "annotation-service" / "venvs")
 
 # Run inside the venv: load each model with mlflow.pyfunc.load_model, predict its inputs.
 PREDICT_SCRIPT = r"""
@@ -64,7 +66,7 @@ def mlflow_venv(config) -> Path:
         return python
     VENVS.mkdir(parents=True, exist_ok=True)
     with _capture_suspended(config):
-        print(f"\nbuilding {venv.relative_to(ROOT)} once: {' '.join(requirements)}", flush=True)
+        print(f"\nbuilding {venv} once: {' '.join(requirements)}", flush=True)
         try:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
             subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
