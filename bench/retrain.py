@@ -12,7 +12,9 @@ default) imported through the import service (``import_job_create_from_path`` an
 the import fills the feature cache from ``Sample.values``, fits the featurizer (kept until
 samples are added) and, for text, featurizes every text once; it is printed apart as
 "first after import" (for each worker count, from an emptied cache). The medians are the
-retrains after it: every batch of labels but the first.
+retrains after it: every batch of labels but the first. ``--batch-sizes 10,1000,100000``
+times the same retrain at several project batch sizes (the queue's head is ranked for one
+batch, so its cost is what changes; issue 17).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotation_retrain \
     CELERY_BROKER_URL=redis://127.0.0.1:6379/12 python bench/retrain.py [--rows 10000,100000]
@@ -179,6 +181,8 @@ def _one_retrain(project, timeout: float) -> dict:
 
 
 def main() -> None:
+    from annotation.models import Project
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", "--rows", default="10000,100000,1000000",
                         help="tabular pool sizes (rows imported)")
@@ -187,7 +191,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--batch-sizes", default="20",
+                        help="project batch sizes to time (the ranking of the queue's head "
+                             "grows with it; issue 17 asks for 10,1000,100000)")
     args = parser.parse_args()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     _setup_django()
     cases = [("tabular", int(n)) for n in args.sizes.split(",") if n] + [
         ("text", int(n)) for n in args.text_sizes.split(",") if n]
@@ -204,26 +212,33 @@ def main() -> None:
                 for cache in ("featurizers", "features"):
                     shutil.rmtree(ARTIFACTS / cache / str(project.pk), ignore_errors=True)
                 first = _one_retrain(project, args.timeout)
-                runs = [_one_retrain(project, args.timeout) for _ in range(args.reps)]
+                by_batch = {}
+                for batch_size in batch_sizes:
+                    Project.objects.filter(pk=project.pk).update(batch_size=batch_size)
+                    project.refresh_from_db()
+                    by_batch[batch_size] = [_one_retrain(project, args.timeout)
+                                            for _ in range(args.reps)]
             finally:
                 _stop_workers(procs)
-            row = {
-                "kind": kind, "pool": n, "workers": n_workers, "import_s": round(import_s, 2),
-                "labels": args.labels,
-                "median_s": round(statistics.median(r["total_s"] for r in runs), 3),
-                "median_fit_s": round(statistics.median(r["fit_s"] for r in runs), 3),
-                "median_score_s": round(statistics.median(r["score_s"] for r in runs), 3),
-                "runs_s": [round(r["total_s"], 3) for r in runs],
-                "first_after_import_s": round(first["total_s"], 3),
-                "chunks": runs[-1]["chunks"], "scored": runs[-1]["scored"],
-                "errors": [r["error"] for r in runs if r["error"]],
-            }
-            results.append(row)
-            _write(results, args.reps)
-            print(f"{kind:8s} {n:>8d} workers={n_workers}  median {row['median_s']:7.2f} s  "
-                  f"(fit {row['median_fit_s']:.2f} s, rescoring {row['median_score_s']:.2f} s, "
-                  f"{row['chunks']} chunks)  runs {row['runs_s']}  first after import "
-                  f"{row['first_after_import_s']:.2f} s", flush=True)
+            for batch_size, runs in by_batch.items():
+                row = {
+                    "kind": kind, "pool": n, "workers": n_workers, "batch_size": batch_size,
+                    "import_s": round(import_s, 2), "labels": args.labels,
+                    "median_s": round(statistics.median(r["total_s"] for r in runs), 3),
+                    "median_fit_s": round(statistics.median(r["fit_s"] for r in runs), 3),
+                    "median_score_s": round(statistics.median(r["score_s"] for r in runs), 3),
+                    "runs_s": [round(r["total_s"], 3) for r in runs],
+                    "first_after_import_s": round(first["total_s"], 3),
+                    "chunks": runs[-1]["chunks"], "scored": runs[-1]["scored"],
+                    "errors": [r["error"] for r in runs if r["error"]],
+                }
+                results.append(row)
+                _write(results, args.reps)
+                print(f"{kind:8s} {n:>8d} workers={n_workers} batch={batch_size:<6d} median "
+                      f"{row['median_s']:7.2f} s  (fit {row['median_fit_s']:.2f} s, rescoring "
+                      f"{row['median_score_s']:.2f} s, {row['chunks']} chunks)  runs "
+                      f"{row['runs_s']}  first after import {row['first_after_import_s']:.2f} s",
+                      flush=True)
     print(f"wrote {_write(results, args.reps)}")
 
 
