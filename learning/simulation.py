@@ -271,7 +271,7 @@ ADAPTIVE_TEST_PER_LABEL = 0.25
 
 def _replay_adaptive(X_pool, y_pool, X_test, y_test, *, estimator, seed: int,
                      batch_size: int, budget: int, seed_labels: int,
-                     trace: list | None = None) -> list[tuple[int, float]]:
+                     trace: list | None = None) -> list[tuple[int, float, float]]:
     """Replay the adaptive ``default`` (``learning.adaptive``); the curve as in ``_replay``.
 
     The mix is measured only on the first ``ADAPTIVE_TEST_PER_LABEL`` x labels rows of a
@@ -292,7 +292,7 @@ def _replay_adaptive(X_pool, y_pool, X_test, y_test, *, estimator, seed: int,
         while True:
             idx = np.sort(np.asarray(order))
             model = _fit_or_none(estimator, X_pool, y_pool, idx)
-            curve.append((len(idx), _accuracy(model, X_test, y_test, y_pool[idx])))
+            curve.append((len(idx), *_scores(model, X_test, y_test, y_pool[idx])))
             if model is not None:
                 mix = _adaptive_measure(adaptive, mix, estimator, model, X_pool, y_pool,
                                         np.asarray(order), arm_of,

@@ -34,19 +34,19 @@ def pool_score_chunk_task(model_version_id: int, scorer_id: int, lo: int, hi: in
     pool_score_chunk(version_id=model_version_id, scorer_id=scorer_id, lo=lo, hi=hi)
 
 
-# While the project's retrain cycle is busy, the search for wrong labels looks again this
-# often, up to this many times; then it runs anyway (a cycle that never rests).
-SUSPICION_WAIT_SECONDS = 10
-SUSPICION_MAX_WAITS = 60
+@shared_task(acks_late=True, ignore_result=True)
+def label_suspicion_task(model_version_id: int) -> None:
+    """Judge the project's labels after a retrain; started when its rescoring finished.
 
-
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
-def label_suspicion_task(self, model_version_id: int, waited: int = 0) -> None:
-    """Judge the project's labels after a retrain, once its cycle (training, rescoring) rests,
-    so the work delays neither serving nor the queue."""
-    if (waited < SUSPICION_MAX_WAITS and not tasks_run_inline()
-            and label_suspicion_waits(version_id=model_version_id)):
-        raise self.retry(args=(model_version_id, waited + 1), countdown=SUSPICION_WAIT_SECONDS)
+    If the project's next retrain is already training or rescoring, this one is skipped:
+    that cycle starts the search again when it rests, so the work never delays it. (No
+    Celery retry with a countdown: a worker holds such a message unacknowledged, and one
+    that loses its broker meanwhile can die restoring it.)
+    """
+    if not tasks_run_inline() and label_suspicion_waits(version_id=model_version_id):
+        logger.info("label search after version %s skipped: the next cycle is running",
+                    model_version_id)
+        return
     label_suspicion_update(version_id=model_version_id)
 
 

@@ -14,7 +14,6 @@ from learning.services.liveness import heartbeat
 from learning.services.promotion import _promote_if_better
 from learning.services.requests import _claim
 from learning.services.scoring import pool_score_start
-from learning.services.suspicion import label_suspicion_start
 from learning.services.training import _fit
 
 logger = logging.getLogger(__name__)
@@ -68,8 +67,7 @@ def _train_claimed(version: ModelVersion) -> ModelVersion | None:
                     score_chunks_total=None, score_chunks_left=[],
                 )
             else:
-                label_suspicion_start(version=version)  # waits until the cycle rests
-                return version
+                return version  # the rescoring's last chunk starts the label search
         _alerts_resolve(project_id=version.project_id, number=version.number)
     _start_next_queued(version.project_id)
     return version

@@ -28,6 +28,7 @@ from learning.services.alerts import _alert, _alerts_resolve
 from learning.services.dispatch import _send_chunks, _start_next_queued
 from learning.services.liveness import heartbeat
 from learning.services.ranking import _rank_top, _scores
+from learning.services.suspicion import label_suspicion_start
 
 logger = logging.getLogger(__name__)
 
@@ -237,4 +238,7 @@ def _pool_score_finish(version_id: int, scorer_id: int | None) -> None:
     )
     if finished:
         _alerts_resolve(project_id=version.project_id, number=version.number)
+        # The cycle rests: judge the labels now (a task of its own, after this commit),
+        # so the search delays neither serving nor the queue's new order.
+        label_suspicion_start(version=version)
         _start_next_queued(version.project_id)

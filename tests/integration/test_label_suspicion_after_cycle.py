@@ -1,9 +1,8 @@
 """The search for wrong labels runs on real workers after the retrain cycle, never inside it.
 
-Two workers over Redis; the pool is rescored in several slow chunks. The retrain queues the
-search once the new version is served and its chunks are sent; a worker that picks it up
-while chunks are still being scored puts it back for later. The list is stored only after
-the pool is rescored, and it holds the flipped labels.
+Two workers over Redis; the pool is rescored in several slow chunks. The last chunk to
+finish queues the search, so the list is stored only after the pool is rescored, and it
+holds the flipped labels.
 """
 from __future__ import annotations
 

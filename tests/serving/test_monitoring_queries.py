@@ -11,14 +11,16 @@ from tests.serving.test_rollup_rebuild import logged  # noqa: F401  (a fixture)
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("window", list(WINDOWS))
-def test_a_summary_takes_five_queries_then_four(logged, window):  # noqa: F811
+def test_a_summary_takes_seven_queries_then_four(logged, window):  # noqa: F811
     cache.clear()
     with CaptureQueriesContext(connection) as first:
         cold = monitoring_summary(project=logged, window=window)
     with CaptureQueriesContext(connection) as warm:
         again = monitoring_summary(project=logged, window=window, now=cold["to"])
-    # buckets and totals, classes, the version, its training counts (cold only), feedback
-    assert len(first.captured_queries) == 5
+    # buckets and totals, classes, the version, its training counts (cold only), feedback,
+    # and (cold only: the result is kept MONITORING_DRIFT_CACHE_SECONDS) the input drift's
+    # reference and the window's kept inputs
+    assert len(first.captured_queries) == 7
     assert len(warm.captured_queries) == 4
     assert again == cold
     assert cold["traffic"]["rows"] > 0 or window == "1h"
