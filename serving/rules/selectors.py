@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db.models import Subquery
 from django.utils import timezone
 
 from annotation.models import Project
@@ -34,12 +35,18 @@ def alerts_open(*, project: Project) -> list[RuleFiring]:
                 .select_related("rule").order_by("-fired_at"))
 
 
+# The page never scans a window of raw logs: the count looks at this many newest ones.
+UNKEPT_LOOKBACK = 2_000
+
+
 def routing_unkept(*, project: Project, hours: int = 24) -> int:
-    """Successful predictions of the last ``hours`` whose instance was not kept (too large
-    to route to annotators)."""
+    """Among the newest ``UNKEPT_LOOKBACK`` predictions of the last ``hours``, the successful
+    ones whose instance was not kept (too large to route to annotators)."""
     since = timezone.now() - dt.timedelta(hours=hours)
-    return PredictionLog.objects.filter(project=project, outcome=PredictionLog.Outcome.OK,
-                                        created_at__gte=since,
+    newest = (PredictionLog.objects.filter(project=project, created_at__gte=since)
+              .order_by("-created_at").values("pk")[:UNKEPT_LOOKBACK])
+    return PredictionLog.objects.filter(pk__in=Subquery(newest),
+                                        outcome=PredictionLog.Outcome.OK,
                                         instance__isnull=True, sample_id__isnull=True,
                                         feedback_at__isnull=True).count()
 
