@@ -181,8 +181,6 @@ def _one_retrain(project, timeout: float) -> dict:
 
 
 def main() -> None:
-    from annotation.models import Project
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", "--rows", default="10000,100000,1000000",
                         help="tabular pool sizes (rows imported)")
@@ -197,6 +195,8 @@ def main() -> None:
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     _setup_django()
+    from annotation.models import Project
+
     cases = [("tabular", int(n)) for n in args.sizes.split(",") if n] + [
         ("text", int(n)) for n in args.text_sizes.split(",") if n]
     results = []
