@@ -36,6 +36,8 @@ from sklearn.preprocessing import StandardScaler
 from core.errors import DomainError
 from learning import artifacts, compiled_features
 from learning.models import ModelVersion
+# Raised here; callers name them as model_cache.UnknownVersion etc. Export raises the same.
+from learning.version_errors import ArtifactRefused, UnknownVersion, VersionNotReady
 from serving.instances import cell_refused
 
 logger = logging.getLogger(__name__)
@@ -47,21 +49,6 @@ _ROW_FIELDS = ("id", "number", "status", "artifact_path", "artifact_sha256")
 
 class NoServedModel(DomainError):
     code = "no_model"
-    status = 409
-
-
-class UnknownVersion(DomainError):
-    code = "unknown_version"
-    status = 404
-
-
-class VersionNotReady(DomainError):
-    code = "version_not_ready"
-    status = 409
-
-
-class ArtifactRefused(DomainError):
-    code = "artifact_refused"
     status = 409
 
 

@@ -18,25 +18,11 @@ from learning.export_onnx import NotExportable, onnx_bytes
 from learning.exported_model import ExportedModel
 from learning.features import TabularFeaturizer
 from learning.models import ModelVersion
+from learning.version_errors import ArtifactRefused, UnknownVersion, VersionNotReady
 
 FORMATS = ("mlflow", "onnx")
 
 __all__ = ["FORMATS", "ModelExport", "NotExportable", "model_version_export"]
-
-
-class ExportVersionUnknown(DomainError):
-    code = "unknown_version"
-    status = 404
-
-
-class ExportVersionNotReady(DomainError):
-    code = "version_not_ready"
-    status = 409
-
-
-class ExportArtifactRefused(DomainError):
-    code = "artifact_refused"
-    status = 409
 
 
 @dataclass(frozen=True)
@@ -50,10 +36,10 @@ def _ready_version(project: Project, number: int) -> ModelVersion:
     version = ModelVersion.objects.filter(project=project, number=number).first() if (
         0 < number < 2**31) else None
     if version is None:
-        raise ExportVersionUnknown(f"this project has no model version {number}",
+        raise UnknownVersion(f"this project has no model version {number}",
                                    detail={"version": number})
     if version.status != ModelVersion.Status.READY or not version.artifact_path:
-        raise ExportVersionNotReady(f"model version {number} is {version.status}, not ready",
+        raise VersionNotReady(f"model version {number} is {version.status}, not ready",
                                     detail={"version": number, "status": version.status})
     return version
 
@@ -81,7 +67,7 @@ def model_version_export(*, project: Project, number: int, fmt: str) -> ModelExp
     try:
         pipeline = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
     except artifacts.ArtifactError as exc:
-        raise ExportArtifactRefused(
+        raise ArtifactRefused(
             f"model version {number}'s artifact failed its integrity check") from exc
     metadata = _metadata(project, version)
     stem = f"{project.slug}-v{version.number}"
