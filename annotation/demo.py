@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
 
+from annotation.images import content_sha256
 from annotation.models import Project, Sample
 from annotation.selectors import project_sample_total_forget
 
@@ -40,7 +41,8 @@ def samples_create_images(
     """
     created = 0
     for external_id, data in images:
-        sample = Sample(project=project, external_id=external_id)
+        sample = Sample(project=project, external_id=external_id,
+                        content_sha256=content_sha256(data))
         if seed_split:
             test = sample.random_key < project.test_fraction
             sample.split = Sample.Split.TEST if test else Sample.Split.POOL

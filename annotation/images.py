@@ -1,6 +1,7 @@
 """Check uploaded images with Pillow and make their thumbnails; no Django."""
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from collections.abc import Sequence
@@ -55,6 +56,11 @@ def image_check(data: bytes, *, formats: Sequence[str], max_pixels: int,
             if isinstance(exc, ImageRejected):
                 raise
             raise ImageRejected(f"the image cannot be decoded: {exc}") from None
+
+
+def content_sha256(data: bytes) -> str:
+    """The hex sha256 of an image file's bytes: what samples are compared by for copies."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def thumbnail_png(data: bytes, *, size: int) -> bytes:

@@ -40,6 +40,15 @@ class PredictionLog(models.Model):
         Sample, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         db_constraint=False,
     )
+    # Where the true label came from. A client's feedback is the live accuracy; the label an
+    # annotator gave a routed input is not (rules route the inputs the model is least sure
+    # of, so their accuracy is biased low) and is reported apart, as routed accuracy.
+    class FeedbackSource(models.TextChoices):
+        CLIENT = "client"
+        ROUTED = "routed"
+
+    feedback_source = models.CharField(max_length=10, blank=True, default="", db_default="",
+                                       choices=FeedbackSource.choices)
     # Set when the writer had to change the row to store it (a text the database refuses,
     # an instance dropped, a deleted token or version): what it changed and why.
     note = models.TextField(blank=True, default="")
@@ -190,6 +199,8 @@ class Rule(models.Model):
     last_count = models.BigIntegerField(null=True, blank=True)
     last_status = models.CharField(max_length=200, blank=True, default="")
     last_fired_at = models.DateTimeField(null=True, blank=True)
+    # Since when the metric has had no data (None: it had data at the last evaluation).
+    no_data_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -159,10 +159,14 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                                             feedback_at__lte=end)
     if version is not None:
         feedback = feedback.filter(model_version__number=version)
-    # Counted on indexed columns (not the pk), so the feedback index alone answers.
+    # Counted on indexed columns (not the pk), so the feedback index alone answers. Labels of
+    # routed inputs are counted apart: rules route the inputs the model is least sure of.
+    right = Q(true_label=F("predicted_label"))
+    routed = Q(feedback_source=PredictionLog.FeedbackSource.ROUTED)
     counted = feedback.aggregate(
-        n=Count("feedback_at"), correct=Count("feedback_at", filter=Q(true_label=F("predicted_label"))))
-    low, high = wilson_interval(counted["correct"], counted["n"])
+        n=Count("feedback_at", filter=~routed), correct=Count("feedback_at", filter=right & ~routed),
+        routed_n=Count("feedback_at", filter=routed),
+        routed_correct=Count("feedback_at", filter=right & routed))
     drift, drift_note = input_drift(project=project, version=model, window=spec.name,
                                     start=start, end=end)
     return {
@@ -181,13 +185,24 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                        "low_share": _round(share_below(histogram, settings.MONITORING_LOW_CONFIDENCE))},
         "classes": {"predicted": predicted, "training": training_distribution(version=model),
                     "training_version": model.number if model is not None else None},
-        "live_accuracy": {"n": counted["n"], "correct": counted["correct"],
-                          "accuracy": _round(counted["correct"] / counted["n"] if counted["n"] else None),
-                          "low": _round(low), "high": _round(high)},
+        "live_accuracy": _accuracy(counted["correct"], counted["n"]),
+        "routed_accuracy": {**_accuracy(counted["routed_correct"], counted["routed_n"]),
+                            "note": ROUTED_NOTE},
         "estimated_accuracy": {"value": _round(mean_confidence), "method": "mean max-probability (CBPE)",
                                "note": ESTIMATE_NOTE},
         "drift": drift, "drift_note": drift_note,
     }
+
+
+ROUTED_NOTE = ("labels of production inputs routed to annotators by a rule: chosen as the "
+               "least certain, so this is lower than the model's accuracy on its traffic; "
+               "live accuracy counts client feedback only")
+
+
+def _accuracy(correct: int, n: int) -> dict:
+    low, high = wilson_interval(correct, n)
+    return {"n": n, "correct": correct, "accuracy": _round(correct / n if n else None),
+            "low": _round(low), "high": _round(high)}
 
 
 def _version(project: Project, number: int | None) -> ModelVersion | None:

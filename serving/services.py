@@ -197,6 +197,9 @@ def _log_for_feedback(project: Project, prediction_id: uuid.UUID) -> PredictionL
     return log
 
 
+CLIENT = PredictionLog.FeedbackSource.CLIENT
+
+
 def feedback_record(
     *, project: Project, label: str, prediction_id: uuid.UUID | None = None,
     instance: Mapping | None = None, annotator: AbstractBaseUser | None = None,
@@ -230,13 +233,17 @@ def feedback_record(
                 if current is not None:
                     production_label_correct(label=current, value=label)
             if created:
-                PredictionLog.objects.filter(pk=log.pk).update(true_label=label, feedback_at=now)
+                PredictionLog.objects.filter(pk=log.pk).update(
+                    true_label=label, feedback_at=now, feedback_source=CLIENT)
+            elif log.feedback_source != CLIENT:  # the client confirms a routed input's label
+                PredictionLog.objects.filter(pk=log.pk).update(feedback_source=CLIENT)
             return Feedback(prediction_id=prediction_id, sample_id=log.sample_id, label=label,
                             predicted_label=log.predicted_label, created=created)
         if log.sample_id is not None:  # a rule routed it to annotators: the client's label settles it
             production_sample_feedback(project=project, sample_id=log.sample_id, value=label,
                                        annotator=annotator)
-            PredictionLog.objects.filter(pk=log.pk).update(true_label=label, feedback_at=now)
+            PredictionLog.objects.filter(pk=log.pk).update(true_label=label, feedback_at=now,
+                                                           feedback_source=CLIENT)
             return Feedback(prediction_id=prediction_id, sample_id=log.sample_id, label=label,
                             predicted_label=log.predicted_label, created=True)
         source = log.instance if log.instance is not None else instance
@@ -251,8 +258,8 @@ def feedback_record(
                                         annotator=annotator)
         # The sample holds the instance now: drop the copy on the log row.
         PredictionLog.objects.filter(pk=log.pk).update(
-            true_label=label, feedback_at=now, sample_id=made.sample_id, instance=None
-        )
+            true_label=label, feedback_at=now, feedback_source=CLIENT, sample_id=made.sample_id,
+            instance=None)
     return Feedback(prediction_id=prediction_id, sample_id=made.sample_id, label=label,
                     predicted_label=log.predicted_label, created=True)
 

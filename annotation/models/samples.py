@@ -112,6 +112,9 @@ class Sample(models.Model):
     values = models.JSONField(null=True, blank=True, help_text="Tabular row: column -> value.")
     image = models.FileField(upload_to=sample_image_path, blank=True, default="", max_length=200)
     thumbnail = models.FileField(blank=True, default="", max_length=200)
+    # Images: the sha256 of the stored file's bytes, so a production input routed to labeling
+    # is never a copy of a sample the project has ("" for texts, rows, and older images).
+    content_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     # A tag for undoing a failed import. No database constraint: on PostgreSQL each checked
     # foreign key costs a trigger call per copied row; Django still applies SET_NULL.
     import_job = models.ForeignKey(
@@ -145,6 +148,8 @@ class Sample(models.Model):
                 fields=["project", "split", "status", "random_key"], name="sample_queue_random"
             ),
             models.Index(fields=["project", "external_id"], name="sample_external_id"),
+            models.Index(fields=["project", "content_sha256"], name="sample_content_sha256",
+                         condition=~models.Q(content_sha256="")),
         ]
 
     def __str__(self) -> str:

@@ -70,6 +70,7 @@ def _sample_from_payload(project: Project, payload: ProductionPayload, origin: s
         if not payload.image:
             raise InvalidProductionPayload("an image project's sample needs an image")
         sample.image.name, sample.thumbnail.name = _store_image(project, payload.image)
+        sample.content_sha256 = images.content_sha256(payload.image)
     elif project.kind == Project.Kind.TEXT:
         if payload.text is None:
             raise InvalidProductionPayload("a text project's sample needs a text")

@@ -233,6 +233,9 @@ CELERY_BEAT_SCHEDULE = {
     "rules-evaluate": {"task": "serving.tasks.rules_evaluate_task",
                        "schedule": env.float("RULES_EVALUATE_SECONDS", default=60.0)},
 }
+# A rule whose metric has had no data this long (since it was created, edited or last had
+# data) is switched off with the reason, until edited: it cannot watch anything as written.
+RULES_NO_DATA_HOURS = env.float("RULES_NO_DATA_HOURS", default=24.0)
 # Mail (rule alerts go to project owners): EMAIL_URL as django-environ reads it, e.g.
 # smtp+tls://user:password@mail.example.org:587; the default prints mail to the log.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

@@ -75,11 +75,18 @@ class MonitoringSerializer(serializers.Serializer):
         training_version = serializers.IntegerField(allow_null=True)
 
     class LiveAccuracy(serializers.Serializer):
-        n = serializers.IntegerField(help_text="Predictions with feedback in the window.")
+        n = serializers.IntegerField(help_text=(
+            "Predictions with client feedback in the window (labels of routed inputs are "
+            "counted in routed_accuracy instead)."))
         correct = serializers.IntegerField()
         accuracy = serializers.FloatField(allow_null=True)
         low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval.")
         high = serializers.FloatField(allow_null=True)
+
+    class RoutedAccuracy(LiveAccuracy):
+        n = serializers.IntegerField(help_text=(
+            "Predictions routed to annotators by a rule whose label came in the window."))
+        note = serializers.CharField()
 
     class EstimatedAccuracy(serializers.Serializer):
         value = serializers.FloatField(allow_null=True)
@@ -106,7 +113,11 @@ class MonitoringSerializer(serializers.Serializer):
     latency_ms = Latency(help_text="Estimated from log-spaced latency buckets.")
     confidence = Confidence()
     classes = Classes()
-    live_accuracy = LiveAccuracy()
+    live_accuracy = LiveAccuracy(help_text="From client feedback only: an unbiased sample "
+                                 "when clients send feedback independently of the prediction.")
+    routed_accuracy = RoutedAccuracy(help_text=(
+        "The served model's accuracy on the inputs rules routed to annotators, once labeled: "
+        "the least certain inputs, so biased low; never part of live_accuracy."))
     estimated_accuracy = EstimatedAccuracy(
         help_text="Mean top-class confidence: equals accuracy only for a calibrated model.")
     drift = Drift(allow_null=True, help_text=(
@@ -134,6 +145,8 @@ _EXAMPLE = {
     "classes": {"predicted": {"cat": 3, "dog": 2}, "training": {"cat": 40, "dog": 60},
                 "training_version": 3},
     "live_accuracy": {"n": 2, "correct": 2, "accuracy": 1.0, "low": 0.3424, "high": 1.0},
+    "routed_accuracy": {"n": 0, "correct": 0, "accuracy": None, "low": None, "high": None,
+                        "note": "labels of production inputs routed to annotators by a rule: …"},
     "estimated_accuracy": {"value": 0.81, "method": "mean max-probability (CBPE)",
                            "note": "an estimate, not a measurement: …"},
     "drift": {"drifted": True, "share": 0.6667, "n": 812, "reference_n": 5000,

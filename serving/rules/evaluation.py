@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -65,8 +66,8 @@ def rule_evaluate(*, rule_id: int, now: dt.datetime) -> str:
         except (RuleBroken, ArithmeticError, ValueError, TypeError, KeyError) as exc:
             return _break(rule.pk, now, str(exc) or type(exc).__name__)
         if reading.value is None:
-            status = reading.note or "no data"
-        elif reading.count < rule.min_count:
+            return _no_data(rule, reading, now)
+        if reading.count < rule.min_count:
             status = f"too few observations: {reading.count} < {rule.min_count}"
         elif not holds:
             status = "not met"
@@ -75,8 +76,28 @@ def rule_evaluate(*, rule_id: int, now: dt.datetime) -> str:
             status = _fire(rule, reading.value, reading.count, now)
         Rule.objects.filter(pk=rule.pk).update(
             last_evaluated_at=now, last_value=reading.value, last_count=reading.count,
-            last_status=status[:200])
+            last_status=status[:200], no_data_since=None)
         return status
+
+
+def _no_data(rule: Rule, reading, now: dt.datetime) -> str:
+    """No data: nothing fires and the rule's open alerts close (nothing shows the condition
+    any more). A rule without data for ``RULES_NO_DATA_HOURS`` since it was created, edited
+    or last had data is switched off with the reason, until edited."""
+    alerts_resolve(rule=rule, now=now)
+    note = reading.note or "no data"
+    since = rule.no_data_since
+    if since is None:  # data until now, or none since the rule was made or edited
+        since = now if rule.last_value is not None else max(rule.created_at, rule.updated_at)
+    hours = settings.RULES_NO_DATA_HOURS
+    if now - since >= dt.timedelta(hours=hours):
+        return _break(rule.pk, now, f"{note} for {hours:g} h or more (since "
+                                    f"{since:%Y-%m-%d %H:%M} UTC); fix the rule or its "
+                                    "data, then edit it")
+    Rule.objects.filter(pk=rule.pk).update(
+        last_evaluated_at=now, last_value=None, last_count=reading.count,
+        last_status=note[:200], no_data_since=since)
+    return note
 
 
 def _fire(rule: Rule, value: float, count: int, now: dt.datetime) -> str:

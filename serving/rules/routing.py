@@ -13,12 +13,13 @@ import numpy as np
 import orjson
 from django.db.models import Count, Q
 
+from annotation.images import content_sha256
 from annotation.models import Label, Project, Sample
 from annotation.services import RoutedInput, production_samples_route
 from core.errors import DomainError
 from learning.strategies import uncertainty_scores
 from serving import model_cache
-from serving.instances import instance_payload, instances_featurize
+from serving.instances import PAYLOADS, instance_payload, instances_featurize
 from serving.models import PredictionLog
 from serving.monitoring_selectors import WINDOWS
 
@@ -44,9 +45,22 @@ def _key(instance: dict) -> str:
     return hashlib.sha256(orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def _image_digest(project: Project, instance: dict) -> str | None:
+    """The sha256 of the image file a routed input would be stored as (None: unreadable)."""
+    try:
+        return content_sha256(PAYLOADS[Project.Kind.IMAGE](project, instance).image)
+    except (DomainError, TypeError, ValueError):
+        return None
+
+
 def _known(project: Project, logs: list[PredictionLog]) -> set[str]:
-    """Keys of candidates whose input is a sample already (texts and tabular rows; images
-    are only compared among the candidates)."""
+    """Keys of candidates whose input is a sample of the project already: the same text,
+    the same row, or an image file with the same bytes (by content sha256)."""
+    if project.kind == Project.Kind.IMAGE:
+        digests = {_key(log.instance): _image_digest(project, log.instance) for log in logs}
+        found = set(Sample.objects.filter(project=project, content_sha256__in=set(
+            digests.values()) - {None}).values_list("content_sha256", flat=True))
+        return {key for key, digest in digests.items() if digest in found}
     if project.kind == Project.Kind.TEXT:
         texts = {log.instance.get("text") for log in logs}
         found = set(Sample.objects.filter(project=project, text__in=texts - {None})
@@ -102,9 +116,13 @@ def _stack(parts):
     return np.vstack(parts)
 
 
-def _spread(logs, scores, predicted, k: int) -> list[int]:
-    """Indices of ``k`` logs: the most informative of each predicted class in turn (classes
-    ordered by their best score), so one class cannot take the whole batch."""
+def spread_over_classes(scores, predicted, k: int) -> list[int]:
+    """Indices of ``k`` inputs: the most informative of each predicted class in turn
+    (classes ordered by their best score), so one class cannot take the whole batch.
+
+    bench/production_loop.py measured the alternatives at 5 seeds: k-means diversity over
+    the most uncertain inputs, or 10-30% random picks mixed in, needed more labels to
+    recover from a shift than this (or never recovered), so routing keeps it."""
     by_class: dict[str, list[int]] = defaultdict(list)
     for i in np.argsort(-scores, kind="stable"):
         by_class[predicted[i]].append(int(i))
@@ -143,7 +161,7 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> 
         notes.append("no recent production input to route")
         return Routed([], notes)
     usable, scores, predicted = _scored(project, unique)
-    chosen = [usable[i] for i in _spread(usable, scores, predicted, k)]
+    chosen = [usable[i] for i in spread_over_classes(scores, predicted, k)]
     inputs, taken = [], []
     for log in chosen:
         try:
@@ -184,5 +202,5 @@ def routed_feedback_sync(*, now: dt.datetime) -> int:
         value = max(sorted(set(values)), key=values.count)  # the majority; ties by name
         at = max(label.created_at for label in given)
         done += PredictionLog.objects.filter(pk=pk, feedback_at__isnull=True).update(
-            true_label=value, feedback_at=at)
+            true_label=value, feedback_at=at, feedback_source=PredictionLog.FeedbackSource.ROUTED)
     return done

@@ -27,6 +27,7 @@ def rule_update(*, rule: Rule, data: Any) -> Rule:
     for field, value in values.items():
         setattr(rule, field, value)
     rule.broken_reason = ""
+    rule.no_data_since = None  # an edit starts the wait for data again
     rule.save()
     return rule
 

@@ -148,6 +148,9 @@ def test_rule_routes_drifted_inputs_to_annotators_and_a_better_model_is_served(
     v2 = firing.version
     assert v2.number > v1.number and v2.trigger == ModelVersion.Trigger.RULE
     assert PredictionLog.objects.filter(sample_id__in=routed, feedback_at__isnull=False).count() == 20
+    # the routed labels are counted apart: v1's live accuracy is still its clients' feedback
+    v1_now = monitoring_summary(project=project, window="1h", version=v1.number)
+    assert v1_now["live_accuracy"]["n"] == 25 and v1_now["routed_accuracy"]["n"] == 20
     _wait("the worker to rescore the pool", lambda: ModelVersion.objects.get(
         pk=v2.pk).scored_sample_count is not None, worker, beat)
 

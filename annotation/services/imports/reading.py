@@ -200,10 +200,11 @@ class ImportPass:
             return  # the file is refused: staging more is wasted work
         if label:
             self.labeled += 1
-        stored_image = thumbnail = ""
+        stored_image = thumbnail = digest = ""
         if image is not None:
             stored_image, thumbnail = self._store_image(*image)
-        self.stage.add(external_id, text, values, stored_image, thumbnail, label)
+            digest = images.content_sha256(image[0])
+        self.stage.add(external_id, text, values, stored_image, thumbnail, label, digest)
 
     def _store_image(self, data: bytes, checked: images.CheckedImage) -> tuple[str, str]:
         folder, token = media_folder(self.job), secrets.token_hex(12)

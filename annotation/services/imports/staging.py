@@ -57,8 +57,8 @@ class Stage(abc.ABC):
 
     @abc.abstractmethod
     def add(self, external_id: str, text: str, values: dict | None, image: str,
-            thumbnail: str, label: str) -> None:
-        """Stage one checked row."""
+            thumbnail: str, label: str, digest: str = "") -> None:
+        """Stage one checked row (``digest``: an image's content sha256)."""
 
     def flush(self) -> None:
         """End a batch: called every ``IMPORT_BATCH_ROWS`` rows read, and at the end."""
@@ -106,7 +106,7 @@ class CopyStage(Stage):
     # Constant columns first, so that each batch formats them once.
     SAMPLE_COLUMNS = ("project_id", "import_job_id", "origin", "score", "created_at", "id",
                       "split", "status", "label_count", "random_key", "external_id", "text",
-                      "values", "image", "thumbnail")
+                      "values", "image", "thumbnail", "content_sha256")
 
     def __init__(self, job: ImportJob) -> None:
         super().__init__(job)
@@ -158,7 +158,7 @@ class CopyStage(Stage):
         self.copying = self.cursor.cursor.copy(f'COPY "{self.table}" ({columns}) FROM STDIN')
         self.copy = self.copying.__enter__()
 
-    def add(self, external_id, text, values, image, thumbnail, label) -> None:
+    def add(self, external_id, text, values, image, thumbnail, label, digest="") -> None:
         if self.copy is None:
             self._begin()
         pk = self.ids[self.used]
@@ -171,7 +171,8 @@ class CopyStage(Stage):
         values = _COPY_NULL if values is None else _copy_text(json.dumps(values))
         self.lines.append(
             f"{self.head}{pk}\t{split}\t{status}\t{count}\t{key!r}\t{_copy_text(external_id)}\t"
-            f"{_copy_text(text)}\t{values}\t{_copy_text(image)}\t{_copy_text(thumbnail)}\n")
+            f"{_copy_text(text)}\t{values}\t{_copy_text(image)}\t{_copy_text(thumbnail)}\t"
+            f"{digest}\n")
         if len(self.lines) >= 1000:  # small writes keep the server busy while we parse on
             self.copy.write("".join(self.lines))
             self.lines = []
@@ -249,9 +250,10 @@ class SpoolStage(Stage):
     def __exit__(self, *exc_info) -> None:
         self.file.close()
 
-    def add(self, external_id, text, values, image, thumbnail, label) -> None:
+    def add(self, external_id, text, values, image, thumbnail, label, digest="") -> None:
         key, split = self._split()
-        self.batch.append((external_id, text, values, image, thumbnail, split, key, label))
+        self.batch.append((external_id, text, values, image, thumbnail, split, key, label,
+                           digest))
 
     def flush(self) -> None:
         if self.batch:
@@ -279,13 +281,13 @@ class SpoolStage(Stage):
 
 _INSERT_COLUMNS = ("id", "project_id", "import_job_id", "external_id", "text", "values", "image",
                    "thumbnail", "split", "origin", "status", "label_count", "score", "random_key",
-                   "created_at")
+                   "created_at", "content_sha256")
 
 
 def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[int]:
     """Insert spooled rows as samples and return their keys; call inside a transaction.
 
-    A row is (external_id, text, values, image, thumbnail, split, random_key, label).
+    A row is (external_id, text, values, image, thumbnail, split, random_key, label, digest).
     Django's bulk_create spends most of its time building SQL (on SQLite, 70 rows per
     statement), so SQLite gets one prepared ``executemany``, with keys allocated first.
     """
@@ -293,12 +295,13 @@ def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[
     labeled, unlabeled = (ledger.new_sample_state(labeled=True),
                           ledger.new_sample_state(labeled=False))
     if connection.vendor != "sqlite":
-        def sample(external_id, text, values, image, thumbnail, split, key, label) -> Sample:
+        def sample(external_id, text, values, image, thumbnail, split, key, label,
+                   digest) -> Sample:
             status, label_count = labeled if label else unlabeled
             return Sample(project_id=project_id, import_job_id=job_id, external_id=external_id,
                           text=text, values=values, image=image, thumbnail=thumbnail,
                           split=split, origin=origin, random_key=key, status=status,
-                          label_count=label_count)
+                          label_count=label_count, content_sha256=digest)
 
         samples = Sample.objects.bulk_create([sample(*row) for row in batch])
         return [sample.pk for sample in samples]
@@ -317,8 +320,8 @@ def samples_insert(batch: list[tuple], *, project_id: int, job_id: int) -> list[
         records = [
             (pk, project_id, job_id, external_id, text,
              None if values is None else json.dumps(values), image, thumbnail, split, origin,
-             *(labeled if label else unlabeled), 0.0, key, created)
-            for pk, (external_id, text, values, image, thumbnail, split, key, label)
+             *(labeled if label else unlabeled), 0.0, key, created, digest)
+            for pk, (external_id, text, values, image, thumbnail, split, key, label, digest)
             in zip(ids, batch)
         ]
         columns = ", ".join(f'"{name}"' for name in _INSERT_COLUMNS)
