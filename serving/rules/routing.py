@@ -1,6 +1,7 @@
 """Route production inputs to annotators: the most informative recent predictions whose
 instance was kept become unlabeled pool samples (``origin=production``) with the prediction
-that was made; their log rows point at the sample, so annotators' labels count as feedback."""
+that was made; their log rows point at the sample, so annotators' labels become the
+predictions' true labels (``feedback_source=routed``: routed accuracy, never live accuracy)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -185,7 +186,9 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> 
 
 def routed_feedback_sync(*, now: dt.datetime) -> int:
     """Routed predictions whose sample is labeled get its label as their feedback (true
-    label, and the label's time), so they count for live accuracy. Returns how many."""
+    label, and the label's time, ``feedback_source=routed``): counted as routed accuracy,
+    apart from the clients' live accuracy, which these uncertain picks would bias low.
+    Returns how many."""
     logs = list(PredictionLog.objects.filter(sample_id__isnull=False, feedback_at__isnull=True)
                 .filter(sample__status=Sample.Status.LABELED)
                 .values_list("pk", "sample_id")[:5000])
