@@ -222,22 +222,56 @@ def tabular_features(keys: Sequence[str], columns: Columns) -> list[str]:
 
 
 def tabular_row(data: dict, *, columns: Columns, labels: Sequence[str],
-                features: Sequence[str]) -> ParsedRow:
-    """Check a tabular row: exactly the ``features`` columns, numeric or categorical."""
-    present = tabular_features(list(data), columns)
-    if set(present) != set(features):
-        missing = sorted(set(features) - set(present))
-        extra = sorted(set(present) - set(features))
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected {', '.join(extra)}"] if extra else [])
-        raise RowError(f"columns differ from the project's: {'; '.join(parts)}")
-    values = {}
-    for name in features:
+                features: Sequence[str], keys_checked: bool = False) -> ParsedRow:
+    """Check a tabular row: exactly the ``features`` columns, numeric or categorical.
+
+    ``keys_checked``: the row's keys are known to be the header's (a CSV row whose header
+    passed ``features_check``), so the per-row comparison of column sets is skipped.
+    """
+    if not keys_checked:
+        present = tabular_features(list(data), columns)
+        if set(present) != set(features):
+            missing = sorted(set(features) - set(present))
+            extra = sorted(set(present) - set(features))
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"unexpected {', '.join(extra)}"] if extra else [])
+            raise RowError(f"columns differ from the project's: {'; '.join(parts)}")
+    if keys_checked:  # CSV: every cell a string; try the whole row in C first
+        cells = list(map(data.__getitem__, features))
         try:
-            values[name] = _tabular_value(data[name])
+            numbers = list(map(float, cells))
+        except ValueError:
+            pass
+        else:
+            total = sum(numbers)  # not finite if any is not (or if the sum overflows)
+            if total - total == 0.0 and not any(map(float.is_integer, numbers)):
+                external_id, label = _common(data, columns, labels)
+                return ParsedRow(external_id=external_id, label=label,
+                                 values=dict(zip(features, numbers)))
+    values = {}
+    missing_all = True
+    for name in features:
+        value = data[name]
+        # The common cell first: a decimal that is finite and not integral. Such a string
+        # has no NUL or lone surrogate (float() refuses both) and int() would refuse it, so
+        # _tabular_value would answer the same float; anything else takes the full path.
+        if value.__class__ is str:
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number - number == 0.0 and not number.is_integer():
+                    values[name] = number
+                    missing_all = False
+                    continue
+        try:
+            value = values[name] = _tabular_value(value)
         except RowError as exc:
             raise RowError(f"column {name!r}: {exc}") from None
-    if all(value is None for value in values.values()):
+        if value is not None:
+            missing_all = False
+    if missing_all:
         raise RowError("every value is missing")
     external_id, label = _common(data, columns, labels)
     return ParsedRow(external_id=external_id, label=label, values=values)

@@ -125,6 +125,8 @@ class ImportPass:
         text_kind = self.project.kind == Project.Kind.TEXT
         max_chars = settings.IMPORT_MAX_TEXT_CHARS
         columns, labels, batch_rows = self.columns, self.labels, self.batch_rows
+        # A CSV row's keys are the header's, checked once (header_check) for every row.
+        keys_checked = self.job.format == ImportJob.Format.CSV
         for raw in raw_rows:
             self.rows_done += 1
             try:
@@ -138,7 +140,8 @@ class ImportPass:
                         self.features = rows.tabular_features(list(raw.data), columns)
                         features_check(project=self.project, features=self.features)
                     parsed = rows.tabular_row(raw.data, columns=columns, labels=labels,
-                                              features=self.features)
+                                              features=self.features,
+                                              keys_checked=keys_checked)
             except rows.RowError as exc:
                 self.bad({"row": raw.number, "line": raw.line}, str(exc))
             else:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -85,6 +86,15 @@ class Stage(abc.ABC):
 _COPY_NULL = "\\N"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _values_json(values: dict) -> str:
+    """The row's values as JSON text: orjson (several times faster than ``json``); an
+    integer past 64 bits, which orjson refuses, goes through ``json``."""
+    try:
+        return orjson.dumps(values).decode()
+    except TypeError:
+        return json.dumps(values)
 
 
 def _copy_text(value: str) -> str:
@@ -168,7 +178,7 @@ class CopyStage(Stage):
         if label:
             self.labels.append((pk, label))
             self._count_label(split)
-        values = _COPY_NULL if values is None else _copy_text(json.dumps(values))
+        values = _COPY_NULL if values is None else _copy_text(_values_json(values))
         self.lines.append(
             f"{self.head}{pk}\t{split}\t{status}\t{count}\t{key!r}\t{_copy_text(external_id)}\t"
             f"{_copy_text(text)}\t{values}\t{_copy_text(image)}\t{_copy_text(thumbnail)}\t"
