@@ -1,4 +1,4 @@
-"""Process helpers shared by the benchmarks: a free port and a process tree's CPU time."""
+"""Process helpers shared by the benchmarks: a free port, a process tree's CPU time and peak memory."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,18 @@ def free_port() -> int:
 def tree_cpu_seconds(pid: int) -> float:
     """utime+stime of ``pid`` and all its descendants, in seconds."""
     ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for current in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:
+            pass
+    return total
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -23,13 +35,30 @@ def tree_cpu_seconds(pid: int) -> float:
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, stack = 0.0, [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def tree_peaks_kb(pid: int) -> dict[int, int]:
+    """Peak resident memory (VmHWM, kB) of ``pid`` and each descendant still alive."""
+    peaks = {}
+    for current in tree_pids(pid):
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[current] = int(line.split()[1])
         except OSError:
             pass
-        stack.extend(children.get(current, []))
-    return total
+    return peaks
+
+
+def peak_reset(pid: int) -> None:
+    """Start ``pid``'s VmHWM again from its current resident size (Linux clear_refs 5)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass

@@ -27,157 +27,22 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench/ holds a queue.py of its own; keep it from shadowing the standard library's.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/annotation_retrain")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+from bench.pools import (  # noqa: E402
+    env_defaults, one_retrain, populate, setup_django, start_workers, stop_workers,
+)
+
+env_defaults("annotation_retrain")
 ARTIFACTS = Path(os.environ.setdefault("ARTIFACT_ROOT", tempfile.mkdtemp(prefix="bench-retrain-")))
-
-N_FEATURES = 64
-WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
-         "rho sigma tau upsilon phi chi psi omega").split()
-
-
-def _ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _setup_django() -> None:
-    _ensure_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _write_csv(kind: str, n: int, n_labeled: int, path: Path, seed: int = 0) -> None:
-    """Write the file a user would import: ``external_id``, ``label`` (the first
-    ``n_labeled`` rows only) and 64 numeric columns, or a ``text`` column."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({"external_id": np.arange(n)})
-    frame["label"] = np.where(y == 1, "a", "b")
-    frame.loc[n_labeled:, "label"] = ""
-    if kind == "tabular":
-        X = rng.normal(size=(n, N_FEATURES))
-        X[:, :8] += y[:, None] * 0.8
-        features = pd.DataFrame(X, columns=[f"x{i}" for i in range(N_FEATURES)])
-        frame = pd.concat([frame, features], axis=1)
-    else:
-        topics = (WORDS[:12], WORDS[12:])
-        frame["text"] = [" ".join(rng.choice(topics[1 - label], 8)) +
-                         (" noise" if rng.random() < 0.2 else "") for label in y]
-    frame.to_csv(path, index=False, float_format="%.4f")
-
-
-def _populate(kind: str, n: int, n_labeled: int, seed: int = 0):
-    """Create a project and import ``n`` samples (``n_labeled`` with labels) from a CSV
-    file through the import service, as ``import_samples`` does."""
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    from annotation.models import Project
-    from annotation.services import import_job_create_from_path, import_job_run, project_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-retrain")
-    slug = f"bench-{kind}-{n}"
-    old = Project.objects.filter(slug=slug).first()
-    if old is not None:  # the ORM's cascade walks a million rows one query at a time
-        with connection.cursor() as cursor:
-            for table in ("annotation_label l USING annotation_sample s WHERE l.sample_id = s.id "
-                          "AND s.project_id = %s", "annotation_sample WHERE project_id = %s"):
-                cursor.execute(f"DELETE FROM {table}", [old.pk])
-        old.delete()
-    # A batch size no import reaches, so the labels in the file queue no retrain while the
-    # workers are down; the benchmark's batch size is set after the import.
-    project = project_create(owner=user, slug=slug, name=slug, kind=kind, labels=["a", "b"],
-                             batch_size=100_000, test_fraction=0.1, promotion="latest")
-    path = Path(tempfile.mkdtemp(prefix="bench-retrain-csv-")) / f"{slug}.csv"
-    t = time.perf_counter()
-    _write_csv(kind, n, n_labeled, path, seed)
-    write_s = time.perf_counter() - t
-    t = time.perf_counter()
-    job = import_job_create_from_path(project=project, user=user, path=str(path))
-    job = import_job_run(job_id=job.pk, path=str(path))
-    import_s = time.perf_counter() - t
-    path.unlink()
-    if job.status != job.Status.DONE or job.rows_ok != n:
-        raise RuntimeError(f"import {job.status}: {job.rows_ok} of {n} rows; {job.report}")
-    Project.objects.filter(pk=project.pk).update(batch_size=20)
-    project.refresh_from_db()
-    print(f"{kind} {n}: csv written in {write_s:.1f} s, imported in {import_s:.1f} s "
-          f"({n / import_s:,.0f} rows/s)", flush=True)
-    return project, import_s
-
-
-def _start_workers(n: int) -> list[subprocess.Popen]:
-    import redis
-
-    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
-    procs = []
-    for i in range(n):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "1", "-P", "prefork",
-             "-n", f"bench-retrain-{i}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "warning"],
-            cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        ))
-    time.sleep(6)  # workers import Django and connect
-    return procs
-
-
-def _stop_workers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _one_retrain(project, timeout: float) -> dict:
-    from learning.models import ModelVersion
-    from learning.services import model_version_request
-
-    started = time.perf_counter()
-    version = model_version_request(project=project, trigger=ModelVersion.Trigger.BATCH)
-    while True:
-        version.refresh_from_db()
-        if version.status == ModelVersion.Status.FAILED:
-            raise RuntimeError(f"v{version.number} failed: {version.error}")
-        if version.is_served and version.scored_sample_count is not None:
-            break
-        if time.perf_counter() - started > timeout:
-            raise RuntimeError(f"v{version.number} not done after {timeout}s ({version.status})")
-        time.sleep(0.02)
-    total = time.perf_counter() - started
-    return {"total_s": total, "fit_s": version.fit_seconds, "score_s": version.score_seconds,
-            "chunks": version.score_chunks_total, "scored": version.scored_sample_count,
-            "error": version.error}
 
 
 def main() -> None:
@@ -194,16 +59,17 @@ def main() -> None:
                              "grows with it; issue 17 asks for 10,1000,100000)")
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
-    _setup_django()
+    setup_django()
     from annotation.models import Project
 
     cases = [("tabular", int(n)) for n in args.sizes.split(",") if n] + [
         ("text", int(n)) for n in args.text_sizes.split(",") if n]
     results = []
     for kind, n in cases:
-        project, import_s = _populate(kind, n, args.labels)
+        project, import_stats = populate(kind, n, args.labels)
+        import_s = import_stats["import_s"]
         for n_workers in [int(w) for w in args.workers.split(",")]:
-            procs = _start_workers(n_workers)
+            procs = start_workers(n_workers)
             try:
                 # The first retrain after the pool was built also fits the featurizer and
                 # (text) featurizes every sample; reported apart, not in the median.
@@ -211,15 +77,15 @@ def main() -> None:
                 # featurizer, no feature cache.
                 for cache in ("featurizers", "features"):
                     shutil.rmtree(ARTIFACTS / cache / str(project.pk), ignore_errors=True)
-                first = _one_retrain(project, args.timeout)
+                first = one_retrain(project, args.timeout)
                 by_batch = {}
                 for batch_size in batch_sizes:
                     Project.objects.filter(pk=project.pk).update(batch_size=batch_size)
                     project.refresh_from_db()
-                    by_batch[batch_size] = [_one_retrain(project, args.timeout)
+                    by_batch[batch_size] = [one_retrain(project, args.timeout)
                                             for _ in range(args.reps)]
             finally:
-                _stop_workers(procs)
+                stop_workers(procs)
             for batch_size, runs in by_batch.items():
                 row = {
                     "kind": kind, "pool": n, "workers": n_workers, "batch_size": batch_size,
