@@ -128,6 +128,17 @@ def configuration(project, n: int, storage: str, n_workers: int, s3: dict | None
     }
 
 
+def _reusable(n: int):
+    """The project a previous run imported with ``n`` samples, if it is still whole."""
+    from annotation.models import Project
+
+    project = Project.objects.filter(slug=f"scale-tabular-{n}").first()
+    if project is None or project.samples.count() != n:
+        return None
+    print(f"tabular {n}: reusing the pool imported before", flush=True)
+    return project
+
+
 def _find(results: list[dict], **match) -> dict | None:
     return next((r for r in results if all(r.get(k) == v for k, v in match.items())), None)
 
@@ -182,6 +193,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="timed retrains after the first")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--s3-port", type=int, default=18400)
+    parser.add_argument("--reuse-pool", action="store_true",
+                        help="keep a pool a previous run imported (no import figures)")
     parser.add_argument("--quick", action="store_true",
                         help="a 100k pool, one timed retrain per configuration")
     args = parser.parse_args()
@@ -196,9 +209,11 @@ def main() -> None:
                "machine_cores": os.cpu_count(), "imports": {}, "results": []}
     try:
         for n in sizes:
-            load = _load()
-            project, stats = populate("tabular", n, args.labels, slug_prefix="scale")
-            payload["imports"][n] = {**stats, "load_before": load, "load_after": _load()}
+            project = _reusable(n) if args.reuse_pool else None
+            if project is None:
+                load = _load()
+                project, stats = populate("tabular", n, args.labels, slug_prefix="scale")
+                payload["imports"][n] = {**stats, "load_before": load, "load_after": _load()}
             _write(payload)
             for n_workers in worker_counts:  # storages side by side: their ratio counts
                 for storage in storages:
