@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pools import (  # noqa: E402
     env_defaults, one_retrain, populate, setup_django, start_workers, stop_workers,
+    worker_peaks_mb,
 )
 
 env_defaults("annotation_retrain")
@@ -84,6 +85,7 @@ def main() -> None:
                     project.refresh_from_db()
                     by_batch[batch_size] = [one_retrain(project, args.timeout)
                                             for _ in range(args.reps)]
+                peaks = worker_peaks_mb(procs)
             finally:
                 stop_workers(procs)
             for batch_size, runs in by_batch.items():
@@ -97,13 +99,15 @@ def main() -> None:
                     "first_after_import_s": round(first["total_s"], 3),
                     "chunks": runs[-1]["chunks"], "scored": runs[-1]["scored"],
                     "errors": [r["error"] for r in runs if r["error"]],
+                    "peak_rss_mb_per_worker": peaks, "load_avg": os.getloadavg(),
                 }
                 results.append(row)
                 _write(results, args.reps)
                 print(f"{kind:8s} {n:>8d} workers={n_workers} batch={batch_size:<6d} median "
                       f"{row['median_s']:7.2f} s  (fit {row['median_fit_s']:.2f} s, rescoring "
                       f"{row['median_score_s']:.2f} s, {row['chunks']} chunks)  runs "
-                      f"{row['runs_s']}  first after import {row['first_after_import_s']:.2f} s",
+                      f"{row['runs_s']}  first after import {row['first_after_import_s']:.2f} s  "
+                      f"peak per worker {peaks} MB  load {os.getloadavg()[0]:.1f}",
                       flush=True)
     print(f"wrote {_write(results, args.reps)}")
 

@@ -111,10 +111,15 @@ class LeanTabular:
             self._set_hot(out, hot)
         return out
 
-    def matrix(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+    def matrix(self, X: np.ndarray, columns: Sequence[str], *, overwrite: bool = False
+               ) -> np.ndarray:
         """Transform a float table whose columns are ``columns`` (NaN: missing), as the
-        feature cache stores numeric tables."""
+        feature cache stores numeric tables; ``overwrite``: ``X`` may be reused for the
+        result (rescoring passes a chunk's own copy, and saves allocating two more)."""
         X = np.asarray(X, dtype=np.float64)
+        if (not self.lookups and self.numeric == list(columns) and X.ndim == 2
+                and X.shape[1] == len(columns)):
+            return self._numeric_in_place(X if overwrite else X.copy())
         position = {c: i for i, c in enumerate(columns)}
         out = np.zeros((len(X), self.width), dtype=np.float64)
         if self.numeric:
@@ -138,6 +143,19 @@ class LeanTabular:
         return self.rows(X, strict=strict)
 
     # -- pieces ------------------------------------------------------------------------
+    def _numeric_in_place(self, values: np.ndarray) -> np.ndarray:
+        """``_scaled`` of an all-numeric table in its own memory: the same operations in
+        the same order, so the same numbers, without a temporary per step."""
+        missing = ~np.isfinite(values)
+        if missing.any():
+            rows, cols = np.nonzero(missing)
+            values[rows, cols] = self.fill[cols]
+        if self.mean is not None:
+            values -= self.mean
+        if self.scale is not None:
+            values /= self.scale
+        return values
+
     @staticmethod
     def _take(X, position, names):
         out = np.full((len(X), len(names)), np.nan)

@@ -11,6 +11,7 @@ table (column -> value) for tabular; the fitted featurizer inside the artifact d
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,11 +19,14 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, QuerySet
 
 from annotation.models import Project, Sample
 from annotation.selectors import labeled_samples
-from learning import feature_cache, features
+from learning import feature_cache, features, table_copy
+
+logger = logging.getLogger(__name__)
 
 # Samples read from the database per query when filling the feature cache.
 CACHE_FILL_BATCH = 20000
@@ -111,25 +115,65 @@ def feature_cache_update(*, project: Project) -> Path | None:
     if directory is None or (directory / "uncacheable").exists():
         return None
     after = feature_cache.max_id(directory)
+    if project.kind == Project.Kind.TABULAR and connection.vendor == "postgresql":
+        filled = _numeric_cache_copy(project, directory, after)
+        if filled is not None:
+            return directory if filled else None
     while True:
         qs = Sample.objects.filter(project=project, pk__gt=after).order_by("pk")
+        field = "image" if project.kind == Project.Kind.IMAGE else "values"
+        batch = list(qs.values_list("pk", field, "split")[:CACHE_FILL_BATCH])
+        if not batch:
+            return directory
+        payloads = [payload for _pk, payload, _split in batch]
         if project.kind == Project.Kind.IMAGE:
-            batch = list(qs.values_list("pk", "image")[:CACHE_FILL_BATCH])
-            if not batch:
-                return directory
-            rows = _image_rows(project, [name for _pk, name in batch])
+            rows = _image_rows(project, payloads)
         else:
-            batch = list(qs.values_list("pk", "values")[:CACHE_FILL_BATCH])
-            if not batch:
-                return directory
-            rows = _numeric_table(project, [values for _pk, values in batch])
+            rows = _numeric_table(project, payloads)
             if rows is None:
                 directory.mkdir(parents=True, exist_ok=True)
                 (directory / "uncacheable").touch()
                 return None
-        ids = np.fromiter((pk for pk, _v in batch), dtype=np.int64, count=len(batch))
-        feature_cache.append(directory, ids, rows)
+        ids = np.fromiter((pk for pk, _v, _s in batch), dtype=np.int64, count=len(batch))
+        test = np.fromiter((split == Sample.Split.TEST for _pk, _v, split in batch),
+                           dtype=np.bool_, count=len(batch))
+        feature_cache.append(directory, ids, rows, test)
         after = int(ids[-1])
+
+
+def _numeric_cache_copy(project: Project, directory: Path, after: int) -> bool | None:
+    """Append the numeric rows of samples with ids above ``after`` in one binary COPY;
+    return True when cached, False when some row holds NaN or an infinity as a value (the
+    table is marked uncacheable), None when a value is not a float8 (read it the slow way).
+    """
+    stats = Sample.objects.filter(project=project, pk__gt=after).aggregate(
+        n=Count("id"), last=Max("id"))
+    if not stats["n"]:
+        return True
+    columns = tabular_columns(project)
+
+    def blocks():
+        for ids, bad, test, rows in table_copy.numeric_rows(
+                project_id=project.pk, columns=columns, after=after, upto=stats["last"]):
+            if bad.any():  # nothing of this fill is kept
+                raise _NotCacheable(int(ids[bad][0]))
+            yield ids, rows, test
+
+    try:
+        with transaction.atomic():  # a cast error must not leave an outer transaction broken
+            feature_cache.append_blocks(directory, stats["n"], len(columns), blocks())
+    except table_copy.NotNumeric:
+        return None
+    except _NotCacheable as exc:
+        logger.info("sample %s of %s holds NaN or an infinity: not cached", exc.args[0], project)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "uncacheable").touch()
+        return False
+    return True
+
+
+class _NotCacheable(Exception):
+    """A row holds NaN or an infinity as a value (args: its sample id)."""
 
 
 def _as_input(project: Project, rows: np.ndarray):
@@ -152,14 +196,34 @@ def pool_chunk_bounds(*, project: Project, size: int) -> list[tuple[int, int]]:
     nearly dense (imports take them in runs), and one aggregate is all it costs, where
     numbering a million rows to cut exact chunks took a second.
     """
-    stats = Sample.objects.filter(project=project).in_pool().unlabeled().aggregate(
-        n=Count("id"), lo=Min("id"), hi=Max("id"))
-    if not stats["n"]:
+    span = _cached_pool_span(project)
+    if span is None:
+        stats = Sample.objects.filter(project=project).in_pool().unlabeled().aggregate(
+            n=Count("id"), lo=Min("id"), hi=Max("id"))
+        span = (stats["n"], stats["lo"], stats["hi"])
+    n, lo, hi = span
+    if not n:
         return []
-    lo, hi = stats["lo"], stats["hi"]
-    chunks = -(-stats["n"] // size)
+    chunks = -(-n // size)
     width = -(-(hi - lo + 1) // chunks)
     return [(start, min(start + width - 1, hi)) for start in range(lo, hi + 1, width)]
+
+
+def _cached_pool_span(project: Project) -> tuple[int, int, int] | None:
+    """(unlabeled pool count, lowest id, highest id) from the cache's ids and test flags
+    less the labeled pool samples (one index lookup), where the database's aggregate reads
+    every row of the table (the id is in no index of the pool). Callers bring the cache
+    up to date first (``feature_cache_update``)."""
+    directory = _cache_dir(project)
+    if directory is None or (directory / "uncacheable").exists():
+        return None
+    ids = feature_cache.pool_ids(directory)
+    if ids is None:
+        return None
+    labeled = np.fromiter(Sample.objects.filter(project=project).in_pool().labeled()
+                          .values_list("pk", flat=True), dtype=np.int64)
+    ids = ids[~np.isin(ids, labeled)]
+    return (len(ids), int(ids[0]), int(ids[-1])) if len(ids) else (0, 0, 0)
 
 
 def pool_unlabeled_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
@@ -239,10 +303,34 @@ def pool_rows_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray
     return ids, [values or {} for _pk, values in pairs]
 
 
+def pool_unlabeled_rows_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
+    """Return (ids, rows) of the unlabeled pool samples with ``lo <= id <= hi``, as
+    ``pool_rows_between`` stores them.
+
+    From the cache, the test split is dropped by the flag kept beside each row (a sample's
+    split never changes) and the labeled samples by one index lookup, instead of reading
+    every row of the range in the database to learn which are still unlabeled.
+    """
+    directory = _cache_dir(project)
+    if directory is not None and not (directory / "uncacheable").exists():
+        ids, rows, test = feature_cache.rows_and_test_between(directory, lo, hi)
+        if rows is not None and test is not None:
+            labeled = np.fromiter(
+                Sample.objects.filter(project=project, pk__gte=lo, pk__lte=hi).in_pool()
+                .labeled().values_list("pk", flat=True), dtype=np.int64)
+            keep = np.flatnonzero(~test & ~np.isin(ids, labeled))
+            return ids[keep], rows[keep]
+        if rows is not None:  # a segment written before the flags: ask the database
+            excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
+            keep = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
+            return ids[keep], rows[keep]
+    return pool_rows_between(project=project, lo=lo, hi=hi)
+
+
 def pool_model_input_between(*, project: Project, lo: int, hi: int) -> tuple[np.ndarray, object]:
     """Return (ids, model input) of the samples to score with ``lo <= id <= hi``: the rows
-    of ``pool_rows_between`` in the shape the project's artifact takes."""
-    ids, rows = pool_rows_between(project=project, lo=lo, hi=hi)
+    of ``pool_unlabeled_rows_between`` in the shape the project's artifact takes."""
+    ids, rows = pool_unlabeled_rows_between(project=project, lo=lo, hi=hi)
     if isinstance(rows, np.ndarray):
         return ids, _as_input(project, rows)
     if project.kind == Project.Kind.TABULAR:

@@ -150,6 +150,10 @@ class Sample(models.Model):
             models.Index(fields=["project", "external_id"], name="sample_external_id"),
             models.Index(fields=["project", "content_sha256"], name="sample_content_sha256",
                          condition=~models.Q(content_sha256="")),
+            # The samples a rescoring ranked (score above 0: each chunk's top), by id: a
+            # chunk finds its earlier top in its id range without reading the range's rows.
+            models.Index(fields=["project", "id"], name="sample_scored",
+                         condition=models.Q(score__gt=0)),
         ]
 
     def __str__(self) -> str:

@@ -17,12 +17,10 @@ from learning.pool_scores import pool_chunk_ranking_write
 from learning.model_input import (
     feature_cache_update,
     pool_chunk_bounds,
-    pool_excluded_ids_between,
     pool_model_input_between,
-    pool_rows_between,
-    tabular_columns,
     pool_unlabeled_ids_between,
-    take_rows,
+    pool_unlabeled_rows_between,
+    tabular_columns,
 )
 from learning.services.alerts import _alert, _alerts_resolve
 from learning.services.dispatch import _send_chunks, _start_next_queued
@@ -79,21 +77,39 @@ def _featurized_texts_between(project: Project, featurizer, lo: int, hi: int, tr
 def _featurized_rows_between(project: Project, lean, lo: int, hi: int):
     """Return (ids, featurized rows) of the unlabeled pool table rows with ``lo <= id <= hi``
     through the compiled featurizer: cached numbers as they are, else the stored rows."""
-    ids, rows = pool_rows_between(project=project, lo=lo, hi=hi)
-    excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
-    if len(excluded):  # the cache holds labeled and test samples too
-        keep = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
-        ids, rows = ids[keep], take_rows(rows, keep)
+    ids, rows = pool_unlabeled_rows_between(project=project, lo=lo, hi=hi)
     if isinstance(rows, np.ndarray):
-        return ids, lean.matrix(rows, tabular_columns(project))
+        return ids, lean.matrix(rows, tabular_columns(project), overwrite=rows.flags.owndata)
     return ids, lean.rows(rows)
+
+
+# The last artifact this process scored with, and its pieces: a worker scoring chunk after
+# chunk under one version loads and compiles it once (it was checked by sha256 when read;
+# artifacts never change once written).
+_last: dict[str, object] = {}
+
+
+def _load_scorer(scorer: ModelVersion):
+    key = (scorer.artifact_path, scorer.artifact_sha256)
+    if _last.get("key") != key:
+        _last.clear()
+        _last.update(key=key, estimator=artifacts.load(path=key[0], sha256=key[1]))
+    return _last["estimator"]
+
+
+def _compiled_pieces(estimator) -> tuple[object, object, object]:
+    """Return (featurizer, the rest, lean transform) of ``estimator``, compiled once."""
+    if _last.get("compiled_for") is not estimator:
+        featurizer, rest = compiled_features.split_featurizer(estimator)
+        _last.update(compiled_for=estimator, pieces=(
+            featurizer, rest, compiled_features.compile_featurizer(featurizer)))
+    return _last["pieces"]
 
 
 def _score_chunk(project: Project, estimator, lo: int, hi: int, *, seed: int) -> int:
     """Score the unlabeled pool samples with ``lo <= id <= hi``, store the chunk's top;
     return how many were scored."""
-    featurizer, rest = compiled_features.split_featurizer(estimator)
-    lean = compiled_features.compile_featurizer(featurizer)
+    featurizer, rest, lean = _compiled_pieces(estimator)
     if project.kind == Project.Kind.TEXT and hasattr(featurizer, "cache_key_"):
         ids, X = _featurized_texts_between(project, featurizer, lo, hi, lean)
         return _rank_chunk(project, rest, lo, hi, ids, X, seed=seed)
@@ -101,10 +117,6 @@ def _score_chunk(project: Project, estimator, lo: int, hi: int, *, seed: int) ->
         ids, X = _featurized_rows_between(project, lean, lo, hi)
         return _rank_chunk(project, rest, lo, hi, ids, X, seed=seed)
     ids, X = pool_model_input_between(project=project, lo=lo, hi=hi)
-    excluded = pool_excluded_ids_between(project=project, lo=lo, hi=hi)
-    if len(excluded):  # the cache holds labeled and test samples too
-        rows = np.flatnonzero(~np.isin(ids, excluded, assume_unique=True))
-        ids, X = ids[rows], take_rows(X, rows)
     return _rank_chunk(project, estimator, lo, hi, ids, X, seed=seed)
 
 
@@ -207,7 +219,7 @@ def pool_score_chunk(*, version_id: int, scorer_id: int, lo: int, hi: int) -> No
     written = 0
     with heartbeat(version_id):
         try:
-            estimator = artifacts.load(path=scorer.artifact_path, sha256=scorer.artifact_sha256)
+            estimator = _load_scorer(scorer)
             written = _score_chunk(project, estimator, lo, hi, seed=scorer.number)
         except Exception as exc:  # the queue keeps this chunk's old scores; say why on the version
             logger.exception("scoring chunk %s-%s of %s failed", lo, hi, project)

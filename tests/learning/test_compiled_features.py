@@ -84,6 +84,17 @@ def test_tabular_matrix_of_cached_numbers_matches_the_featurizer():
     np.testing.assert_allclose(lean.matrix(X[:, ::-1], shuffled), featurizer.transform(frame),
                                rtol=0, atol=1e-12)
     np.testing.assert_allclose(lean(frame[:5]), featurizer.transform(frame[:5]), atol=1e-12)
+    # All-numeric in the cache's order takes the in-place path: the same bits as the
+    # general one (columns reordered), infinities read as missing, the input kept or reused.
+    X[3, 7], X[4, 9] = np.inf, -np.inf
+    general = lean.matrix(X[:, ::-1], shuffled)
+    kept = X.copy()
+    np.testing.assert_array_equal(lean.matrix(X, columns), general)
+    np.testing.assert_array_equal(X, kept)
+    assert np.isfinite(general).all()
+    reused = lean.matrix(X, columns, overwrite=True)
+    assert reused is X
+    np.testing.assert_array_equal(reused, general)
 
 
 TEXTS = ["the match ended with a late goal", "new phone chip and battery", "",

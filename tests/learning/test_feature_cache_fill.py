@@ -1,0 +1,154 @@
+"""The numeric feature cache: filled by binary COPY on PostgreSQL as the slow path reads it,
+merged a block at a time, and read by chunks."""
+import shutil
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from annotation.models import Project, Sample
+from learning import feature_cache, model_input, table_copy
+from learning.model_input import (
+    _cache_dir,
+    _numeric_table,
+    feature_cache_update,
+    pool_unlabeled_rows_between,
+)
+from tests.factories import label_given
+
+needs_postgresql = pytest.mark.skipif(connection.vendor != "postgresql",
+                                      reason="binary COPY is PostgreSQL's")
+
+ROWS = [
+    {"a": 1.5, "b": -2, "c": 0.1},
+    {"a": None, "b": 3.25},  # a null and a missing key
+    {"a": "2.5", "b": " 7 ", "c": 1e-300},  # numeric strings, as numpy reads them
+    {"a": 123456789.123456789, "b": -0.0, "c": 4, "extra": "ignored"},
+    None,
+]
+
+
+@pytest.fixture
+def table(project):
+    project.kind = Project.Kind.TABULAR
+    project.columns = ["a", "b", "c"]
+    project.save()
+    return project
+
+
+def _fill(project, rows):
+    made = [Sample.objects.create(project=project, values=row) for row in rows]
+    return [s.pk for s in made], feature_cache_update(project=project)
+
+
+@needs_postgresql
+def test_copy_fill_reads_rows_as_the_python_path_does(table, monkeypatch):
+    expected = _numeric_table(table, ROWS)
+
+    def slow_path(*_args):
+        raise AssertionError("read through the ORM")
+
+    monkeypatch.setattr(model_input, "_numeric_table", slow_path)
+    ids, directory = _fill(table, ROWS)
+    assert directory is not None
+    cached_ids, rows = feature_cache.load(directory)
+    assert cached_ids.tolist() == ids
+    np.testing.assert_array_equal(rows, expected)  # NaN where missing, same bits elsewhere
+    more, _ = _fill(table, [{"a": 9, "b": 8, "c": 7}])  # only the new sample is appended
+    cached_ids, rows = feature_cache.load(directory)
+    assert cached_ids.tolist() == ids + more and rows[-1].tolist() == [9, 8, 7]
+    assert len(list(directory.glob("*.ids.npy"))) == 2
+
+
+@needs_postgresql
+@pytest.mark.parametrize("value", ["nan", "Infinity", "-inf"])
+def test_a_non_finite_value_makes_the_table_uncacheable_as_before(table, value):
+    _ids, directory = _fill(table, [*ROWS, {"a": value, "b": 1, "c": 1}])
+    assert directory is None
+    assert (_cache_dir(table) / "uncacheable").exists()
+    assert not list(_cache_dir(table).glob("*.npy*"))  # nothing of the fill is kept
+
+
+@needs_postgresql
+@pytest.mark.parametrize("value, cacheable", [("abc", False), (True, True), ("1_000", True)])
+def test_a_value_postgresql_cannot_cast_is_decided_by_the_python_path(
+        table, monkeypatch, value, cacheable):
+    copies = []
+    real = table_copy.numeric_rows
+
+    def spy(**kwargs):
+        copies.append(kwargs)
+        yield from real(**kwargs)
+
+    monkeypatch.setattr(table_copy, "numeric_rows", spy)
+    rows = [*ROWS, {"a": value, "b": 1, "c": 1}]
+    _ids, directory = _fill(table, rows)
+    assert copies, "the COPY was tried first"
+    assert (directory is not None) == cacheable
+    if cacheable:
+        np.testing.assert_array_equal(feature_cache.load(directory)[1], _numeric_table(table, rows))
+    # the failed cast left the test's transaction usable
+    assert Sample.objects.filter(project=table).count() == len(rows)
+
+
+@needs_postgresql
+def test_copy_blocks_cover_every_row_in_order(table, monkeypatch):
+    monkeypatch.setattr(table_copy, "BLOCK_ROWS", 2)
+    rng = np.random.default_rng(0)
+    rows = [{"a": float(x), "b": float(y), "c": None} for x, y in rng.normal(size=(7, 2))]
+    ids, _directory = _fill(table, rows)
+    blocks = list(table_copy.numeric_rows(project_id=table.pk, columns=["a", "b", "c"],
+                                          after=0, upto=ids[-1]))
+    assert len(blocks) > 1
+    assert np.concatenate([b[0] for b in blocks]).tolist() == ids
+    np.testing.assert_array_equal(np.vstack([b[3] for b in blocks]), _numeric_table(table, rows))
+    tests = Sample.objects.filter(project=table, split=Sample.Split.TEST)
+    assert np.concatenate([b[2] for b in blocks]).tolist() == [
+        pk in set(tests.values_list("pk", flat=True)) for pk in ids]
+
+
+def test_many_segments_merge_into_one_keeping_each_id_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_cache, "COMPACT_BLOCK", 3)
+    directory = tmp_path / "cache"
+    expected = {}
+    for k in range(feature_cache.MAX_SEGMENTS + 1):
+        ids = np.arange(k * 2, k * 2 + 4, dtype=np.int64)  # overlaps the next segment
+        rows = np.column_stack([ids * 1.0, ids * -1.0])
+        expected.update({int(i): r.tolist() for i, r in zip(ids, rows)})
+        feature_cache.append(directory, ids, rows, ids % 3 == 0)
+    assert len(list(directory.glob("*.ids.npy"))) == 1
+    ids, rows, test = feature_cache.rows_and_test_between(directory, 0, 10**6)
+    assert ids.tolist() == sorted(expected)
+    assert rows.tolist() == [expected[i] for i in ids.tolist()]
+    assert test.tolist() == [i % 3 == 0 for i in ids.tolist()]
+    assert not list(directory.glob("*.tmp"))
+
+
+def test_append_blocks_keeps_nothing_when_its_blocks_fail(tmp_path):
+    def blocks():
+        yield np.arange(2), np.zeros((2, 3)), np.zeros(2, dtype=bool)
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        feature_cache.append_blocks(tmp_path, 4, 3, blocks())
+    assert list(tmp_path.iterdir()) == []
+    block = (np.arange(3), np.ones((3, 3)), np.array([True, False, True]))
+    assert feature_cache.append_blocks(tmp_path, 4, 3, iter([block])) == 3  # one deleted
+    ids, rows, test = feature_cache.rows_and_test_between(tmp_path, 0, 10)
+    assert ids.tolist() == [0, 1, 2] and rows.shape == (3, 3)
+    assert test.tolist() == [True, False, True]
+
+
+def test_a_cached_chunk_leaves_out_test_and_labeled_samples(table, annotator):
+    rows = [{"a": float(i), "b": 1.0, "c": 2.0} for i in range(12)]
+    ids, directory = _fill(table, rows)
+    Sample.objects.filter(pk__in=ids[:3]).update(split=Sample.Split.TEST)  # before caching:
+    shutil.rmtree(directory)  # the split is fixed at import, so refill with it
+    feature_cache_update(project=table)
+    for pk in ids[3:5]:
+        label_given(sample=Sample.objects.get(pk=pk), annotator=annotator, value=table.labels[0])
+    got, X = pool_unlabeled_rows_between(project=table, lo=ids[0], hi=ids[-2])
+    assert got.tolist() == ids[5:-1]
+    assert X[:, 0].tolist() == [float(i) for i in range(5, 11)]
+    segment = next(directory.glob("*.test.npy"))
+    assert np.load(segment).sum() == 3
