@@ -18,8 +18,8 @@ import numpy as np
 import psycopg
 from django.db import connection
 
-# Rows parsed per block (about 80 MB of records at 64 columns).
-BLOCK_ROWS = 100_000
+# Rows parsed per block (about 20 MB of records at 64 columns).
+BLOCK_ROWS = 25_000
 
 
 class NotNumeric(Exception):
