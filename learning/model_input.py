@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
+from functools import partial
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # Samples read from the database per query when filling the feature cache.
 CACHE_FILL_BATCH = 20000
+# New numeric rows from which a fill reads the upper half of the ids on a second connection.
+PARALLEL_FILL_ROWS = 200_000
 
 
 def _image_rows(project: Project, image_names: Sequence[str]) -> np.ndarray:
@@ -151,10 +156,16 @@ def _numeric_cache_copy(project: Project, directory: Path, after: int) -> bool |
     if not stats["n"]:
         return True
     columns = tabular_columns(project)
+    kwargs = dict(project_id=project.pk, columns=columns, after=after, upto=stats["last"])
+    if stats["n"] >= PARALLEL_FILL_ROWS and not connection.in_atomic_block:
+        directory.mkdir(parents=True, exist_ok=True)
+        read = partial(table_copy.numeric_rows_parallel,
+                       spill=directory / f"spill-{os.getpid()}-{threading.get_ident()}.tmp")
+    else:
+        read = table_copy.numeric_rows
 
     def blocks():
-        for ids, bad, test, rows in table_copy.numeric_rows(
-                project_id=project.pk, columns=columns, after=after, upto=stats["last"]):
+        for ids, bad, test, rows in read(**kwargs):
             if bad.any():  # nothing of this fill is kept
                 raise _NotCacheable(int(ids[bad][0]))
             yield ids, rows, test

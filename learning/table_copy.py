@@ -8,11 +8,15 @@ value. Missing keys and JSON nulls come back as NaN, as ``model_input._numeric_t
 reads them; a row holding NaN or an infinity as a value is flagged, so the caller can keep
 treating such a table as not cacheable. A value that PostgreSQL cannot cast (text, a
 boolean, a number out of range) raises ``NotNumeric``: the caller then reads that table
-the slow way, which decides exactly as before.
+the slow way, which decides exactly as before. A large fill reads the upper half of its
+ids on a second connection meanwhile (``numeric_rows_parallel``): PostgreSQL's casting is
+most of a fill's time, and the second backend gets the other core.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -99,3 +103,47 @@ def numeric_rows(*, project_id: int, columns: Sequence[str], after: int,
     n = len(pending) // size  # what is left, then the 2-byte trailer
     if n:
         yield _parse(pending, n, width)
+
+
+def numeric_rows_parallel(*, project_id: int, columns: Sequence[str], after: int, upto: int,
+                          spill: Path) -> Iterator[tuple[np.ndarray, ...]]:
+    """``numeric_rows`` in the same order, the upper half of the id range read meanwhile
+    on a second connection (the database's casting is most of a fill, and has a core of
+    its own there). That half's rows wait in the file ``spill``, not in memory. Not inside
+    a transaction: the second connection sees only committed rows.
+    """
+    middle = after + (upto - after) // 2
+    upper: dict[str, object] = {"ids": [], "bad": [], "test": [], "error": None}
+    stop = threading.Event()
+
+    def read_upper() -> None:
+        try:
+            with open(spill, "wb") as fh:
+                for ids, bad, test, rows in numeric_rows(project_id=project_id, columns=columns,
+                                                         after=middle, upto=upto):
+                    if stop.is_set():
+                        return
+                    rows.tofile(fh)
+                    upper["ids"].append(ids)
+                    upper["bad"].append(bad)
+                    upper["test"].append(test)
+        except BaseException as exc:  # raised again by the reading thread
+            upper["error"] = exc
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=read_upper, name="cache-fill-upper", daemon=True)
+    thread.start()
+    try:
+        yield from numeric_rows(project_id=project_id, columns=columns, after=after, upto=middle)
+        thread.join()
+        if upper["error"] is not None:
+            raise upper["error"]
+        with open(spill, "rb") as fh:
+            for ids, bad, test in zip(upper["ids"], upper["bad"], upper["test"]):
+                rows = np.fromfile(fh, dtype=np.float64, count=len(ids) * len(columns))
+                yield ids, bad, test, rows.reshape(len(ids), len(columns))
+    finally:
+        stop.set()
+        thread.join()
+        spill.unlink(missing_ok=True)

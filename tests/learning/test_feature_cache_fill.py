@@ -152,3 +152,34 @@ def test_a_cached_chunk_leaves_out_test_and_labeled_samples(table, annotator):
     assert X[:, 0].tolist() == [float(i) for i in range(5, 11)]
     segment = next(directory.glob("*.test.npy"))
     assert np.load(segment).sum() == 3
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)  # the second connection sees committed rows only
+def test_a_large_fill_reads_its_upper_half_on_a_second_connection(monkeypatch):
+    from tests.factories import ProjectFactory
+
+    table = ProjectFactory(kind=Project.Kind.TABULAR, columns=["a", "b", "c"])
+    monkeypatch.setattr(model_input, "PARALLEL_FILL_ROWS", 4)
+    monkeypatch.setattr(table_copy, "BLOCK_ROWS", 3)
+    seen = []
+    real = table_copy.numeric_rows
+
+    def spy(**kwargs):
+        seen.append((kwargs["after"], kwargs["upto"]))
+        yield from real(**kwargs)
+
+    monkeypatch.setattr(table_copy, "numeric_rows", spy)
+    rows = [{"a": float(i), "b": None if i % 4 else -1.0, "c": i * 0.5} for i in range(15)]
+    ids, directory = _fill(table, rows)
+    assert len(seen) == 2 and seen[0][1] == seen[1][0]  # two halves, one after the other
+    cached_ids, cached = feature_cache.load(directory)
+    assert cached_ids.tolist() == ids
+    np.testing.assert_array_equal(cached, _numeric_table(table, rows))
+    assert not list(directory.glob("*.tmp"))
+    # A value the upper half cannot cast sends the whole fill to the slow path.
+    shutil.rmtree(directory)
+    more = [{"a": 1, "b": 2, "c": 3}] * 5 + [{"a": "abc", "b": 1, "c": 1}]
+    _fill(table, more)
+    assert (directory / "uncacheable").exists()
+    assert not list(directory.glob("*.npy*")) and not list(directory.glob("*.tmp"))
