@@ -10,20 +10,32 @@ WEB_THREADS ?= 2
 SERVER ?= granian
 CELERY_CONCURRENCY ?= 2
 
-.PHONY: run test serve worker beat setup setup-dev migrate demo clean
+.PHONY: run test serve worker beat setup setup-dev migrate demo clean featurizers
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements-onnx.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt requirements-onnx.txt requirements-featurizers.txt $(VENV)/.installed
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-featurizers: requirements-featurizers.txt $(VENV)/.installed
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-featurizers.txt
+	touch $@
+
+## The pretrained featurizers (CNN features for images, MiniLM for texts), once per machine:
+## onnxruntime and tokenizers in the service's venv; torch only in a venv of its own under
+## ~/.cache/annotation-service/venvs, which exports the CNN to ONNX into FEATURIZER_DIR
+## (default ~/.cache/annotation-service/featurizers) beside MiniLM's files, with a
+## sha256 manifest. A second run with the same pins does nothing.
+featurizers: $(VENV)/.installed-featurizers
+	$(PY) -m learning.pretrained.install
 
 migrate: setup
 	$(PY) manage.py migrate --noinput

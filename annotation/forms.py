@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django import forms
 
-from annotation import label_limits
+from annotation import hooks, label_limits
 from annotation import project_limits as limits
 from annotation.errors import InvalidLabel
 from annotation.models import Project
@@ -90,6 +90,12 @@ class LearningSettingsForm(forms.Form):
         required=False, min_value=limits.N_ESTIMATORS_MIN, max_value=limits.N_ESTIMATORS_MAX,
         label="Trees", help_text="Random forest only: number of trees. "
                                  f"Empty: {limits.ESTIMATOR_PARAM_DEFAULTS['n_estimators']}.")
+    featurizer = forms.TypedChoiceField(
+        choices=limits.FEATURIZER_CHOICES, required=False, empty_value=None, label="Featurizer",
+        help_text="How samples become features. Images: pixels, or a pretrained CNN's "
+                  "features; texts: TF-IDF, or MiniLM sentence embeddings. The pretrained "
+                  "ones need `make featurizers` on every machine. Empty: unchanged (new "
+                  "project: the kind's default).")
     promotion = _optional_choice(
         Project.Promotion, Project.Promotion.BEST, "Promotion policy",
         "Which trained version is served: one that beats the served model's macro-F1 on the "
@@ -105,6 +111,8 @@ class LearningSettingsForm(forms.Form):
     kept_test_fraction: float | None = None
     # The model trained when none is chosen: the default, or the project's in Settings.
     current_estimator: str = Project.DEFAULT_ESTIMATOR
+    # The featurizer the project has (None: a new project), checked only when it changes.
+    current_featurizer: str | None = None
 
     def project_kind(self) -> str | None:
         """The kind of the project's samples (None while it is not known)."""
@@ -126,6 +134,12 @@ class LearningSettingsForm(forms.Form):
             reason = limits.estimator_unfit_reason(estimator=estimator, kind=kind)
             if reason:
                 self.add_error("estimator", reason)
+        featurizer = data.get("featurizer")
+        if featurizer and kind and featurizer != self.current_featurizer:
+            reason = (limits.featurizer_unfit_reason(featurizer=featurizer, kind=kind)
+                      or hooks.featurizer_unavailable(featurizer=featurizer))
+            if reason:
+                self.add_error("featurizer", reason)
         params = {name: data.pop(name, None) for name in limits.ESTIMATOR_PARAMS}
         for name, value in params.items():
             takers = limits.ESTIMATOR_PARAMS[name]
@@ -155,8 +169,8 @@ class ProjectSettingsForm(LearningSettingsForm):
                   "samples handed out (1: all of them first; 0: by their own score).")
 
     field_order = ["overlap", "keys", "show_suggestion", "batch_size", "query_strategy",
-                   "estimator", "C", "n_estimators", "promotion", "test_fraction",
-                   "production_share"]
+                   "featurizer", "estimator", "C", "n_estimators", "promotion",
+                   "test_fraction", "production_share"]
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         kwargs.setdefault("initial", self.initial_for(project))
@@ -164,6 +178,7 @@ class ProjectSettingsForm(LearningSettingsForm):
         self.kept_test_fraction = project.test_fraction
         self.fields["test_fraction"].required = False  # left out: unchanged
         self.current_estimator = project.estimator
+        self.current_featurizer = limits.featurizer_of(project)
         self.project = project
         self.fields["test_fraction"].help_text += (
             " A new fraction moves no sample between splits: it applies to samples imported "
@@ -180,6 +195,7 @@ class ProjectSettingsForm(LearningSettingsForm):
             "C": params.get("C"), "n_estimators": params.get("n_estimators"),
             "promotion": project.promotion, "test_fraction": project.test_fraction,
             "production_share": project.production_share,
+            "featurizer": limits.featurizer_of(project),
         }
 
     def project_kind(self) -> str:
@@ -196,7 +212,7 @@ class ProjectCreateForm(LearningSettingsForm):
     labels = forms.CharField(max_length=5000, help_text="Comma-separated, at least two.")
 
     field_order = ["name", "slug", "kind", "labels", "batch_size", "query_strategy",
-                   "estimator", "C", "n_estimators", "promotion", "test_fraction"]
+                   "featurizer", "estimator", "C", "n_estimators", "promotion", "test_fraction"]
 
     def project_kind(self) -> str | None:
         return self.cleaned_data.get("kind")

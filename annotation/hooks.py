@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from annotation.models import Project, Sample
 
 HOOKS = ("labels_added", "samples_added", "served_model", "batch_start", "suggestions",
-         "suspicious_labels")
+         "suspicious_labels", "featurizer_unavailable")
 _registry: dict[str, Callable[..., Any]] = {}
 
 
@@ -73,3 +73,10 @@ def suspicious_labels(*, project: Project, sample_ids: Sequence[int] | None = No
     if hook is None or (sample_ids is not None and not sample_ids):
         return []
     return hook(project=project, sample_ids=sample_ids, start=start, limit=limit)
+
+
+def featurizer_unavailable(*, featurizer: str) -> str | None:
+    """Why ``featurizer``'s files cannot run on this machine (pretrained ones need
+    ``make featurizers``), or None when it can run."""
+    hook = _registry.get("featurizer_unavailable")
+    return hook(featurizer) if hook is not None else None

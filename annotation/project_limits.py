@@ -43,3 +43,31 @@ def estimator_unfit_reason(*, estimator: str, kind: str) -> str | None:
         return (f"{Project.Estimator(estimator).label} cannot train on {kind} samples "
                 f"(it needs dense features); choose another model")
     return None
+
+# The featurizers a project may choose per kind (model_spec["featurizer"]["name"]), default
+# first. The registry is learning.featurizer_options.CHOICES, which annotation cannot import;
+# tests/learning/test_pretrained.py checks that the two agree. The pretrained ones (cnn,
+# minilm) run only where `make featurizers` installed their files: the settings ask
+# learning through the featurizer_unavailable hook before accepting them.
+FEATURIZERS: dict[str, tuple[tuple[str, str], ...]] = {
+    Project.Kind.IMAGE: (("pixels", "pixels (default)"),
+                         ("cnn", "CNN features (EfficientNet-Lite0), scaled, PCA to 50")),
+    Project.Kind.TEXT: (("tfidf", "TF-IDF of words and characters (default)"),
+                        ("minilm", "MiniLM sentence embeddings (all-MiniLM-L6-v2)")),
+    Project.Kind.TABULAR: (("columns", "columns: scaled numbers, one-hot categories (default)"),),
+}
+FEATURIZER_CHOICES = [(name, label) for choices in FEATURIZERS.values() for name, label in choices]
+
+
+def featurizer_of(project: Project) -> str:
+    """The featurizer a project's model spec names, else its kind's default."""
+    name = ((project.model_spec or {}).get("featurizer") or {}).get("name")
+    return name or FEATURIZERS[project.kind][0][0]
+
+
+def featurizer_unfit_reason(*, featurizer: str, kind: str) -> str | None:
+    """Why ``featurizer`` cannot featurize ``kind`` samples, or None when it can."""
+    names = [name for name, _label in FEATURIZERS.get(kind, ())]
+    if featurizer not in names:
+        return f"{featurizer!r} is not a featurizer for {kind} samples; choose from {', '.join(names)}"
+    return None

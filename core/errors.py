@@ -39,6 +39,8 @@ ERROR_CODES: dict[str, str] = {
     "training_error": "the labels at hand cannot train a model (none, or one class only)",
     "not_exportable": "the model version cannot be written in the asked format (detail.reason "
                       "names the part)",
+    "featurizer_missing": "the project's pretrained featurizer is not installed on this machine "
+                          "(run `make featurizers`), or a file fails its sha256 check",
     # 413, 415, 429, 500: the request's form and rate, and the server.
     "too_large": "the body is over API_MAX_BODY_BYTES (detail gives both sizes)",
     "unsupported_media_type": "the body's Content-Type is not one the endpoint reads",

@@ -9,7 +9,7 @@ class LearningConfig(AppConfig):
     def ready(self) -> None:
         from annotation import hooks
         # tasks: registers the Celery tasks
-        from learning import selectors, services, suspicion_selectors, tasks
+        from learning import featurizer_options, selectors, services, suspicion_selectors, tasks
 
         hooks.register(
             labels_added=services.model_version_request_if_due,
@@ -17,4 +17,5 @@ class LearningConfig(AppConfig):
             served_model=selectors.model_version_served_summary,
             batch_start=selectors.retrain_batch_start,
             suspicious_labels=suspicion_selectors.label_suspicion_list,
+            featurizer_unavailable=featurizer_options.unavailable_reason,
         )

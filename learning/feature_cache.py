@@ -107,8 +107,9 @@ def pool_ids(directory: Path) -> np.ndarray | None:
     return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
-def rows_of(directory: Path, ids: np.ndarray) -> np.ndarray | None:
-    """Return the rows of ``ids`` (in that order), or None if some id is not cached.
+def rows_found(directory: Path, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (found mask, rows) of ``ids`` (in that order); rows of ids not found are
+    undefined, and rows is None when none is found.
 
     Reads only the pages of the wanted rows from each memory-mapped segment.
     """
@@ -125,7 +126,13 @@ def rows_of(directory: Path, ids: np.ndarray) -> np.ndarray | None:
                 out = np.empty((len(ids), *rows.shape[1:]), dtype=rows.dtype)
             out[hit] = rows[at[hit]]
             found |= hit
-    return out if found.all() and len(ids) else None
+    return found, out
+
+
+def rows_of(directory: Path, ids: np.ndarray) -> np.ndarray | None:
+    """Return the rows of ``ids`` (in that order), or None if some id is not cached."""
+    found, out = rows_found(directory, ids)
+    return out if found.all() and len(found) else None
 
 
 def load(directory: Path) -> tuple[np.ndarray, np.ndarray | None]:

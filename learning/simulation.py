@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from learning import features, strategies
+from learning import featurizer_options, strategies
 from learning.estimators import DEFAULT_ESTIMATOR, DEFAULT_ESTIMATOR_BY_KIND, build_estimator
 from learning.simulation_data import (  # noqa: F401 (the simulate command's and tests' names)
     BUILTINS,
@@ -205,9 +205,11 @@ def simulate(
     if len(pool_idx) <= seed_labels:
         raise SimulationError(f"a pool of {len(pool_idx)} rows leaves nothing to query after "
                               f"{seed_labels} seed labels")
-    featurizer = features.build_featurizer(dataset.kind, **(featurizer_params or {}))
+    featurizer = featurizer_options.build(dataset.kind, featurizer_params)
+    featurize_started = time.perf_counter()
     X_pool = featurizer.fit_transform(_subset(dataset.X, pool_idx))
     X_test = featurizer.transform(_subset(dataset.X, test_idx))
+    featurize_seconds = time.perf_counter() - featurize_started
     y_pool, y_test = y[pool_idx], y[test_idx]
     estimator = build_estimator({"estimator": model, "params": model_params or {}},
                                 kind=dataset.kind)
@@ -243,6 +245,9 @@ def simulate(
     return {
         "source": dataset.name, "kind": dataset.kind,
         "model": estimator_name(model, dataset.kind),
+        "featurizer": featurizer_options.featurizer_name(
+            {"featurizer": featurizer_params}, dataset.kind),
+        "featurize_seconds": round(featurize_seconds, 2),
         "classes": classes.tolist(), "n_pool": len(pool_idx), "n_test": len(test_idx),
         "n_features": int(X_pool.shape[1]), "batch_size": batch_size, "budget": budget,
         "seeds": seeds, "seed_labels": seed_labels, "test_fraction": test_fraction,

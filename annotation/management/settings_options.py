@@ -5,13 +5,14 @@ from argparse import ArgumentParser
 
 from django import forms
 
+from annotation import project_limits as limits
 from annotation.models import Project
 
 # option destination -> form field
 LEARNING_OPTIONS = {
     "batch_size": "batch_size", "strategy": "query_strategy", "model": "estimator",
     "C": "C", "n_estimators": "n_estimators", "promotion": "promotion",
-    "test_fraction": "test_fraction",
+    "test_fraction": "test_fraction", "featurizer": "featurizer",
 }
 
 
@@ -31,6 +32,9 @@ def learning_arguments_add(parser: ArgumentParser, *, batch_size: int | None = N
                         help="Which version is served: best (default) or latest.")
     parser.add_argument("--test-fraction", type=float, default=test_fraction,
                         help="Share of samples held out for evaluation, 0.05 to 0.5.")
+    parser.add_argument("--featurizer", choices=[name for name, _l in limits.FEATURIZER_CHOICES],
+                        help="pixels or cnn (images), tfidf or minilm (texts), columns "
+                             "(tables); cnn and minilm need `make featurizers` first.")
 
 
 def learning_options(options: dict) -> dict:

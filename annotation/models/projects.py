@@ -132,6 +132,7 @@ class ProjectSettingsChange(models.Model):
         KEYS = "keys", "label keys"
         SHOW_SUGGESTION = "show_suggestion", "show suggestion"
         PRODUCTION_SHARE = "production_share", "production share of the queue"
+        FEATURIZER = "featurizer", "featurizer"
 
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="settings_changes", db_index=False

@@ -17,6 +17,7 @@ from annotation.access import (
 )
 from annotation.authentication import key_hash
 from annotation.errors import InvalidLabel
+from annotation import hooks
 from annotation import project_limits as limits
 from annotation.models import COMMAND_KEYS, ApiToken, Membership, Project, ProjectSettingsChange
 from annotation.services import ledger
@@ -42,6 +43,7 @@ def project_create(
     promotion: str | None = None,
     estimator: str | None = None,
     model_params: Mapping[str, Any] | None = None,
+    featurizer: str | None = None,
 ) -> Project:
     """Create a project and make ``owner`` its owner.
 
@@ -64,6 +66,9 @@ def project_create(
     if estimator is not None or model_params:
         model_spec = _model_spec_with({}, *_model_check(estimator or Project.DEFAULT_ESTIMATOR,
                                                         model_params or {}, kind=kind))
+    if featurizer is not None:
+        model_spec = _model_spec_featurizer(model_spec, _featurizer_check(featurizer, kind=kind),
+                                            kind=kind)
     project = Project.objects.create(
         owner=owner,
         slug=slug,
@@ -145,11 +150,38 @@ def _model_spec_with(spec: Mapping[str, Any], estimator: str, params: dict[str, 
         kept.pop(name, None)
     kept.update(params)
     spec["estimator"] = estimator
-    if kept:
-        spec["params"] = kept
+    return _with_part(spec, "params", kept)
+
+
+def _with_part(spec: dict, key: str, part: dict) -> dict:
+    """Return ``spec`` with ``part`` under ``key``, or without ``key`` when it is empty."""
+    if part:
+        spec[key] = part
     else:
-        spec.pop("params", None)
+        spec.pop(key, None)
     return spec
+
+
+def _featurizer_check(featurizer: str, *, kind: str) -> str:
+    """Return ``featurizer`` when it featurizes ``kind`` samples and can run here."""
+    reason = limits.featurizer_unfit_reason(featurizer=str(featurizer), kind=kind)
+    if reason is None:
+        reason = hooks.featurizer_unavailable(featurizer=str(featurizer))
+    if reason:
+        raise InvalidSettings(reason, detail={"featurizer": [reason]})
+    return str(featurizer)
+
+
+def _model_spec_featurizer(spec: Mapping[str, Any], featurizer: str, *, kind: str) -> dict:
+    """Return ``spec`` featurizing with ``featurizer``; the kind's default is stored as no
+    name, and parameters of another featurizer are dropped."""
+    spec = dict(spec)
+    current = dict(spec.get("featurizer") or {})
+    if (current.get("name") or limits.FEATURIZERS[kind][0][0]) != featurizer:
+        current = {}
+    if featurizer != limits.FEATURIZERS[kind][0][0]:
+        current["name"] = featurizer
+    return _with_part(spec, "featurizer", current)
 
 
 def _keys_check(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
@@ -193,6 +225,7 @@ def _settings_apply(
     estimator: str | None = None,
     model_params: Mapping[str, Any] | None = None,
     production_share: float | None = None,
+    featurizer: str | None = None,
 ) -> Project:
     """Check and save the settings given (``None``: unchanged) and record each change."""
     # The row is locked so that the old values recorded are the ones replaced. NO KEY
@@ -238,6 +271,12 @@ def _settings_apply(
         if model_changes:
             new["model_spec"] = _model_spec_with(current.model_spec or {}, name, params)
             changes += model_changes
+
+    if featurizer is not None and featurizer != limits.featurizer_of(current):
+        spec = new.get("model_spec", current.model_spec or {})
+        new["model_spec"] = _model_spec_featurizer(
+            spec, _featurizer_check(featurizer, kind=current.kind), kind=current.kind)
+        changes.append(("featurizer", limits.featurizer_of(current), featurizer))
 
     if not changes:
         return project

@@ -364,3 +364,8 @@ STORAGES = {
 # Per-machine caches rebuilt from the database when missing: featurized rows, artifacts
 # downloaded from the bucket. Never shared between machines.
 LOCAL_CACHE_DIR = Path(env("LOCAL_CACHE_DIR", default=str(ARTIFACT_ROOT)))
+# The pretrained featurizers' files (CNN and MiniLM ONNX models, tokenizer), installed once
+# per machine by `make featurizers` and checked by sha256 before loading; never downloaded
+# at run time. Web and workers read them here (learning/pretrained/files.py).
+FEATURIZER_DIR = Path(env("FEATURIZER_DIR", default=str(
+    Path.home() / ".cache" / "annotation-service" / "featurizers")))

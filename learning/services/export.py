@@ -15,6 +15,7 @@ from core.errors import DomainError
 from learning import artifacts
 from learning.export_mlflow import mlflow_zip
 from learning.export_onnx import NotExportable, onnx_bytes
+from learning.pretrained.transformers import TRANSFORMERS
 from learning.exported_model import ExportedModel
 from learning.features import TabularFeaturizer
 from learning.models import ModelVersion
@@ -69,6 +70,14 @@ def model_version_export(*, project: Project, number: int, fmt: str) -> ModelExp
     except artifacts.ArtifactError as exc:
         raise ArtifactRefused(
             f"model version {number}'s artifact failed its integrity check") from exc
+    featurizer = dict(getattr(pipeline, "steps", [])).get("features")
+    if isinstance(featurizer, tuple(TRANSFORMERS.values())):
+        # The CNN or MiniLM run from this machine's FEATURIZER_DIR; neither a pickled
+        # predictor nor skl2onnx could carry the ONNX file and its checks along.
+        raise NotExportable(
+            f"cannot export to {fmt}: the {featurizer.name} featurizer runs a pretrained ONNX "
+            "model installed on this machine, which the export does not carry",
+            detail={"reason": "pretrained_featurizer"})
     metadata = _metadata(project, version)
     stem = f"{project.slug}-v{version.number}"
     if fmt == "onnx":
@@ -78,7 +87,6 @@ def model_version_export(*, project: Project, number: int, fmt: str) -> ModelExp
     model = ExportedModel(pipeline=pipeline, kind=project.kind, labels=project.labels,
                           columns=project.columns, image_size=project.image_size,
                           max_image_pixels=settings.MAX_IMAGE_PIXELS, metadata=metadata)
-    featurizer = dict(getattr(pipeline, "steps", [])).get("features")
     numeric = featurizer.numeric_columns_ if isinstance(featurizer, TabularFeaturizer) else ()
     content = mlflow_zip(model, name=f"{stem}-mlflow", numeric_columns=numeric)
     return ModelExport(content, f"{stem}-mlflow.zip", "application/zip")

