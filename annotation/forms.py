@@ -91,7 +91,8 @@ class LearningSettingsForm(forms.Form):
         label="Trees", help_text="Random forest only: number of trees. "
                                  f"Empty: {limits.ESTIMATOR_PARAM_DEFAULTS['n_estimators']}.")
     featurizer = forms.TypedChoiceField(
-        choices=limits.FEATURIZER_CHOICES, required=False, empty_value=None, label="Featurizer",
+        choices=[("", "the kind's default"), *limits.FEATURIZER_CHOICES], required=False,
+        empty_value=None, label="Featurizer",
         help_text="How samples become features. Images: pixels, or a pretrained CNN's "
                   "features; texts: TF-IDF, or MiniLM sentence embeddings. The pretrained "
                   "ones need `make featurizers` on every machine. Empty: unchanged (new "

@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=600)
     parser.add_argument("--only", help="mnist,topics")
+    parser.add_argument("--featurizers", help="only these, e.g. pixels,cnn")
     parser.add_argument("--mnist-n", type=int, default=5000,
                         help="a stratified subset of the 5,000 digits (the CNN costs 10-50 ms "
                              "an image on one free core, far more on a loaded machine)")
@@ -111,9 +112,12 @@ def main() -> None:
             dataset = simulation.Dataset(dataset.name, dataset.kind, dataset.X[np.sort(keep)],
                                          dataset.y[np.sort(keep)])
         print(f"{set_name}: {len(dataset.y)} samples", flush=True)
+        chosen = args.featurizers.split(",") if args.featurizers else None
         out["sets"][set_name] = [run(name, dataset, params, seeds=seeds, budget=budget, batch=10)
-                                 for name, params in featurizers]
-    if "mnist" in out["sets"]:
+                                 for name, params in featurizers
+                                 if chosen is None or name in chosen]
+    rows = {r["featurizer"]: r for r in out["sets"].get("mnist", [])}
+    if "pixels" in rows and "cnn" in rows:
         rows = {r["featurizer"]: r for r in out["sets"]["mnist"]}
         pixel_curve = rows["pixels"]["strategies"]["default"]["curve"]
         cnn_curve = rows["cnn"]["strategies"]["default"]["curve"]

