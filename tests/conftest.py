@@ -72,3 +72,15 @@ def text_project_labeled(project, annotator):
     for i in range(10):
         Sample.objects.create(project=project, text=f"free lunch {i}")
     return project
+
+
+@pytest.fixture
+def installed():
+    """The pretrained featurizers' files (`make featurizers`): skip without them, or fail
+    under CI=true."""
+    from learning.pretrained import files
+
+    for name in files.SPECS:
+        reason = files.missing_reason(name)
+        if reason:
+            require_service("the pretrained featurizers (make featurizers)", reason)

@@ -17,15 +17,6 @@ from annotation.services.projects import InvalidSettings, project_settings_set
 from learning import featurizer_options
 from learning.pretrained import embedding_cache, files, runtime
 from learning.pretrained.transformers import CnnFeaturizer, MiniLMFeaturizer
-from tests.conftest import require_service
-
-
-@pytest.fixture
-def installed():
-    for name in files.SPECS:
-        reason = files.missing_reason(name)
-        if reason:
-            require_service("the pretrained featurizers (make featurizers)", reason)
 
 
 @pytest.fixture

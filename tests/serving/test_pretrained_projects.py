@@ -11,17 +11,8 @@ from learning import artifacts
 from learning.models import ModelVersion
 from learning.pretrained import embedding_cache, files
 from learning.pretrained.transformers import CnnFeaturizer, MiniLMFeaturizer
-from tests.conftest import require_service
 from tests.factories import png_bytes
 from tests.serving.conftest import image_project_trained, train_version
-
-
-@pytest.fixture
-def installed():
-    for name in files.SPECS:
-        reason = files.missing_reason(name)
-        if reason:
-            require_service("the pretrained featurizers (make featurizers)", reason)
 
 
 def _predict(client, project, instances):
