@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0014_lease_returns_origin'),
+        ('annotation', '0016_sample_scored_index'),
     ]
 
     operations = [
