@@ -48,7 +48,7 @@ from core.text import json_sanitize, text_sanitize
 from annotation.models import ApiToken, Project
 from learning.models import ModelVersion
 from serving.models import PredictionLog
-from serving.rollups import request_summary, rollups_add
+from serving.rollups import Known, request_summary, rollups_add
 
 logger = logging.getLogger(__name__)
 
@@ -149,14 +149,17 @@ def _instance_json(instance: object) -> tuple[str | None, str]:
     return data.decode(), ""
 
 
-def _references_kept(rows: Sequence[tuple]) -> list[tuple]:
+def _references_kept(rows: Sequence[tuple]) -> tuple[list[tuple], Known]:
     """Rows whose project still exists; a deleted token or model version is left out of its
-    row (as their deletion would have done), so no insert fails on a foreign key."""
-    def live(model, index: int) -> set:
+    row (as their deletion would have done), so no insert fails on a foreign key. Also
+    returns the live projects' slugs and versions' numbers, which the rollups need."""
+    def live(model, index: int, field: str) -> dict:
         wanted = {row[index] for row in rows if row[index] is not None}
-        return set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+        return (dict(model.objects.filter(pk__in=wanted).values_list("pk", field))
+                if wanted else {})
 
-    projects, versions, tokens = live(Project, _PROJECT), live(ModelVersion, _VERSION), live(ApiToken, _TOKEN)
+    projects, versions = live(Project, _PROJECT, "slug"), live(ModelVersion, _VERSION, "number")
+    tokens = live(ApiToken, _TOKEN, "pk")
     kept, gone = [], 0
     for row in rows:
         if row[_PROJECT] not in projects:
@@ -174,7 +177,7 @@ def _references_kept(rows: Sequence[tuple]) -> list[tuple]:
         kept.append(row)
     if gone:
         logger.warning("%d prediction log row(s) of deleted projects not written", gone)
-    return kept
+    return kept, (projects, versions)
 
 
 def _noted(note: str, more: str) -> str:
@@ -256,13 +259,13 @@ def _rows_write(rows: Sequence[tuple], requests: Sequence[tuple] = ()) -> int:
         return 0
     sql = _insert_sql()
     for attempt in (1, 2):
-        kept = _references_kept(rows) if rows else []
+        kept, known = _references_kept(rows) if rows else ([], None)
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 written = sum(_chunk_write(cursor, sql, kept[start : start + BATCH_ROWS])
                               for start in range(0, len(kept), BATCH_ROWS))
                 if settings.PREDICTION_ROLLUPS:
-                    rollups_add(kept, requests)
+                    rollups_add(kept, requests, known=known)
                 return written
         except IntegrityError:  # at commit: a deferred foreign key, deleted meanwhile
             if attempt == 2:

@@ -21,8 +21,6 @@ import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import groupby
-from operator import itemgetter
 
 from django.db import connection, transaction
 
@@ -100,60 +98,107 @@ class _Sums:
         return counts
 
 
+class _Minutes:
+    """``minute_of`` for values that come in time order: a value within the minute of the
+    previous one (the common case, a comparison) reuses it."""
+
+    __slots__ = ("start", "end", "text")
+
+    def __init__(self) -> None:
+        self.start = self.end = self.text = None
+
+    def __call__(self, value) -> dt.datetime:
+        if isinstance(value, str):  # SQLite's adapted text: the minute is its first 16 chars
+            if self.text is not None and value.startswith(self.text):
+                return self.start
+            self.start, self.text = minute_of(value), value[:16]
+            self.end = None
+            return self.start
+        try:
+            if self.end is not None and self.start <= value < self.end:
+                return self.start
+        except TypeError:  # a naive datetime (read as UTC)
+            return minute_of(value)
+        self.start = minute_of(value)
+        self.end, self.text = self.start + _MINUTE, None
+        return self.start
+
+
+_MINUTE = dt.timedelta(minutes=1)
+Known = tuple[dict[int, str], dict[int, int]]
+
+
 def _aggregate(rows: Iterable[tuple], requests: Iterable[tuple]) -> _Sums:
     """Sum rows and requests per (project id, model version id, minute)."""
     sums = _Sums()
-    minutes: dict = {}
-    # The rows of one request lie together and share project, version and created_at: the
-    # key is made once per run of them, and each row only adds its confidence and label
-    # (this loop runs for every prediction served; a failed request's row is counted from
+    minute_of_row, minute_of_request = _Minutes(), _Minutes()
+    # This loop runs for every prediction served, so it does the least it can: the rows of
+    # a request lie together and share project, version and created_at (and requests come
+    # in time order), so the key and its counts are looked up only when one of them
+    # changes; a row adds its confidence and label (a failed request's row is counted from
     # its request summary).
-    ok = (row for row in rows if row[_STATUS] < 400)
-    runs = groupby(ok, key=itemgetter(_PROJECT, _VERSION, _CREATED))
-    for (project, version, created), run in runs:
-        minute = minutes.get(created)
-        if minute is None:
-            minute = minutes[created] = minute_of(created)
-        key = (project, version, minute)
-        counts = sums.counts_of(key)
-        labels: dict[str, int] = defaultdict(int)
-        n, total = 0, 0.0
-        for row in run:
-            n += 1
-            labels[row[_PREDICTED]] += 1
-            confidence = row[_CONFIDENCE]
-            if confidence is not None:
-                tenth = int(confidence * 10)  # confidence_bin, inline
-                counts[_FIRST_CONFIDENCE + (9 if tenth > 9 else 0 if tenth < 0 else tenth)] += 1
-                total += confidence
-        counts[_ROWS] += n
-        if total:
-            sums.confidence_sum[key] += total
+    last = key = None  # (project, version, created) of the previous row, and its key
+    counts: list = []
+    labels: dict[str, int] = {}
+    total = 0.0  # the confidences of a request's rows, added to its key's sum at its end
+    per_key: dict[tuple, dict[str, int]] = {}
+    first_bin = _FIRST_CONFIDENCE
+    for row in rows:
+        if row[_STATUS] >= 400:
+            continue
+        here = (row[_PROJECT], row[_VERSION], row[_CREATED])
+        if here != last:
+            if total:
+                sums.confidence_sum[key] += total
+            last, total = here, 0.0
+            key = (here[0], here[1], minute_of_row(here[2]))
+            counts = sums.counts_of(key)
+            labels = per_key.get(key)
+            if labels is None:
+                labels = per_key[key] = {}
+        counts[_ROWS] += 1
+        label = row[_PREDICTED]
+        labels[label] = labels.get(label, 0) + 1
+        confidence = row[_CONFIDENCE]
+        if confidence is not None:
+            tenth = int(confidence * 10)  # confidence_bin, inline
+            counts[first_bin + (9 if tenth > 9 else 0 if tenth < 0 else tenth)] += 1
+            total += confidence
+    if total:
+        sums.confidence_sum[key] += total
+    for key, labels in per_key.items():
         for label, count in labels.items():
             sums.classes[(*key, label)] += count
     for project_id, slug, version_id, status, latency, created, _rows in requests:
         key = (project_id if project_id is not None else slug,
-               version_id if status < 400 else None, minute_of(created))
+               version_id if status < 400 else None, minute_of_request(created))
         counts = sums.counts_of(key)
         counts[_REQUESTS] += 1
-        counts[_FIRST_LATENCY + latency_bucket(latency)] += 1
-        column = error_column(status)
-        if column is not None:
-            counts[_INDEX[column]] += 1
+        counts[_FIRST_LATENCY + bisect.bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
+        if status >= 400:
+            counts[_INDEX[error_column(status)]] += 1
     return sums
 
 
-def _resolver(sums: _Sums):
-    """Map (project id or slug, version id) to (live project id, version number) or None."""
+def _resolver(sums: _Sums, known: Known | None = None):
+    """Map (project id or slug, version id) to (live project id, version number) or None.
+
+    ``known`` holds what the caller read of the live projects and versions in this flush
+    (the log writer checks its rows' references anyway); only the rest is queried.
+    """
+    projects, versions = known if known is not None else ({}, {})
     keys = [key for key in sums.counts] + [key for key in sums.classes]
     slugs = {key[0] for key in keys if isinstance(key[0], str)}
-    ids = {key[0] for key in keys if isinstance(key[0], int)}
+    ids = {key[0] for key in keys if isinstance(key[0], int) and key[0] not in projects}
     by_slug = dict(Project.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
-    live = dict(Project.objects.filter(pk__in=ids).values_list("pk", "slug")) if ids else {}
+    live = {pk: slug for pk, slug in projects.items()}
+    if ids:
+        live.update(Project.objects.filter(pk__in=ids).values_list("pk", "slug"))
     live.update((pk, slug) for slug, pk in by_slug.items())
-    version_ids = {key[1] for key in keys if key[1] is not None}
-    numbers = (dict(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", "number"))
-               if version_ids else {})
+    version_ids = {key[1] for key in keys if key[1] is not None and key[1] not in versions}
+    numbers = dict(versions)
+    if version_ids:
+        numbers.update(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", "number"))
 
     def resolve(project, version_id) -> tuple[int, int] | None:
         project_id = by_slug.get(project) if isinstance(project, str) else project
@@ -175,12 +220,17 @@ def _upsert_sql(model, key: Sequence[str], added: Sequence[str]) -> str:
             f"ON CONFLICT ({', '.join(map(quote, columns[:len(key)]))}) DO UPDATE SET {updates}")
 
 
-def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple]) -> None:
-    """Add a flush's rows and request summaries to the rollups (in the caller's transaction)."""
+def rollups_add(rows: Sequence[tuple], requests: Sequence[tuple], *,
+                known: Known | None = None) -> None:
+    """Add a flush's rows and request summaries to the rollups (in the caller's transaction).
+
+    ``known``: (project id -> slug, model version id -> number) of live projects and
+    versions, as read in this flush; whatever it lacks is queried.
+    """
     if not rows and not requests:
         return
     sums = _aggregate(rows, requests)
-    resolve, slugs = _resolver(sums)
+    resolve, slugs = _resolver(sums, known)
     merged: dict[tuple, list] = {}
     for (project, version_id, minute), counts in sums.counts.items():
         target = resolve(project, version_id)

@@ -1,6 +1,7 @@
 """GET /metrics: Prometheus text of predict counters (multiprocess files) and of the
 database's labels, retrains and served versions; a 'monitor' token sees its project only."""
 import re
+import uuid
 
 import pytest
 from rest_framework.test import APIClient
@@ -67,3 +68,29 @@ def test_others_are_refused(served_project, token_client, settings):
     assert APIClient(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code in (401, 403)
     response = token_client(served_project, scopes=("predict",)).get("/metrics")
     assert response.status_code == 403 and response.json()["code"] == "permission_denied"
+
+
+def test_observing_a_flush_at_once_counts_as_observing_each_amount():
+    """The writer adds a flush's latencies with one increment per bucket: the same buckets,
+    count and sum as ``observe`` of each, bounds included."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from serving.metrics import _observe_many
+    from serving.models import LATENCY_BOUNDS_MS
+
+    bounds = [b / 1000 for b in LATENCY_BOUNDS_MS]
+    amounts = [0.0, *bounds, *(b * 1.0001 for b in bounds), 0.0004, 1e6, 0.0123]
+    samples = []
+    for name, observe in (("one_by_one", lambda h: [h.observe(a) for a in amounts]),
+                          ("at_once", lambda h: _observe_many(h, amounts))):
+        # Named apart: in multiprocess mode, equal names would share their values' file.
+        histogram = Histogram(f"test_{name}_{uuid.uuid4().hex}", "test", buckets=bounds,
+                              registry=CollectorRegistry())
+        observe(histogram)
+        samples.append({(s.name.rsplit("_", 1)[1], s.labels.get("le")): s.value
+                        for s in histogram.collect()[0].samples if not s.name.endswith("_created")})
+    one_by_one, at_once = samples
+    assert one_by_one.keys() == at_once.keys()
+    for key, value in one_by_one.items():
+        assert at_once[key] == pytest.approx(value), key
+    assert one_by_one[("count", None)] == len(amounts)

@@ -140,8 +140,8 @@ def test_a_failed_flush_keeps_its_requests_and_counts_them_once(served_project, 
                                              latency_ms=0.5)
     add = rollups.rollups_add
 
-    def down(rows, requests):
-        add(rows, requests)
+    def down(rows, requests, **kwargs):
+        add(rows, requests, **kwargs)
         raise OperationalError("the database went away")
 
     monkeypatch.setattr(prediction_log, "rollups_add", down)
