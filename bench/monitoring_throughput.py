@@ -30,6 +30,7 @@ end
 
 def wrk_run(url: str, body: bytes, *, auth: str, connections: int, duration: float,
             workdir: Path, server_pid: int) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
     body_file = workdir / f"wrk-body-{len(body)}.json"
     body_file.write_bytes(body)
     script = workdir / "wrk-post.lua"
@@ -88,6 +89,64 @@ def throughput(env: dict[str, str], setup: dict, workdir: Path, args) -> dict:
             runs[-1].update(rollups_counted_requests=counted, requests_answered=sent,
                             log_writer_drained_s=drained,
                             counted_as_set=counted == 0 if mode == "off" else counted >= sent)
+    return {"runs": runs, "figures": _figures(runs, paired=False),
+            "rollups_as_set": all(r["counted_as_set"] for r in runs if "counted_as_set" in r)}
+
+
+def throughput_paired(env: dict[str, str], setup: dict, workdir: Path, args) -> dict:
+    """The same figures with both servers up at once and wrk driving them together, so the
+    two see the same load from the rest of the machine (which, shared, can change a run's
+    req/s several-fold between rounds). Per round, the ratio on / off; the figure is the
+    median of the rounds' ratios."""
+    bodies = {rows: json.dumps({"instances": [{"pixels": setup["pixels"][i % 50]}
+                                              for i in range(rows)]}).encode() for rows in (1, 100)}
+    auth = f"Token {setup['predict_key']}"
+    servers: dict[str, tuple] = {}
+    counted_before = _requests_counted(env["DATABASE_URL"])
+    started = dt.datetime.now(dt.UTC)
+    runs: list[dict] = []
+    sent = {"on": 0, "off": 0}
+    sent_rows = 0
+    try:
+        for mode in ("on", "off"):
+            metrics_dir = workdir / f"prometheus-paired-{mode}"
+            metrics_dir.mkdir()
+            port = free_port()
+            server = server_start({**env, "PREDICTION_ROLLUPS": "true" if mode == "on" else "false",
+                                   "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                                  port, args.workers, args.threads)
+            servers[mode] = (server, f"http://127.0.0.1:{port}/api/v1/projects/{SLUG}/predict")
+        for mode, result in _together(servers, bodies[1], auth, 4, 2, workdir).items():
+            sent[mode] += result["requests"]  # warm-up
+            sent_rows += result["requests"]
+        for round_no in range(args.throughput_rounds):
+            for rows in (1, 100):
+                results = _together(servers, bodies[rows], auth, args.concurrency,
+                                    args.duration, workdir)
+                for mode, result in results.items():
+                    sent[mode] += result["requests"]
+                    sent_rows += result["requests"] * rows
+                    runs.append({"round": round_no, "mode": mode, "rows": rows, **result})
+                on, off = results["on"], results["off"]
+                print(f"  round {round_no} rows={rows:<3d} on {on['req_per_s']:8.1f} req/s "
+                      f"(CPU {on['server_cpu_ms_per_req']:.2f} ms/req)  off "
+                      f"{off['req_per_s']:8.1f} req/s (CPU {off['server_cpu_ms_per_req']:.2f})"
+                      f"  on/off {on['req_per_s'] / off['req_per_s']:.3f}", flush=True)
+        drained = _drain(env["DATABASE_URL"], started, sent_rows)
+    finally:
+        for server, _url in servers.values():
+            server_stop(server)
+    counted = _requests_counted(env["DATABASE_URL"]) - counted_before
+    # The off server's requests must not be counted: far more than the on server's would be.
+    as_set = sent["on"] <= counted < sent["on"] + max(sent["off"] // 2, 1)
+    return {"paired": True, "runs": runs, "figures": _figures(runs, paired=True), "log_writer_drained_s": drained,
+            "rollups_counted_requests": counted, "requests_answered": sent,
+            "rollups_as_set": as_set}
+
+
+def _figures(runs: list[dict], *, paired: bool) -> dict:
+    """Per row count: req/s and CPU per request, on and off, and the ratio on / off: of the
+    medians (runs one after the other), or the median of each round's ratio (paired)."""
     figures = {}
     for rows in (1, 100):
         mine = [r for r in runs if r["rows"] == rows]
@@ -95,11 +154,28 @@ def throughput(env: dict[str, str], setup: dict, workdir: Path, args) -> dict:
         for key in ("req_per_s", "server_cpu_ms_per_req"):
             on = [r[key] for r in mine if r["mode"] == "on"]
             off = [r[key] for r in mine if r["mode"] == "off"]
-            figure[key] = {"on": [round(x, 2) for x in on], "off": [round(x, 2) for x in off],
-                           "ratio_of_medians": round(statistics.median(on) / statistics.median(off), 3)}
+            figure[key] = {"on": [round(x, 2) for x in on], "off": [round(x, 2) for x in off]}
+            if paired:
+                ratios = [a / b for a, b in zip(on, off)]
+                figure[key]["ratios"] = [round(x, 3) for x in ratios]
+                figure[key]["ratio_of_medians"] = round(statistics.median(ratios), 3)
+            else:
+                figure[key]["ratio_of_medians"] = round(statistics.median(on) / statistics.median(off), 3)
         figures[f"rows_{rows}"] = figure
-    return {"runs": runs, "figures": figures,
-            "rollups_as_set": all(r["counted_as_set"] for r in runs if "counted_as_set" in r)}
+    return figures
+
+
+def _together(servers: dict[str, tuple], body: bytes, auth: str, connections: int,
+              duration: float, workdir: Path) -> dict[str, dict]:
+    """wrk against every server at once; each server's figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(servers)) as pool:
+        futures = {mode: pool.submit(wrk_run, url, body, auth=auth, connections=connections,
+                                     duration=duration, workdir=workdir / mode,
+                                     server_pid=server.pid)
+                   for mode, (server, url) in servers.items()}
+        return {mode: future.result() for mode, future in futures.items()}
 
 
 def _drain(database_url: str, since: dt.datetime, rows: int, timeout: float = 90) -> float:

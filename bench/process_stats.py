@@ -7,9 +7,29 @@ from pathlib import Path
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free local port: any, or one of ``BENCH_PORTS`` ("first-last") when set, for
+    machines where each user of the benchmarks keeps to a range of ports."""
+    span = os.environ.get("BENCH_PORTS")
+    candidates = [0]
+    if span:
+        first, last = (int(p) for p in span.split("-"))
+        candidates = [p for p in range(first, last + 1) if p not in _taken]
+        if not candidates:  # every port handed out once: the earliest servers are gone
+            _taken.clear()
+            candidates = list(range(first, last + 1))
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if port:  # the next call must not hand out the same port before it is used
+                _taken.add(port)
+            return port or s.getsockname()[1]
+    raise OSError(f"no free port in BENCH_PORTS={span}")
+
+
+_taken: set[int] = set()
 
 
 def tree_cpu_seconds(pid: int) -> float:
