@@ -21,6 +21,7 @@ import base64
 import binascii
 import io
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 
 import numpy as np
 import orjson
@@ -29,7 +30,7 @@ from django.core.files import File
 from PIL import Image
 
 from core.errors import DomainError
-from core.text import text_check
+from core.text import text_check, text_problem
 from annotation.models import Project
 from annotation.services.production import ProductionPayload
 from learning import compiled_features, features
@@ -202,7 +203,31 @@ def _text(index: int, instance: object) -> str:
 
 def _featurize_text(project: Project, instances: Sequence[Mapping]) -> list[str]:
     """Return the texts: the artifact holds the TF-IDF fitted at train time."""
+    if all(type(i) is dict and len(i) == 1 and "text" in i for i in instances):
+        texts = [i["text"] for i in instances]
+        if _plain_strings(texts, {str}):
+            return texts
     return [_text(i, instance) for i, instance in enumerate(instances)]
+
+
+_PLAIN = frozenset({int, float, bool, type(None), str})
+
+
+def _plain_strings(values: list, kinds: set[type]) -> bool:
+    """True when every value's type is in ``kinds`` and every string among them passes
+    ``text_check`` (no NUL, valid Unicode, at most ``IMPORT_MAX_TEXT_CHARS``), checked for
+    the whole batch at once in C; False sends the caller to the per-instance checks, which
+    name the first bad one."""
+    found = set(map(type, values))
+    if not found <= kinds:
+        return False
+    if str not in found:
+        return True
+    strings = values if found == {str} else [v for v in values if type(v) is str]
+    if max(map(len, strings)) > settings.IMPORT_MAX_TEXT_CHARS:
+        return False
+    joined = "".join(strings)
+    return "\x00" not in joined and (joined.isascii() or text_problem(joined) is None)
 
 
 def _row(project: Project, index: int, instance: object, columns: list[str] | None = None,
@@ -247,6 +272,10 @@ def _featurize_tabular(project: Project, instances: Sequence[Mapping]) -> list[d
         raise InvalidInstance("this tabular project has no columns yet; import samples first")
     columns = list(project.columns)
     column_set = frozenset(columns)
+    width = len(column_set)
+    if all(type(i) is dict and len(i) == width and i.keys() == column_set for i in instances):
+        if _plain_strings(list(chain.from_iterable(i.values() for i in instances)), _PLAIN):
+            return list(instances)  # what _row returns for each, checked batch-wide
     return [_row(project, i, instance, columns, column_set)
             for i, instance in enumerate(instances)]
 

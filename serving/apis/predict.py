@@ -238,4 +238,15 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
                 length = -1
             if 0 <= length <= limit:
                 return self._instances
+            return [_dumped_within(i, limit) for i in self._instances]
         return [instance_keepable(i, max_bytes=limit) for i in self._instances]
+
+
+def _dumped_within(instance, limit: int) -> bytes | None:
+    """A parsed JSON instance as the JSON the log stores (serialized once, here), or None
+    when it is over ``limit``."""
+    try:
+        data = orjson.dumps(instance)
+    except TypeError:  # not JSON after all: the log's own sanitizing path takes it
+        return instance_keepable(instance, max_bytes=limit)
+    return data if len(data) <= limit else None

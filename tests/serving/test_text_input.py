@@ -127,3 +127,30 @@ def test_project_names_and_labels_are_checked(db, field, value):
     with pytest.raises(InvalidText, match=f"^{field}: "):
         project_create(owner=UserFactory(), kind="text", **arguments)
     assert not Project.objects.filter(slug__startswith="news").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "tabular"])
+@pytest.mark.parametrize("bad, why", [
+    ("a\x00b", "NUL"), ("a\ud800b", "lone surrogate"), ("x" * 12, "more than 10"),
+    (["a"], "must be a number, a string or null"), ({"a": 1}, "must be a number, a string or null"),
+])
+def test_a_batch_is_checked_at_once_and_its_bad_value_named(db, settings, kind, bad, why):
+    """Batches are checked batch-wide first (one pass in C); a batch with one bad value in
+    its third instance gets the same 400 as that instance alone would, naming it."""
+    from core.errors import DomainError  # InvalidInstance, or InvalidText for a string
+
+    settings.IMPORT_MAX_TEXT_CHARS = 10
+    if kind == "text":
+        project = ProjectFactory(kind=Project.Kind.TEXT)
+        good, field = [{"text": "fine é ✓"}, {"text": "ok"}], "text"
+        if isinstance(bad, (list, dict)):
+            why = "a text project needs 'text', a string"
+    else:
+        project = ProjectFactory(kind=Project.Kind.TABULAR, columns=["n", "c"])
+        good, field = [{"n": 1.5, "c": "é"}, {"n": None, "c": True}], "c"
+    fine = good + [dict(good[0])]
+    assert instances_featurize(project=project, instances=fine) == (
+        [i["text"] for i in fine] if kind == "text" else fine)
+    batch = good + [{**good[0], field: bad}] + good
+    with pytest.raises(DomainError, match=rf"^instances\[2\].*{re.escape(why)}"):
+        instances_featurize(project=project, instances=batch)
