@@ -53,6 +53,21 @@ def test_prediction_ids_are_distinct_time_ordered_version_7_uuids():
     assert all(0 <= now_ms - (u.int >> 80) < 5_000 for u in parsed)
 
 
+
+@pytest.mark.parametrize("low", [0, (1 << 48) - 3, (1 << 48) - 1])
+def test_a_batch_of_ids_counts_up_by_one_across_a_carry(monkeypatch, low):
+    """A batch's ids share their first four groups unless the counter carries past the last
+    group; either way each id is the one before plus one."""
+    from serving import services
+
+    random = (0x5A5 << 62 | low).to_bytes(10)
+    monkeypatch.setattr(services.os, "urandom", lambda n: random)
+    ids = _prediction_ids(6)
+    values = [uuid.UUID(i).int for i in ids]
+    assert values == list(range(values[0], values[0] + 6))
+    assert [str(uuid.UUID(int=v)) for v in values] == ids
+    assert len({i[:24] for i in ids}) == (1 if low == 0 else 2)
+
 @pytest.mark.django_db
 def test_png_fast_path_and_pixels_give_the_training_rows():
     project = ProjectFactory(image_size=8)
