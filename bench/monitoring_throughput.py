@@ -133,6 +133,13 @@ def throughput_paired(env: dict[str, str], setup: dict, workdir: Path, args) -> 
                       f"{off['req_per_s']:8.1f} req/s (CPU {off['server_cpu_ms_per_req']:.2f})"
                       f"  on/off {on['req_per_s'] / off['req_per_s']:.3f}", flush=True)
         drained = _drain(env["DATABASE_URL"], started, sent_rows)
+        # Rows of requests wrk stopped waiting for can make up the row count above while
+        # the on server's last flush is still to come: wait for its requests' counts too.
+        waited = time.perf_counter()
+        while (_requests_counted(env["DATABASE_URL"]) - counted_before < sent["on"]
+               and time.perf_counter() - waited < 60):
+            time.sleep(0.5)
+        drained += round(time.perf_counter() - waited, 1)
     finally:
         for server, _url in servers.values():
             server_stop(server)
