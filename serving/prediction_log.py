@@ -33,6 +33,8 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
+import multiprocessing.util
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -354,8 +356,28 @@ class _Buffer:
                 close_old_connections()
 
 
+def _flush_at_exit() -> None:
+    if _buffer._rows or _buffer._requests:
+        _buffer.flush()
+
+
+def _forked(buffer: _Buffer) -> None:
+    """In a forked child, the rows inherited are the parent's to write, and its writer
+    thread does not exist there: start empty."""
+    buffer.__init__()
+
+
 _buffer = _Buffer()
-atexit.register(lambda: _buffer.flush())
+# What is buffered is written when the process ends normally. A plain interpreter exit runs
+# atexit; a multiprocessing child (granian's workers, stopped by SIGTERM on shutdown or
+# reload) leaves through os._exit and runs only multiprocessing's finalizers, which it
+# clears when it starts: so the flush is registered with both, and again in each such
+# child. A second call finds the buffer empty.
+atexit.register(_flush_at_exit)
+multiprocessing.util.Finalize(None, _flush_at_exit, exitpriority=10)
+os.register_at_fork(after_in_child=lambda: _forked(_buffer))
+multiprocessing.util.register_after_fork(
+    _buffer, lambda _: multiprocessing.util.Finalize(None, _flush_at_exit, exitpriority=10))
 
 
 def prediction_log_record(log: RequestLog) -> None:

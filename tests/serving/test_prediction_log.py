@@ -157,3 +157,28 @@ def test_a_flush_the_database_refuses_whole_keeps_its_rows_for_the_next(
     monkeypatch.setattr(prediction_log, "_rows_write", write)
     assert prediction_log.prediction_log_flush() == 2
     assert set(PredictionLog.objects.values_list("prediction_id", flat=True)) == set(_ids(log))
+
+
+def _child_exits_with_rows_buffered(marker: str) -> None:
+    def written(rows, requests=()):
+        with open(marker, "w") as out:
+            out.write(f"{len(rows)} {len(requests)}")
+        return len(rows)
+
+    prediction_log._rows_write = written
+    prediction_log._buffer._rows = [("row",), ("row",)]
+    prediction_log._buffer._requests = [("request",)]
+
+
+def test_rows_buffered_in_a_server_worker_are_written_when_it_stops(tmp_path):
+    """granian's workers are multiprocessing children: stopped by SIGTERM, they leave
+    through os._exit, which runs multiprocessing's finalizers and not atexit."""
+    import multiprocessing
+
+    marker = tmp_path / "flushed"
+    child = multiprocessing.get_context("fork").Process(
+        target=_child_exits_with_rows_buffered, args=(str(marker),))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert marker.read_text() == "2 1"
