@@ -40,6 +40,12 @@ PRETRAINED_SCORE_CHUNK = 2000
 # what annotators label before the next retrain reorders the queue. The rest keep score 0.
 QUEUE_TOP_PER_CHUNK = 1000
 QUEUE_TOP_BATCHES = 20
+# ...but never more than this: every stored score is a row rewrite, so 20 batches of a
+# large batch size (all 50,000 rows of a chunk at batch size 2,500 and up) made the
+# rescoring's writes grow with the batch size (issue 17). Past the top, samples keep
+# score 0 and are handed out in random order, which in a batch that large is about what
+# its tail's uncertainty order would give.
+QUEUE_TOP_MAX_PER_CHUNK = 2000
 
 
 def score_chunk_size(project: Project) -> int:
@@ -136,7 +142,8 @@ def _rank_chunk(project: Project, estimator, lo: int, hi: int, ids: np.ndarray, 
     pool_chunk_ranking_write(
         project_id=project.pk, lo=lo, hi=hi, sample_ids=ids,
         scores=_scores(project, estimator, X, seed=seed),
-        keep=max(QUEUE_TOP_PER_CHUNK, QUEUE_TOP_BATCHES * project.batch_size),
+        keep=min(max(QUEUE_TOP_PER_CHUNK, QUEUE_TOP_BATCHES * project.batch_size),
+                 QUEUE_TOP_MAX_PER_CHUNK),
     )
     return len(ids)
 

@@ -119,3 +119,28 @@ def test_rescoring_stores_each_chunks_top_and_resets_the_earlier_ranking(
     assert len(bounds) == 3
     for lo, hi in bounds:
         assert sum(scores[pk] > 0 for pk in ids if lo <= pk <= hi) <= 2
+
+
+def test_rescoring_stores_no_more_than_the_cap_per_chunk_at_a_huge_batch_size(
+        labeled_project, make_samples, monkeypatch, django_capture_on_commit_callbacks):
+    """Twenty batches of a batch size of 1,000 would be every row of a chunk: the rows
+    rewritten (the rescoring's cost) must not grow with the batch size (issue 17)."""
+    from learning.model_input import pool_chunk_bounds
+    from learning.services import scoring
+
+    labeled_project.query_strategy = "margin"
+    labeled_project.batch_size = 1000
+    labeled_project.save()
+    unlabeled = make_samples(12)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK", 5)
+    monkeypatch.setattr(scoring, "QUEUE_TOP_PER_CHUNK", 2)
+    monkeypatch.setattr(scoring, "QUEUE_TOP_MAX_PER_CHUNK", 3)
+    ids = [s.pk for s in unlabeled]
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_request(project=labeled_project)
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+    scores = dict(Sample.objects.filter(pk__in=ids).values_list("pk", "score"))
+    assert sum(score > 0 for score in scores.values()) >= 3  # the chunks' tops are stored
+    for lo, hi in pool_chunk_bounds(project=labeled_project, size=5):
+        assert sum(scores[pk] > 0 for pk in ids if lo <= pk <= hi) <= 3
