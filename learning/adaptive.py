@@ -7,10 +7,13 @@ by the project's current shares. When the batch's labels have arrived, the arms 
 compared on the held-out test labels: from the labels before the batch (the base), one
 model is refitted with ``k`` of the margin picks added and one with ``k`` of the random
 picks (``k`` = the smaller arm's picks, so both add as many labels), and the per-label
-change of test accuracy of each is that arm's gain. A paired comparison on the same base
-and the same test labels removes most of the noise the test set's size would add.
+change of test accuracy of each is that arm's gain. The arms are compared row by row on
+the same base and the same test labels, by the refits' margin on each label (probability
+of the label minus the best other's, ``test_scores``): a paired comparison removes most of
+the noise the test set's size would add, and the margin, unlike 0/1 correctness, moves on
+every row (measured in bench/al_efficiency.py; README, "The default strategy").
 
-The difference of the two gains (margin minus random) is averaged over batches with a
+The paired difference (margin minus random), as a z, is averaged over batches with a
 discount, so older evidence fades as the model grows, and the margin share is the
 probability that margin's mean advantage is positive under a normal approximation,
 kept within ``[SHARE_FLOOR, 1 - SHARE_FLOOR]``. With no evidence the shares are
@@ -148,8 +151,27 @@ def _interleave(by_arm: dict[str, np.ndarray]) -> list[tuple[int, str]]:
 
 
 def test_scores(model, X, y) -> np.ndarray:
-    """One score per held-out row: 1.0 where ``model`` predicts its label, else 0.0."""
-    return (np.asarray(model.predict(X)) == np.asarray(y)).astype(float)
+    """One score per held-out row: the model's margin on its label, in [-1, 1].
+
+    That is the probability it gives the label minus the highest probability of another
+    label: positive exactly where it predicts the label. Two refits a few labels apart
+    rarely change a prediction on a few dozen held-out rows, so 0/1 correctness leaves
+    most paired differences at 0; the margin moves on every row and tells the arms apart
+    with far fewer rows. (The probability of the label alone also rewards picks that only
+    move probability between wrong classes, such as labels of junk far from every held-out
+    row.) A model without probabilities scores 1.0 where it predicts the label, else 0.0.
+    """
+    y = np.asarray(y)
+    if not hasattr(model, "predict_proba"):
+        return (np.asarray(model.predict(X)) == y).astype(float)
+    proba = np.asarray(model.predict_proba(X), dtype=float)
+    column = {label: i for i, label in enumerate(np.asarray(model.classes_).tolist())}
+    where = np.asarray([column.get(label, -1) for label in y.tolist()], dtype=np.int64)
+    rows, known = np.arange(len(y)), where >= 0
+    p_label = np.where(known, proba[rows, np.maximum(where, 0)], 0.0)
+    others = proba.copy()
+    others[rows[known], where[known]] = -np.inf
+    return p_label - others.max(axis=1)
 
 
 def window(order: np.ndarray) -> np.ndarray:
@@ -175,12 +197,15 @@ def measure(
         return mix
     with_ = {arm: score_with(np.sort(rng.choice(np.asarray(picks[arm]), size=k, replace=False)))
              for arm in ARMS}
-    # Paired per held-out row: margin's refit right where random's is wrong counts +1.
+    # Paired per held-out row: how much more sure of the label margin's refit is.
     paired = with_["margin"] - with_["random"]
     n = len(paired)
     sd = float(paired.std(ddof=1)) if n > 1 else 0.0
     z = float(paired.mean()) / (sd / math.sqrt(n)) if sd > 0 else 0.0
-    gains = {arm: float(with_[arm].mean() - base.mean()) / k for arm in ARMS}
+    # Gains are of accuracy (a margin above 0 is a right prediction); the z above is of
+    # the margins, which differ on every row.
+    right = float((np.asarray(base) > 0).mean())
+    gains = {arm: (float((with_[arm] > 0).mean()) - right) / k for arm in ARMS}
     new = Mix.from_json(mix.to_json())
     new.measurements = mix.measurements + 1
     # The evidence: a discounted sum of the measurements' z over the root of the summed

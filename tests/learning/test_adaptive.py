@@ -87,6 +87,28 @@ def test_measure_credits_the_arm_whose_picks_raise_held_out_accuracy():
                             rng=np.random.default_rng(0)) is mix
 
 
+def test_test_scores_are_the_margin_of_each_held_out_label():
+    """Probability of the label minus the best other label's: positive exactly where the
+    prediction is right, and moving with every refit where 0/1 correctness rarely does; a
+    label the model never saw scores minus the best probability, a model without
+    probabilities 0/1."""
+    X = np.asarray([[-2.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [0.0, 4.0]])
+    model = LogisticRegression().fit(X, ["a", "a", "b", "b", "c", "c"])
+    rows = np.asarray([[-3.0, 0.0], [0.5, 0.0], [0.5, 0.0], [0.0, 5.0]])
+    scores = adaptive.test_scores(model, rows, ["a", "b", "a", "z"])
+    proba = model.predict_proba(rows)
+    assert scores == pytest.approx([
+        proba[0, 0] - max(proba[0, 1], proba[0, 2]), proba[1, 1] - max(proba[1, 0], proba[1, 2]),
+        proba[2, 0] - max(proba[2, 1], proba[2, 2]), -proba[3].max()])
+    assert scores[0] > 0 and 0 < scores[1] < 1 and scores[2] < 0  # right, right, wrong
+
+    class Hard:
+        def predict(self, X):
+            return np.asarray(["a"] * len(X))
+
+    assert adaptive.test_scores(Hard(), X[:2], ["a", "b"]).tolist() == [1.0, 0.0]
+
+
 def test_shares_stay_within_the_floor_and_start_at_the_start_shares():
     assert adaptive.shares_from(0.0) == pytest.approx(adaptive.START_SHARES, abs=1e-3)
     assert adaptive.shares_from(50.0)["random"] == pytest.approx(adaptive.SHARE_FLOOR)
