@@ -37,7 +37,7 @@ def test_rule_added_in_the_browser_fires_and_shows_on_the_monitoring_page(page, 
     _token, key = api_token_create(project=served_project, scopes=["predict", "feedback"])
     auth = {"Authorization": f"Token {key}"}
     answer = page.request.post(f"/api/v1/projects/{slug}/predict", headers=auth, data={
-        "instances": [{"pixels": [(i * 7) % 16 / 16] * 64} for i in range(14)]}).json()
+        "instances": [{"pixels": [(i * 7) % 16 * 16] * 64} for i in range(14)]}).json()
     for p in answer["predictions"][:6]:
         wrong = next(label for label in served_project.labels if label != p["label"])
         sent = page.request.post(f"/api/v1/projects/{slug}/feedback", headers=auth,
