@@ -309,3 +309,25 @@ def test_the_import_api_answers_400_with_the_bad_rows_on_both_databases(text_pro
     report = response.json()["detail"]["report"]
     assert [e["row"] for e in report["errors"]] == [2, 3]
     assert not Sample.objects.exists()
+
+
+def test_a_large_import_refreshes_the_planners_statistics_once_committed(
+        tabular_project, monkeypatch, django_capture_on_commit_callbacks):
+    """Until autovacuum runs, PostgreSQL plans the first retrain's queries on the table as it
+    was before the import; a large import analyzes the sample table when it commits."""
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.services.imports import running
+
+    if connection.vendor != "postgresql":
+        pytest.skip("ANALYZE is PostgreSQL's")
+    monkeypatch.setattr(running, "ANALYZE_AFTER_ROWS", 3)
+    data = b"x,y\n" + b"".join(f"{i},{i * 2}\n".encode() for i in range(5))
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert run(tabular_project, "rows.csv", data).status == ImportJob.Status.DONE
+    assert any(q["sql"].startswith("ANALYZE annotation_sample") for q in queries.captured_queries)
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks(execute=True):
+            run(tabular_project, "few.csv", b"x,y\n1,2\n")
+    assert not any("ANALYZE" in q["sql"] for q in queries.captured_queries)

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation import archives, hooks, rows
@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 
 # A running job whose progress has not moved for this long belongs to a dead worker.
 STALE_AFTER = dt.timedelta(minutes=5)
+# After an import of at least this many rows, PostgreSQL's statistics of the sample table
+# are refreshed at once instead of when autovacuum gets to it. Until then the planner still
+# sees the table before the import: after 10M rows imported into an empty table, each
+# rescoring chunk's write of its top (which the partial index ``sample_scored`` answers in
+# milliseconds) was planned as a walk of the queue index over every pool row, 30 s a chunk
+# on a table larger than memory. ANALYZE samples the table: 1.2 s at 10M rows.
+ANALYZE_AFTER_ROWS = 10_000
 
 
 def import_job_start(*, job: ImportJob) -> ImportJob:
@@ -122,8 +129,18 @@ def _complete(load: ImportPass) -> ImportJob:
     label_count = load.stage.label_counts_add()
     if load.labeled:
         ledger.retrain_if_due(project=project, label_count=label_count)
+    if load.rows_ok >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
+        transaction.on_commit(_samples_analyze)  # before the cold start's task can start
     hooks.samples_added(project_id=project.pk)  # the cold start; a no-op once a model exists
     return job
+
+
+def _samples_analyze() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Sample._meta.db_table}")
+    except Exception:  # the import is done; autovacuum will analyze the table later
+        logger.exception("ANALYZE after an import failed")
 
 
 def _purge(job: ImportJob) -> None:
