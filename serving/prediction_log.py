@@ -94,13 +94,17 @@ _PROJECT, _VERSION, _TOKEN, _PREDICTION_ID = 0, 1, 2, 3
 _PREDICTED, _INSTANCE, _TRUE, _NOTE = 7, 10, 11, 12
 
 
-def _insert_sql() -> str:
+def _columns() -> str:
+    """The table's columns in ``_COLUMNS`` order, quoted, comma-separated."""
     quote = connection.ops.quote_name
-    columns = [PredictionLog._meta.get_field(name.removesuffix("_id")).column
-               if name.endswith("_id") and name != "prediction_id"
-               else PredictionLog._meta.get_field(name).column for name in _COLUMNS]
-    return (f"INSERT INTO {quote(PredictionLog._meta.db_table)} "
-            f"({', '.join(map(quote, columns))}) VALUES ({', '.join(['%s'] * len(columns))})")
+    return ", ".join(quote(PredictionLog._meta.get_field(name.removesuffix("_id")).column
+                           if name.endswith("_id") and name != "prediction_id"
+                           else PredictionLog._meta.get_field(name).column) for name in _COLUMNS)
+
+
+def _insert_sql() -> str:
+    return (f"INSERT INTO {connection.ops.quote_name(PredictionLog._meta.db_table)} "
+            f"({_columns()}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
 
 
 def _outcome(status_code: int) -> str:
@@ -257,9 +261,32 @@ def _row_write(cursor, sql: str, row: tuple, exc: Exception) -> int:
     return 0
 
 
-def _chunk_write(cursor, sql: str, rows: Sequence[tuple]) -> int:
-    """Insert ``rows`` under a savepoint; if the database refuses the batch, halve it until
-    each bad row stands alone, so every good row is stored as it is."""
+def _copy_sql() -> str:
+    return (f"COPY {connection.ops.quote_name(PredictionLog._meta.db_table)} ({_columns()}) "
+            "FROM STDIN")
+
+
+def _copy_write(cursor, rows: Sequence[tuple]) -> bool:
+    """PostgreSQL: the rows in one COPY under a savepoint; False if the database refused
+    them (nothing of them is kept then). COPY costs the writing process a fraction of
+    what a pipelined ``executemany`` does per row (about 60 µs there), and that process
+    is the one serving requests."""
+    try:
+        with transaction.atomic(), connection.wrap_database_errors:
+            with cursor.cursor.copy(_copy_sql()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return True
+    except _ROW_ERRORS:
+        return False
+
+
+def _chunk_write(cursor, sql: str, rows: Sequence[tuple], *, copy: bool = True) -> int:
+    """Insert ``rows`` under a savepoint (PostgreSQL: by COPY first); if the database
+    refuses the batch, halve it until each bad row stands alone, so every good row is
+    stored as it is."""
+    if copy and len(rows) > 1 and connection.vendor == "postgresql" and _copy_write(cursor, rows):
+        return len(rows)
     try:
         with transaction.atomic():
             cursor.executemany(sql, rows)
@@ -268,7 +295,8 @@ def _chunk_write(cursor, sql: str, rows: Sequence[tuple]) -> int:
         if len(rows) == 1:
             return _row_write(cursor, sql, rows[0], exc)
         middle = len(rows) // 2
-        return _chunk_write(cursor, sql, rows[:middle]) + _chunk_write(cursor, sql, rows[middle:])
+        return (_chunk_write(cursor, sql, rows[:middle], copy=False)
+                + _chunk_write(cursor, sql, rows[middle:], copy=False))
 
 
 def _summary(log: RequestLog) -> tuple:

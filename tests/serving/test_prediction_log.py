@@ -120,6 +120,24 @@ def test_one_projects_bad_rows_never_cost_other_projects_their_logs(
     assert response.status_code == 201, response.content
 
 
+def test_a_good_batch_is_written_by_one_copy_on_postgresql(served_project, monkeypatch):
+    """PostgreSQL takes a flush's rows by COPY (a pipelined insert cost the serving process
+    about 60 µs a row); SQLite by the plain insert."""
+    copies = []
+    real = prediction_log._copy_write
+
+    def spy(cursor, rows):
+        copies.append(real(cursor, rows))
+        return copies[-1]
+
+    monkeypatch.setattr(prediction_log, "_copy_write", spy)
+    log = _log(served_project, None, ["0", "1", "2"], [{"pixels": [i] * 64} for i in range(3)])
+    assert prediction_log.prediction_log_write([log]) == 3
+    assert copies == ([True] if connection.vendor == "postgresql" else [])
+    stored = PredictionLog.objects.get(prediction_id=_ids(log)[2])
+    assert stored.instance == {"pixels": [2] * 64} and stored.predicted_label == "2"
+
+
 def test_a_row_written_before_is_not_written_twice(served_project, client_with_token):
     """A flush retried after its commit went through stores nothing twice and fails nothing."""
     log = _log(served_project, client_with_token.token.pk, ["0", "1"])
