@@ -42,13 +42,18 @@ class PredictionLog(models.Model):
     )
     # Where the true label came from. A client's feedback is the live accuracy; the label an
     # annotator gave a routed input is not (rules route the inputs the model is least sure
-    # of, so their accuracy is biased low) and is reported apart, as routed accuracy.
+    # of, so their accuracy is biased low) and is reported apart, as routed accuracy, unless
+    # the input was drawn at random (``sampled``): a uniform draw is an unbiased sample of the
+    # traffic like client feedback, so its label counts as live accuracy (``sampled``).
     class FeedbackSource(models.TextChoices):
         CLIENT = "client"
         ROUTED = "routed"
+        SAMPLED = "sampled"
 
     feedback_source = models.CharField(max_length=10, blank=True, default="", db_default="",
                                        choices=FeedbackSource.choices)
+    # Drawn at random by a rule's route (``Rule.random_share``) for live accuracy.
+    sampled = models.BooleanField(default=False, db_default=False)
     # Set when the writer had to change the row to store it (a text the database refuses,
     # an instance dropped, a deleted token or version): what it changed and why.
     note = models.TextField(blank=True, default="")
@@ -191,6 +196,9 @@ class Rule(models.Model):
     cooldown_minutes = models.PositiveIntegerField(default=60)
     actions = models.JSONField(default=list)
     route_count = models.PositiveIntegerField(default=20)
+    # The share of route_count drawn at random from the served version's predictions: their
+    # labels count as live accuracy (an unbiased sample), so a live-accuracy rule has data.
+    random_share = models.FloatField(default=0.0)
     enabled = models.BooleanField(default=True)
     broken_reason = models.TextField(blank=True, default="")
     # The last evaluation: when, what it read, what it decided (see rules/evaluation.py).

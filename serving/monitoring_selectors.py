@@ -160,11 +160,13 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
     if version is not None:
         feedback = feedback.filter(model_version__number=version)
     # Counted on indexed columns (not the pk), so the feedback index alone answers. Labels of
-    # routed inputs are counted apart: rules route the inputs the model is least sure of.
+    # routed inputs are counted apart: rules route the inputs the model is least sure of;
+    # those of inputs a rule drew at random (``sampled``) are live accuracy.
     right = Q(true_label=F("predicted_label"))
     routed = Q(feedback_source=PredictionLog.FeedbackSource.ROUTED)
     counted = feedback.aggregate(
         n=Count("feedback_at", filter=~routed), correct=Count("feedback_at", filter=right & ~routed),
+        sampled=Count("feedback_at", filter=Q(feedback_source=PredictionLog.FeedbackSource.SAMPLED)),
         routed_n=Count("feedback_at", filter=routed),
         routed_correct=Count("feedback_at", filter=right & routed))
     drift, drift_note = input_drift(project=project, version=model, window=spec.name,
@@ -185,7 +187,8 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
                        "low_share": _round(share_below(histogram, settings.MONITORING_LOW_CONFIDENCE))},
         "classes": {"predicted": predicted, "training": training_distribution(version=model),
                     "training_version": model.number if model is not None else None},
-        "live_accuracy": _accuracy(counted["correct"], counted["n"]),
+        "live_accuracy": {**_accuracy(counted["correct"], counted["n"]),
+                          "sampled": counted["sampled"]},
         "routed_accuracy": {**_accuracy(counted["routed_correct"], counted["routed_n"]),
                             "note": ROUTED_NOTE},
         "estimated_accuracy": {"value": _round(mean_confidence), "method": "mean max-probability (CBPE)",
@@ -196,7 +199,7 @@ def monitoring_summary(*, project: Project, window: str = "24h", version: int | 
 
 ROUTED_NOTE = ("labels of production inputs routed to annotators by a rule: chosen as the "
                "least certain, so this is lower than the model's accuracy on its traffic; "
-               "live accuracy counts client feedback only")
+               "live accuracy counts client feedback and the inputs drawn at random only")
 
 
 def _accuracy(correct: int, n: int) -> dict:

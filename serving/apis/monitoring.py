@@ -74,16 +74,22 @@ class MonitoringSerializer(serializers.Serializer):
             help_text="Labels per class of the training set of training_version.")
         training_version = serializers.IntegerField(allow_null=True)
 
-    class LiveAccuracy(serializers.Serializer):
-        n = serializers.IntegerField(help_text=(
-            "Predictions with client feedback in the window (labels of routed inputs are "
-            "counted in routed_accuracy instead)."))
+    class Accuracy(serializers.Serializer):
+        n = serializers.IntegerField()
         correct = serializers.IntegerField()
         accuracy = serializers.FloatField(allow_null=True)
         low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval.")
         high = serializers.FloatField(allow_null=True)
 
-    class RoutedAccuracy(LiveAccuracy):
+    class LiveAccuracy(Accuracy):
+        n = serializers.IntegerField(help_text=(
+            "Predictions with client feedback in the window, and those a rule drew at random "
+            "and annotators labeled (labels of the inputs routed as the most informative are "
+            "counted in routed_accuracy instead)."))
+        sampled = serializers.IntegerField(help_text=(
+            "Of n: the predictions a rule drew at random (Rule.random_share)."))
+
+    class RoutedAccuracy(Accuracy):
         n = serializers.IntegerField(help_text=(
             "Predictions routed to annotators by a rule whose label came in the window."))
         note = serializers.CharField()
@@ -113,8 +119,9 @@ class MonitoringSerializer(serializers.Serializer):
     latency_ms = Latency(help_text="Estimated from log-spaced latency buckets.")
     confidence = Confidence()
     classes = Classes()
-    live_accuracy = LiveAccuracy(help_text="From client feedback only: an unbiased sample "
-                                 "when clients send feedback independently of the prediction.")
+    live_accuracy = LiveAccuracy(help_text=(
+        "From client feedback, an unbiased sample when clients send feedback independently "
+        "of the prediction, and from the inputs rules drew uniformly at random."))
     routed_accuracy = RoutedAccuracy(help_text=(
         "The served model's accuracy on the inputs rules routed to annotators, once labeled: "
         "the least certain inputs, so biased low; never part of live_accuracy."))
@@ -144,7 +151,8 @@ _EXAMPLE = {
                    "low_threshold": 0.5, "low_share": 0.0},
     "classes": {"predicted": {"cat": 3, "dog": 2}, "training": {"cat": 40, "dog": 60},
                 "training_version": 3},
-    "live_accuracy": {"n": 2, "correct": 2, "accuracy": 1.0, "low": 0.3424, "high": 1.0},
+    "live_accuracy": {"n": 2, "correct": 2, "accuracy": 1.0, "low": 0.3424, "high": 1.0,
+                      "sampled": 0},
     "routed_accuracy": {"n": 0, "correct": 0, "accuracy": None, "low": None, "high": None,
                         "note": "labels of production inputs routed to annotators by a rule: …"},
     "estimated_accuracy": {"value": 0.81, "method": "mean max-probability (CBPE)",

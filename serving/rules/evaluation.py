@@ -122,7 +122,8 @@ def _fire(rule: Rule, value: float, count: int, now: dt.datetime) -> str:
 
 
 def _route(rule: Rule, firing: RuleFiring, now: dt.datetime) -> None:
-    routed = route_inputs(project=rule.project, k=rule.route_count, window=rule.window, now=now)
+    routed = route_inputs(project=rule.project, k=rule.route_count, window=rule.window, now=now,
+                          random_share=rule.random_share)
     firing.notes.extend(routed.notes)
     if routed.sample_ids:
         firing.sample_ids = routed.sample_ids

@@ -1,7 +1,12 @@
 """Route production inputs to annotators: the most informative recent predictions whose
 instance was kept become unlabeled pool samples (``origin=production``) with the prediction
 that was made; their log rows point at the sample, so annotators' labels become the
-predictions' true labels (``feedback_source=routed``: routed accuracy, never live accuracy)."""
+predictions' true labels (``feedback_source=routed``: routed accuracy, never live accuracy).
+
+A rule's ``random_share`` of the route is drawn first, uniformly at random from the served
+version's predictions of the window, the routed ones included (they are only marked: the
+most informative are the hardest, and a draw that left them out would read high). Those
+rows are ``sampled``; their labels count as live accuracy (``feedback_source=sampled``)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,6 +23,7 @@ from annotation.images import content_sha256
 from annotation.models import Label, Project, Sample
 from annotation.services import RoutedInput, production_samples_route
 from core.errors import DomainError
+from learning.models import ModelVersion
 from learning.strategies import uncertainty_scores
 from serving import model_cache
 from serving.instances import PAYLOADS, instance_payload, instances_featurize
@@ -28,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # How many recent kept predictions are scored to pick from.
 CANDIDATES_MAX = 2000
+# A random draw picks among at most this many of the window's newest predictions.
+DRAW_MAX = 200_000
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,40 @@ def spread_over_classes(scores, predicted, k: int) -> list[int]:
     return picked
 
 
-def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> Routed:
-    """Route up to ``k`` recent production inputs (within ``window``) to annotators."""
+def _draw(project: Project, since: dt.datetime, m: int) -> tuple[list[PredictionLog], list[str]]:
+    """Draw ``m`` of the served version's predictions since ``since`` uniformly at random
+    (not drawn before, no client feedback, instance kept or routed already) and mark them
+    ``sampled``. A routed one keeps its sample (a label it has counts as live accuracy from
+    now on); the others are returned, to be routed."""
+    if m <= 0:
+        return [], []
+    served = ModelVersion.objects.filter(project=project, is_served=True).first()
+    if served is None:
+        return [], ["nothing drawn at random: no served model"]
+    pool = (PredictionLog.objects.filter(project=project, outcome=PredictionLog.Outcome.OK,
+                                         created_at__gte=since, model_version=served,
+                                         sampled=False)
+            .exclude(feedback_source=PredictionLog.FeedbackSource.CLIENT)
+            .filter(Q(instance__isnull=False) | Q(sample_id__isnull=False)))
+    ids = list(pool.order_by("-created_at").values_list("pk", flat=True)[:DRAW_MAX])
+    if not ids:
+        return [], [f"nothing drawn at random: no prediction of v{served.number} to draw"]
+    rng = np.random.default_rng()
+    chosen = [ids[i] for i in rng.choice(len(ids), size=min(m, len(ids)), replace=False)]
+    drawn = PredictionLog.objects.filter(pk__in=chosen)
+    drawn.update(sampled=True)
+    drawn.filter(feedback_source=PredictionLog.FeedbackSource.ROUTED).update(
+        feedback_source=PredictionLog.FeedbackSource.SAMPLED)
+    fresh = list(drawn.filter(sample_id__isnull=True).order_by("-created_at"))
+    return fresh, [f"drew {len(chosen)} of {len(ids)} prediction(s) of v{served.number} at "
+                   f"random for live accuracy ({len(chosen) - len(fresh)} routed already)"]
+
+
+def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime,
+                 random_share: float = 0.0) -> Routed:
+    """Route up to ``k`` recent production inputs (within ``window``) to annotators: first
+    ``random_picks(k, random_share)`` drawn at random (see ``_draw``), then the most
+    informative of the rest."""
     since = now - WINDOWS[window].span
     recent = _candidates(project, since)
     counts = recent.aggregate(kept=Count("pk", filter=Q(instance__isnull=False)),
@@ -147,7 +187,11 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> 
     if counts["lost"]:
         notes.append(f"{counts['lost']} recent input(s) could not be routed: their instance "
                      "was not kept (larger than PREDICTION_LOG_INSTANCE_MAX_BYTES)")
-    logs = list(recent.filter(instance__isnull=False).order_by("-created_at")[:CANDIDATES_MAX])
+    drawn, drawn_notes = _draw(project, since, random_picks(k, random_share))
+    notes.extend(drawn_notes)
+    drawn_ids = {log.pk for log in drawn}
+    logs = drawn + [log for log in recent.filter(instance__isnull=False)
+                    .order_by("-created_at")[:CANDIDATES_MAX] if log.pk not in drawn_ids]
     unique, seen = [], _known(project, logs) if logs else set()
     duplicates = 0
     for log in logs:
@@ -162,8 +206,11 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> 
     if not unique:
         notes.append("no recent production input to route")
         return Routed([], notes)
-    usable, scores, predicted = _scored(project, unique)
-    chosen = [usable[i] for i in spread_over_classes(scores, predicted, k)]
+    chosen = [log for log in unique if log.pk in drawn_ids][:k]
+    rest = [log for log in unique if log.pk not in drawn_ids]
+    if rest and len(chosen) < k:
+        usable, scores, predicted = _scored(project, rest)
+        chosen += [usable[i] for i in spread_over_classes(scores, predicted, k - len(chosen))]
     inputs, taken = [], []
     for log in chosen:
         try:
@@ -179,26 +226,31 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime) -> 
     for log, sample in zip(taken, samples):
         # The sample holds the instance now; the row keeps the prediction, awaiting a label.
         PredictionLog.objects.filter(pk=log.pk).update(sample_id=sample.pk, instance=None)
-    notes.insert(0, f"routed {len(samples)} of {len(unique)} recent input(s), "
-                    f"{project.query_strategy} strategy, spread over predicted classes")
+    at_random = sum(log.pk in drawn_ids for log in taken)
+    notes.insert(0, f"routed {len(samples)} of {len(unique)} recent input(s)"
+                    + (f": {at_random} drawn at random, the rest" if drawn_ids else ",")
+                    + f" by the {project.query_strategy} strategy, spread over predicted classes")
     return Routed([s.pk for s in samples], notes)
+
+
+ROUTED, SAMPLED = PredictionLog.FeedbackSource.ROUTED, PredictionLog.FeedbackSource.SAMPLED
 
 
 def routed_feedback_sync(*, now: dt.datetime) -> int:
     """Routed predictions whose sample is labeled get its label as their feedback (true
     label, and the label's time, ``feedback_source=routed``): counted as routed accuracy,
-    apart from the clients' live accuracy, which these uncertain picks would bias low.
-    Returns how many."""
+    apart from the clients' live accuracy, which these uncertain picks would bias low; or
+    ``sampled`` for those drawn at random, which live accuracy counts. Returns how many."""
     logs = list(PredictionLog.objects.filter(sample_id__isnull=False, feedback_at__isnull=True)
                 .filter(sample__status=Sample.Status.LABELED)
-                .values_list("pk", "sample_id")[:5000])
+                .values_list("pk", "sample_id", "sampled")[:5000])
     if not logs:
         return 0
     labels: dict[int, list[Label]] = defaultdict(list)
-    for label in Label.objects.current().filter(sample_id__in=[s for _pk, s in logs]):
+    for label in Label.objects.current().filter(sample_id__in=[s for _pk, s, _d in logs]):
         labels[label.sample_id].append(label)
     done = 0
-    for pk, sample_id in logs:
+    for pk, sample_id, sampled in logs:
         given = labels.get(sample_id)
         if not given:
             continue
@@ -206,5 +258,13 @@ def routed_feedback_sync(*, now: dt.datetime) -> int:
         value = max(sorted(set(values)), key=values.count)  # the majority; ties by name
         at = max(label.created_at for label in given)
         done += PredictionLog.objects.filter(pk=pk, feedback_at__isnull=True).update(
-            true_label=value, feedback_at=at, feedback_source=PredictionLog.FeedbackSource.ROUTED)
+            true_label=value, feedback_at=at, feedback_source=SAMPLED if sampled else ROUTED)
     return done
+
+
+def random_picks(k: int, share: float) -> int:
+    """How many of a route of ``k`` are drawn at random: ``share`` of them, rounded, at
+    least one when the share is above 0."""
+    if k <= 0 or share <= 0:
+        return 0
+    return min(k, max(1, round(k * share)))

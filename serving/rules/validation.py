@@ -10,10 +10,11 @@ from serving.models import Rule
 from serving.monitoring_selectors import WINDOWS
 
 FIELDS = ("name", "metric", "column", "op", "threshold", "window", "min_count",
-          "cooldown_minutes", "actions", "route_count", "enabled")
+          "cooldown_minutes", "actions", "route_count", "random_share", "enabled")
 REQUIRED = ("metric", "op", "threshold", "actions")
 DEFAULTS: dict[str, Any] = {"name": "", "column": "", "window": "1h", "min_count": 0,
-                            "cooldown_minutes": 60, "route_count": 20, "enabled": True}
+                            "cooldown_minutes": 60, "route_count": 20, "random_share": 0.0,
+                            "enabled": True}
 # Metrics that are shares (0..1) and those that count from 0 up.
 UNIT_METRICS = {Rule.Metric.LIVE_ACCURACY, Rule.Metric.ESTIMATED_ACCURACY,
                 Rule.Metric.LOW_CONFIDENCE_SHARE, Rule.Metric.ERROR_RATE}
@@ -98,6 +99,11 @@ def rule_check(data: Any, *, current: Rule | None = None) -> dict[str, Any]:
     out["actions"] = [a for a in ("route", "retrain", "alert") if a in actions]
     out["route_count"] = _int("route_count", values["route_count"], ROUTE_COUNT_MIN,
                               ROUTE_COUNT_MAX)
+    share = values["random_share"]
+    if isinstance(share, bool) or not isinstance(share, (int, float)) \
+            or not math.isfinite(share) or not 0 <= share <= 1:
+        raise InvalidRule("random_share", f"give a share from 0 to 1, not {share!r}")
+    out["random_share"] = float(share)
     if not isinstance(values["enabled"], bool):
         raise InvalidRule("enabled", "give true or false")
     out["enabled"] = values["enabled"]

@@ -58,6 +58,8 @@ def _feedback(predictor, project, predictions, *, wrong=True):
     ({"actions": []}, "actions"), ({"actions": ["retrain", "retrain"]}, "actions"),
     ({"actions": ["deploy"]}, "actions"), ({"route_count": 0}, "route_count"),
     ({"column": "x"}, "column"), ({"force": True}, "force"), ({"enabled": "yes"}, "enabled"),
+    ({"random_share": 1.5}, "random_share"), ({"random_share": "x"}, "random_share"),
+    ({"random_share": True}, "random_share"), ({"random_share": -0.1}, "random_share"),
 ])
 def test_invalid_rules_name_the_field(change, field):
     with pytest.raises(InvalidRule) as caught:
@@ -72,6 +74,8 @@ def test_required_fields_and_defaults():
     checked = rule_check({"metric": "drift", "column": "pixel_3", "op": ">", "threshold": 0.2,
                           "actions": ["alert"]})
     assert checked["window"] == "1h" and checked["cooldown_minutes"] == 60
+    assert checked["random_share"] == 0.0 and rule_check({**RULE, "random_share": 1})[
+        "random_share"] == 1.0
     assert rule_check(RULE)["actions"] == ["route", "retrain", "alert"]  # route first
 
 

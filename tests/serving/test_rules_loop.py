@@ -77,7 +77,8 @@ def test_monitoring_page_and_json_show_routed_accuracy_apart(served_project, tok
     browser = Client()
     browser.force_login(served_project.owner)
     page = browser.get(f"/projects/{served_project.slug}/monitoring/").content.decode()
-    assert "Live accuracy (client feedback)" in page and "Accuracy on routed inputs" in page
+    assert "Live accuracy (client feedback, random draws)" in page
+    assert "Accuracy on routed inputs" in page
 
 
 def test_no_data_fires_nothing_closes_alerts_and_turns_the_rule_off_after_a_while(
