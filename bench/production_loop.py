@@ -8,26 +8,35 @@ served model's accuracy on the shifted digits falls. With the same label budget:
   (b) retrain on a schedule (every ``--every`` steps) on ``--batch`` randomly sampled
       recent production inputs not labeled yet (neither policy labels an input twice: a
       routed prediction points at its sample from then on, so routing skips it);
-  (c) this service's rules with routing, both with actions *route* + *retrain* and a
-      cool-down of ``--every`` steps: ``low_confidence_share > --threshold`` over the last
-      ``--every`` steps (at least 30 predictions), and ``live_accuracy < pre-shift test
-      accuracy - 0.02`` over the last 2 × ``--every`` steps (at least 20 feedbacks; clients
-      send feedback on ``--feedback`` of predictions; as in the service, live accuracy
-      counts client feedback only, not the routed inputs' labels). A firing labels the
-      ``--batch`` most informative recent inputs (margin under the served model, spread
-      over predicted classes: ``serving.rules.routing.spread_over_classes``, the code the
-      service runs), then retrains. Client feedback feeds the metric only, in no policy
+  (c) this service's rules with routing, all with actions *route* + *retrain*, read as the
+      service reads them (the served version's predictions only: after a promotion a
+      metric starts again), one firing per ``--every`` steps (their cool-down):
+        1. ``low_confidence_share > --threshold`` over the last ``--every`` steps (at least
+           30 predictions);
+        2. ``live_accuracy < pre-shift test accuracy - 0.02`` over the last 2 × ``--every``
+           steps (at least 20 observations: client feedback, sent on ``--feedback`` of the
+           predictions, and the labels of the inputs routes drew at random);
+        3. ``drift >= 0.5`` over the last ``--every`` steps (at least 30 inputs): the
+           monitoring's share of drifted features, computed as the service computes it for
+           images (``serving.drift``: K-S per principal component of the project's samples
+           at training time, here the training set).
+      A firing routes ``--batch`` inputs: ``--random-share`` of them drawn uniformly from
+      the served version's recent predictions without client feedback (routed ones
+      included, marked rather than labeled twice: ``serving.rules.routing.random_picks``),
+      then the most informative of the rest (margin under the served model, spread over
+      predicted classes: ``serving.rules.routing.spread_over_classes``, the code the
+      service runs); then it retrains. Client feedback feeds the metric only, in no policy
       the training set, so the three compare on annotator labels alone.
 
-For comparison, ``rules_before`` is (c) as the service was before routed labels were
-counted apart: they counted as live accuracy, which they bias low (the routed inputs are
-the least certain), so the live-accuracy rule fired before the shift too.
+Ablations of (c), in the same run: ``rules_no_random`` (no random share: routed labels never
+count as live accuracy), ``rules_no_drift`` (rules 1 and 2), ``rules_previous`` (rules 1 and
+2 without a random share: the service before the random share).
 
 Every retrain goes through the same promotion check as the service (macro-F1 on a fixed
 held-out set, drawn from both regimes, against the served model). Accuracy on held-out
 post-shift digits is measured after every step.
 
-    python bench/production_loop.py            # seeds 0-4, 4 policies: 5-10 min
+    python bench/production_loop.py            # seeds 0-4, 6 policies: 5-15 min
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
 
 Prints per policy and seed the post-shift accuracy over time with labels spent, the labels
@@ -57,17 +66,30 @@ import django  # noqa: E402
 django.setup()
 
 from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from learning.services.drift_reference import COMPONENTS  # noqa: E402
 from learning.strategies import uncertainty_scores  # noqa: E402
+from serving.drift import DRIFT_SHARE, dataset_drift, numeric_drift  # noqa: E402
+from serving.drift_selectors import MIN_ROWS as DRIFT_MIN_ROWS  # noqa: E402
 from serving.rules.metrics import compare  # noqa: E402
-from serving.rules.routing import spread_over_classes  # noqa: E402
+from serving.rules.routing import random_picks, spread_over_classes  # noqa: E402
 
 LOW_CONFIDENCE = 0.5  # MONITORING_LOW_CONFIDENCE's default
 RECOVERY_POINTS = 0.02
+RULES = ("low_confidence", "live_accuracy", "drift")
+# (c) and its ablations: the rule set and the share of each route drawn at random.
+POLICIES = {
+    "never": None, "schedule": None,
+    "rules": {"random_share": 0.2, "rule_names": RULES},
+    "rules_no_random": {"random_share": 0.0, "rule_names": RULES},
+    "rules_no_drift": {"random_share": 0.2, "rule_names": RULES[:2]},
+    "rules_previous": {"random_share": 0.0, "rule_names": RULES[:2]},
+}
 
 
 def shifted(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -86,59 +108,152 @@ def macro_f1(estimator, X, y) -> float:
     return float(f1_score(y, estimator.predict(X), average="macro"))
 
 
+def _reference(X_pool: np.ndarray) -> dict:
+    """A version's drift reference as the service builds it for images: the project's
+    samples at training time projected on their first principal components (no confidence
+    feature: every sample here is a training sample, and the service needs 30 unseen)."""
+    pca = PCA(n_components=COMPONENTS, random_state=0).fit(X_pool)
+    keep = pca.explained_variance_ratio_ > 1e-6
+    return {"pca": pca, "keep": keep, "values": pca.transform(X_pool)[:, keep]}
+
+
+def _drift_share(reference: dict, X_window: np.ndarray) -> float:
+    projected = reference["pca"].transform(X_window)[:, reference["keep"]]
+    features = [numeric_drift(f"PC{j + 1}", reference["values"][:, j], projected[:, j])
+                for j in range(projected.shape[1])]
+    return dataset_drift(features)[1]
+
+
+class Loop:
+    """Policy (c)'s state: every prediction of the recent steps as the service logs it
+    (the served version that made it, its confidence, client feedback asked or not, routed
+    and labeled, drawn at random for live accuracy), and the rules read over it."""
+
+    def __init__(self, args, data: dict, rng: np.random.Generator, random_share: float,
+                 rule_names: tuple[str, ...]):
+        self.args, self.data, self.rng = args, data, rng
+        self.random_share, self.rule_names = random_share, rule_names
+        self.steps: list[dict] = []
+        self.version, self.last_fired = 1, -10**9
+        self.fired = {name: 0 for name in rule_names}
+
+    def observe(self, served, X: np.ndarray, y: np.ndarray) -> None:
+        proba = served.predict_proba(X)
+        self.steps.append({
+            "X": X, "y": y, "pred": served.classes_[proba.argmax(axis=1)],
+            "conf": proba.max(axis=1), "version": np.full(len(X), self.version),
+            "asked": self.rng.random(len(X)) < self.args.feedback,
+            "labeled": np.zeros(len(X), bool), "sampled": np.zeros(len(X), bool)})
+
+    def _rows(self, steps: int, *, served_only: bool) -> list[tuple[int, np.ndarray]]:
+        out = []
+        for s in range(max(0, len(self.steps) - steps), len(self.steps)):
+            mask = np.ones(len(self.steps[s]["y"]), bool)
+            if served_only:
+                mask &= self.steps[s]["version"] == self.version
+            out.append((s, mask))
+        return out
+
+    def readings(self, reference: dict) -> dict[str, bool]:
+        every, a = self.args.every, self.args
+        recent = self._rows(every, served_only=True)
+        conf = np.concatenate([self.steps[s]["conf"][m] for s, m in recent])
+        X_window = np.vstack([self.steps[s]["X"][m] for s, m in recent])
+        # Live accuracy: client feedback, and the labels of the inputs drawn at random.
+        seen = np.concatenate([(self.steps[s]["pred"] == self.steps[s]["y"])[
+            m & (self.steps[s]["asked"] | (self.steps[s]["sampled"] & self.steps[s]["labeled"]))]
+            for s, m in self._rows(2 * every, served_only=True)])
+        met = {}
+        if "low_confidence" in self.rule_names:
+            met["low_confidence"] = len(conf) >= 30 and compare(
+                ">", float((conf < LOW_CONFIDENCE).mean()), a.threshold)
+        if "live_accuracy" in self.rule_names:
+            met["live_accuracy"] = len(seen) >= 20 and compare(
+                "<", float(seen.mean()), self.data["pre_accuracy"] - RECOVERY_POINTS)
+        if "drift" in self.rule_names:
+            met["drift"] = len(X_window) >= DRIFT_MIN_ROWS and compare(
+                ">=", _drift_share(reference, X_window), DRIFT_SHARE)
+        return met
+
+    def route(self, served, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs to label: ``random_picks(k, share)`` drawn uniformly from the served
+        version's recent predictions without client feedback (routed ones included: they
+        are marked, not routed twice), then the most informative of the rest."""
+        window = self._rows(self.args.candidates, served_only=False)
+        keys = [(s, i) for s, m in window for i in np.flatnonzero(m)]
+        step = {s: self.steps[s] for s, _m in window}
+        drawable = [key for key in keys if step[key[0]]["version"][key[1]] == self.version
+                    and not step[key[0]]["asked"][key[1]] and not step[key[0]]["sampled"][key[1]]]
+        m = min(random_picks(k, self.random_share), len(drawable))
+        new: list[tuple[int, int]] = []
+        for j in self.rng.choice(len(drawable), size=m, replace=False) if m else ():
+            s, i = drawable[j]
+            step[s]["sampled"][i] = True
+            if not step[s]["labeled"][i]:
+                new.append((s, i))
+        fresh = [key for key in keys if not step[key[0]]["labeled"][key[1]]
+                 and not step[key[0]]["asked"][key[1]] and key not in new]
+        if fresh and len(new) < k:
+            X_fresh = np.vstack([step[s]["X"][i] for s, i in fresh])
+            scores = uncertainty_scores(served, X_fresh, strategy="margin")
+            predicted = [str(c) for c in served.predict(X_fresh)]
+            new += [fresh[i] for i in spread_over_classes(scores, predicted, k - len(new))]
+        for s, i in new:
+            step[s]["labeled"][i] = True
+        if not new:
+            return np.empty((0, 64)), np.empty(0, dtype=str)
+        return (np.vstack([step[s]["X"][i] for s, i in new]),
+                np.array([step[s]["y"][i] for s, i in new]))
+
+
 def run_policy(policy: str, data: dict, args, seed: int) -> dict:
     rng = np.random.default_rng(seed * 101 + zlib.crc32(policy.encode()) % 97)  # reproducible
     X_train, y_train = data["X_init"].copy(), data["y_init"].copy()
     served = model().fit(X_train, y_train)
     X_val, y_val = data["X_val"], data["y_val"]
     spent, curve, retrains, promoted = 0, [], 0, 0
-    window: list[tuple[np.ndarray, np.ndarray]] = []  # (X, y) of recent steps
-    last_fired = -10**9
-    feedback: list[list[bool]] = []  # per step: was each prediction with feedback right
-    labeled: set[tuple[int, int]] = set()  # (step, row) of the inputs labeled already
+    rules = POLICIES[policy]
+    if rules and args.random_share is not None and rules["random_share"]:
+        rules = {**rules, "random_share": args.random_share}
+    loop = Loop(args, data, rng, **rules) if rules else None
+    reference = _reference(X_train) if loop and "drift" in loop.rule_names else None
+    window: list[tuple[np.ndarray, np.ndarray]] = []  # schedule: (X, y) of recent steps
+    labeled: set[tuple[int, int]] = set()  # schedule: (step, row) of the inputs labeled
     for step, (X_step, y_step) in enumerate(data["stream"]):
-        window = (window + [(X_step, y_step)])[-args.candidates:]
-        # Candidates: the recent inputs not labeled yet (the service never routes an input
-        # twice: a routed prediction points at its sample from then on).
-        ids = [(step - len(window) + 1 + w, row) for w, (x, _) in enumerate(window)
-               for row in range(len(x))]
-        fresh = np.array([key not in labeled for key in ids])
-        X_recent = np.vstack([x for x, _ in window])[fresh]
-        y_recent = np.concatenate([y for _, y in window])[fresh]
-        ids = [key for key, ok in zip(ids, fresh) if ok]
-        take = None
-        if policy == "schedule" and step % args.every == args.every - 1:
-            take = rng.choice(len(X_recent), size=min(args.batch, len(X_recent)), replace=False)
-        elif policy in ("rules", "rules_before"):
-            X_metric = np.vstack([x for x, _ in window[-args.every:]])
-            proba = served.predict_proba(X_metric)
-            share = float((proba.max(axis=1) < LOW_CONFIDENCE).mean())
-            # Client feedback on a share of this step's predictions (the metric only).
-            asked = rng.random(len(X_step)) < args.feedback
-            feedback.append(list(served.predict(X_step[asked]) == y_step[asked])
-                            if asked.any() else [])
-            seen = [ok for step_feedback in feedback[-2 * args.every:] for ok in step_feedback]
-            live = float(np.mean(seen)) if seen else None
-            low_conf_rule = len(X_metric) >= 30 and compare(">", share, args.threshold)
-            live_rule = (len(seen) >= 20 and live is not None
-                         and compare("<", live, data["pre_accuracy"] - RECOVERY_POINTS))
-            if (low_conf_rule or live_rule) and step - last_fired >= args.every:
-                last_fired = step
-                scores = uncertainty_scores(served, X_recent, strategy="margin")
-                predicted = [str(c) for c in served.predict(X_recent)]
-                take = np.array(spread_over_classes(scores, predicted, args.batch), dtype=int)
-                if policy == "rules_before":  # routed labels counted as live accuracy
-                    feedback[-1].extend(np.array(predicted)[take] == y_recent[take])
-        if take is not None and len(take) and spent < args.budget:
-            take = take[: args.budget - spent]
-            spent += len(take)
-            labeled.update(ids[i] for i in take)
-            X_train = np.vstack([X_train, X_recent[take]])
-            y_train = np.concatenate([y_train, y_recent[take]])
+        X_new = y_new = None
+        if policy == "schedule":
+            window = (window + [(X_step, y_step)])[-args.candidates:]
+            ids = [(step - len(window) + 1 + w, row) for w, (x, _) in enumerate(window)
+                   for row in range(len(x))]
+            fresh = np.array([key not in labeled for key in ids])
+            if step % args.every == args.every - 1 and spent < args.budget:
+                X_recent = np.vstack([x for x, _ in window])[fresh]
+                y_recent = np.concatenate([y for _, y in window])[fresh]
+                keys = [key for key, ok in zip(ids, fresh) if ok]
+                take = rng.choice(len(X_recent), size=min(args.batch, len(X_recent)),
+                                  replace=False)[: args.budget - spent]
+                labeled.update(keys[i] for i in take)
+                X_new, y_new = X_recent[take], y_recent[take]
+        elif loop is not None:
+            loop.observe(served, X_step, y_step)
+            met = loop.readings(reference)
+            if any(met.values()) and step - loop.last_fired >= args.every and spent < args.budget:
+                loop.last_fired = step
+                for name, ok in met.items():
+                    loop.fired[name] += ok
+                X_new, y_new = loop.route(served, min(args.batch, args.budget - spent))
+        if X_new is not None and len(X_new):
+            spent += len(X_new)
+            X_train = np.vstack([X_train, X_new])
+            y_train = np.concatenate([y_train, y_new])
             candidate = model().fit(X_train, y_train)
             retrains += 1
             if macro_f1(candidate, X_val, y_val) >= macro_f1(served, X_val, y_val):
                 served, promoted = candidate, promoted + 1
+                if loop is not None:
+                    loop.version += 1
+                    if reference is not None:
+                        reference = _reference(X_train)
         curve.append({"step": step, "shifted": step >= data["shift_step"], "labels": spent,
                       "post_accuracy": round(float(served.score(data["X_post"], data["y_post"])), 4)})
     target = data["pre_accuracy"] - RECOVERY_POINTS
@@ -146,8 +261,9 @@ def run_policy(policy: str, data: dict, args, seed: int) -> dict:
     recovered = next((c["labels"] - at_shift for c in curve if c["shifted"]
                       and c["post_accuracy"] >= target), None)
     return {"labels_spent": spent, "retrains": retrains, "promoted": promoted,
-            "labels_to_recover": recovered, "labels_after_shift": spent - at_shift, "final_post_accuracy": curve[-1]["post_accuracy"],
-            "curve": curve}
+            "labels_to_recover": recovered, "labels_after_shift": spent - at_shift,
+            "final_post_accuracy": curve[-1]["post_accuracy"],
+            "fired_by": loop.fired if loop else None, "curve": curve}
 
 
 def dataset(seed: int, steps: int) -> dict:
@@ -179,14 +295,18 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=6,
                         help="steps of recent inputs both policies pick from (the rule's window)")
     parser.add_argument("--budget", type=int, default=800)
+    parser.add_argument("--policies", default="never,schedule,rules,rules_no_random,rules_no_drift,rules_previous",
+                        help=f"comma-separated, of {', '.join(POLICIES)}")
     parser.add_argument("--threshold", type=float, default=0.08,
                         help="rule 1: low_confidence_share > threshold")
+    parser.add_argument("--random-share", type=float, default=None,
+                        help="rules' random share (default: each policy's, 0.2 for rules)")
     parser.add_argument("--feedback", type=float, default=0.1,
                         help="share of predictions clients send feedback on (rule 2's data)")
     args = parser.parse_args()
     started = time.time()
     results = {"args": vars(args), "seeds": {}}
-    policies = ("never", "schedule", "rules", "rules_before")
+    policies = tuple(args.policies.split(","))
     print(f"digits, shift: one pixel right + noise; budget {args.budget} labels, "
           f"{args.batch} per retrain, every {args.every} steps / rule window {args.every} steps")
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -197,15 +317,16 @@ def main() -> None:
                                   "runs": runs}
         print(f"\nseed {seed}: pre-shift accuracy {data['pre_accuracy']:.3f}, on shifted "
               f"digits {data['post_accuracy_before']:.3f}; target {data['pre_accuracy'] - RECOVERY_POINTS:.3f}")
-        print("  step " + "".join(f"{c['step']:>6}" for c in runs["never"]["curve"][data["shift_step"]::2]))
+        print("  step " + "".join(f"{c['step']:>6}" for c in next(iter(runs.values()))["curve"][data["shift_step"]::2]))
         for policy, run in runs.items():
             post = run["curve"][data["shift_step"]::2]
-            print(f"  {policy:8} acc " + "".join(f"{c['post_accuracy']:6.3f}" for c in post))
-            print(f"  {'':8} lab " + "".join(f"{c['labels']:6d}" for c in post))
+            print(f"  {policy:15} acc " + "".join(f"{c['post_accuracy']:6.3f}" for c in post))
+            print(f"  {'':15} lab " + "".join(f"{c['labels']:6d}" for c in post))
         for policy, run in runs.items():
-            print(f"  {policy:8} labels to recover: {run['labels_to_recover']}, spent "
+            fired = f", firings by rule {run['fired_by']}" if run["fired_by"] else ""
+            print(f"  {policy:15} labels to recover: {run['labels_to_recover']}, spent "
                   f"{run['labels_spent']}, final {run['final_post_accuracy']:.3f}, "
-                  f"retrains {run['retrains']} (promoted {run['promoted']})")
+                  f"retrains {run['retrains']} (promoted {run['promoted']}){fired}")
     rows = list(results["seeds"].values())
     print("\nper seed: labels to recover after the shift (None: not within the budget) / labels "
           "spent before the shift / final post-shift accuracy")
@@ -223,9 +344,8 @@ def main() -> None:
              for bi, ci, r in zip(b, c, rows)]
     never_below = all(r["runs"]["rules"]["final_post_accuracy"]
                       >= r["runs"]["schedule"]["final_post_accuracy"] for r in rows)
-    results["summary"] = {"labels_to_recover": {"schedule": b, "rules": c,
-                                                "rules_before": [r["runs"]["rules_before"][
-                                                    "labels_to_recover"] for r in rows]},
+    results["summary"] = {"labels_to_recover": {p: [r["runs"][p]["labels_to_recover"] for r in rows]
+                                                for p in policies},
                           "rules_over_schedule_at_most": bound,
                           "rules_at_most_half_of_schedule": half,
                           "rules_never_ends_below_schedule": never_below,

@@ -95,7 +95,7 @@ def test_rule_routes_drifted_inputs_to_annotators_and_a_better_model_is_served(
     rule = requests.post(f"{base}/rules", headers=admin, timeout=HTTP, json={
         "metric": "live_accuracy", "op": "<", "threshold": 0.8, "window": "1h",
         "min_count": 20, "cooldown_minutes": 30, "actions": ["retrain", "route", "alert"],
-        "route_count": 20})
+        "route_count": 20, "random_share": 0.25})
     assert rule.status_code == 201, rule.text
     rule_id = rule.json()["id"]
 
@@ -148,9 +148,12 @@ def test_rule_routes_drifted_inputs_to_annotators_and_a_better_model_is_served(
     v2 = firing.version
     assert v2.number > v1.number and v2.trigger == ModelVersion.Trigger.RULE
     assert PredictionLog.objects.filter(sample_id__in=routed, feedback_at__isnull=False).count() == 20
-    # the routed labels are counted apart: v1's live accuracy is still its clients' feedback
+    # the 5 routed inputs drawn at random count as v1's live accuracy, with its clients'
+    # feedback; the 15 most informative are counted apart
     v1_now = monitoring_summary(project=project, window="1h", version=v1.number)
-    assert v1_now["live_accuracy"]["n"] == 25 and v1_now["routed_accuracy"]["n"] == 20
+    assert v1_now["live_accuracy"]["n"] == 30 and v1_now["live_accuracy"]["sampled"] == 5
+    assert v1_now["routed_accuracy"]["n"] == 15
+    assert PredictionLog.objects.filter(sample_id__in=routed, sampled=True).count() == 5
     _wait("the worker to rescore the pool", lambda: ModelVersion.objects.get(
         pk=v2.pk).scored_sample_count is not None, worker, beat)
 
@@ -166,5 +169,5 @@ def test_rule_routes_drifted_inputs_to_annotators_and_a_better_model_is_served(
     assert first["id"] == firing.pk and first["version"] == v2.number
     assert first["version_served"] is True and set(first["sample_ids"]) == routed
     assert first["actions"] == ["route", "retrain", "alert"] and first["count"] >= 20
-    assert any("routed 20" in note for note in first["notes"])
+    assert any("routed 20" in note and "5 drawn at random" in note for note in first["notes"])
     assert any(f"v{v2.number}" in note for note in first["notes"])
