@@ -178,11 +178,9 @@ def raw_figures(kind: str, estimator, rows: int, repeats: int = 200) -> dict:
     }
 
 
-def setup_main() -> None:
-    """argv: kind, row counts (comma-separated). Prints one JSON line."""
-    import django
-
-    django.setup()
+def setup_project(kind: str) -> dict:
+    """Create and train the kind's project (Django set up); return its token key, served
+    version and loaded artifact."""
     from django.contrib.auth import get_user_model
 
     from annotation.models import Label, Sample
@@ -191,7 +189,6 @@ def setup_main() -> None:
     from learning.services import model_version_request, model_version_train
     from serving.services import api_token_create
 
-    kind, row_counts = sys.argv[1], [int(r) for r in sys.argv[2].split(",")]
     owner, _ = get_user_model().objects.get_or_create(username="bench")
     labels = [str(d) for d in range(10)]
     project = project_create(owner=owner, slug=slug(kind), name=f"Bench {kind}", kind=kind,
@@ -212,9 +209,20 @@ def setup_main() -> None:
     assert version.is_served, version.error
     _, key = api_token_create(project=project, scopes=["predict"])
     estimator = artifacts.load(path=version.artifact_path, sha256=version.artifact_sha256)
-    print(json.dumps({"key": key, "artifact": version.artifact_path, "accuracy": version.accuracy,
-                      "raw": [raw_figures(kind, estimator, n) for n in row_counts]}))
+    return {"key": key, "version": version, "estimator": estimator}
 
+
+def setup_main() -> None:
+    """argv: kind, row counts (comma-separated). Prints one JSON line."""
+    import django
+
+    django.setup()
+    kind, row_counts = sys.argv[1], [int(r) for r in sys.argv[2].split(",")]
+    made = setup_project(kind)
+    version, estimator = made["version"], made["estimator"]
+    print(json.dumps({"key": made["key"], "artifact": version.artifact_path,
+                      "accuracy": version.accuracy,
+                      "raw": [raw_figures(kind, estimator, n) for n in row_counts]}))
 
 if __name__ == "__main__":
     setup_main()
