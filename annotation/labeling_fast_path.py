@@ -36,21 +36,13 @@ import io
 import logging
 import re
 from dataclasses import dataclass
-from http.client import responses
 from types import SimpleNamespace
 
 import orjson
 from django.conf import settings
 from django.core import validators as core_validators
-from django.core.exceptions import DisallowedHost
-from django.db import connections
-from django.http import HttpRequest, HttpResponse
-from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.middleware.security import SecurityMiddleware
 from django.urls import get_resolver
-from django.utils.module_loading import import_string
 from rest_framework import exceptions, serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from core.errors import DomainError
@@ -61,7 +53,15 @@ from annotation.selectors import membership_get
 from annotation.access import LABELING_ROLES, member_require
 from annotation.services import label_submit, sample_lease_next
 from core.remembered import RememberedChecks
-from core.request_limits import body_over_limit
+from core.wsgi_shortcuts import (
+    STATUS_LINES,
+    EnvironRequest,
+    close_old_connections,
+    host_allowed,
+    json_body,
+    json_media_types,
+    response_headers,
+)
 from annotation.authentication import ProjectTokenAuthentication
 from annotation.models import ApiToken
 from core.throttling import TokenScopedRateThrottle
@@ -70,9 +70,6 @@ logger = logging.getLogger(__name__)
 
 # The views it stands in front of, and the one method of each it answers.
 _HANDLED = {NextSampleApi: "GET", LabelSubmitApi: "POST"}
-# Django's middleware that add headers to every response (the rest add none to these).
-_HEADER_MIDDLEWARE = (SecurityMiddleware, XFrameOptionsMiddleware)
-_STATUS_LINES = {status: f"{status} {phrase}" for status, phrase in responses.items()}
 
 
 class _Caller(SimpleNamespace):
@@ -91,18 +88,6 @@ class _Route:
     headers: tuple[tuple[str, str], ...]  # for http, as Django's middleware and DRF add them
     secure_headers: tuple[tuple[str, str], ...]  # for https (HSTS)
     json_types: frozenset[str]  # the media types the view's JSON parser takes
-
-
-class _EnvironRequest(HttpRequest):
-    """Enough of a request over the WSGI environ for Django's own host and scheme checks
-    (``ALLOWED_HOSTS``, ``SECURE_PROXY_SSL_HEADER``), without building a ``WSGIRequest``."""
-
-    def __init__(self, environ) -> None:
-        super().__init__()
-        self.META = environ
-
-    def _get_scheme(self) -> str:
-        return self.META.get("wsgi.url_scheme", "http")
 
 
 class LabelingFastPath:
@@ -128,31 +113,31 @@ class LabelingFastPath:
                 break
         if match is None:
             return self.app(environ, start_response)
-        request = _EnvironRequest(environ)
+        request = EnvironRequest(environ)
         secure = request.is_secure()
-        if not _host_allowed(request) or (settings.SECURE_SSL_REDIRECT and not secure):
+        if not host_allowed(request) or (settings.SECURE_SSL_REDIRECT and not secure):
             return self.app(environ, start_response)  # Django answers with its 400 or redirect
         body = b""
         if route.view is LabelSubmitApi:
-            body = _read_body(environ, route)
+            body = json_body(environ, route.json_types)
             if body is None:
                 return self.app(environ, start_response)
             environ["wsgi.input"] = io.BytesIO(body)  # for Django, should it answer after all
-        _close_old_connections()
+        close_old_connections()
         try:
             answer = self._answer(environ, match["slug"], route.view, body)
         except Exception:
             logger.exception("labeling fast path failed; Django answers instead")
             answer = None
         finally:
-            _close_old_connections()
+            close_old_connections()
         if answer is None:
             if route.view is LabelSubmitApi:
                 environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
         status, payload = answer
         content = orjson.dumps(payload)
-        start_response(_STATUS_LINES[status],
+        start_response(STATUS_LINES[status],
                        [*(route.secure_headers if secure else route.headers),
                         ("Content-Length", str(len(content)))])
         return [content]
@@ -198,9 +183,8 @@ def _routes() -> dict[str, tuple[_Route, ...]]:
         view = getattr(callback, "view_class", None)
         if view not in _HANDLED:
             continue
-        headers, secure_headers = _response_headers(view)
-        json_types = frozenset(p.media_type for p in view.parser_classes
-                               if issubclass(p, JSONParser))
+        headers, secure_headers = response_headers(view)
+        json_types = json_media_types(view)
         for _bits, pattern, _defaults, _converters in resolver.reverse_dict.getlist(callback):
             compiled = re.compile("/" + pattern)
             if "slug" not in compiled.groupindex:
@@ -209,60 +193,6 @@ def _routes() -> dict[str, tuple[_Route, ...]]:
             routes.setdefault(_HANDLED[view], []).append(
                 _Route(compiled, view, headers, secure_headers, json_types))
     return {method: tuple(found) for method, found in routes.items()}
-
-
-def _response_headers(view) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """The headers of the view's JSON answer over http and over https, but Content-Length:
-    its renderer's Content-Type, DRF's own (``Allow``) and what Django's header-adding
-    middleware in ``MIDDLEWARE`` make of a response (security headers, HSTS on https)."""
-    renderer = view.renderer_classes[0]
-    content_type = renderer.media_type + (f"; charset={renderer.charset}" if renderer.charset else "")
-    instance = view()
-    instance.setup(HttpRequest())  # as ``as_view`` does: HEAD follows GET
-    middleware = [cls(lambda request: None) for cls in map(import_string, settings.MIDDLEWARE)
-                  if issubclass(cls, _HEADER_MIDDLEWARE)]
-    answers = []
-    for scheme in ("http", "https"):
-        request = _EnvironRequest({"wsgi.url_scheme": scheme})
-        response = HttpResponse(content_type=content_type)
-        for key, value in instance.default_response_headers.items():
-            response[key] = value
-        for handler in reversed(middleware):  # responses pass the middleware bottom up
-            response = handler.process_response(request, response)
-        answers.append(tuple(response.items()))
-    return answers[0], answers[1]
-
-
-def _close_old_connections() -> None:
-    """What Django's request signals do for the database before and after each request:
-    close a connection that broke or outlived CONN_MAX_AGE (sending the signals costs more,
-    with their other receivers). A connection inside a transaction is left alone, as in
-    tests, where a test's transaction spans the request."""
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
-
-
-def _host_allowed(request: _EnvironRequest) -> bool:
-    """Django's ALLOWED_HOSTS check, which its middleware would make on this request."""
-    try:
-        request.get_host()
-    except DisallowedHost:
-        return False
-    return True
-
-
-def _read_body(environ, route: _Route) -> bytes | None:
-    """The body when the view would parse it as JSON within the API's size limit."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-    if length <= 0 or body_over_limit(length) is not None:
-        return None  # the view answers: 400 for no body, 413 over the limit
-    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip() not in route.json_types:
-        return None
-    return environ["wsgi.input"].read(length)
 
 
 def _input_checks(serializer_class) -> tuple[dict[str, tuple[type, int | None, int | None, bool]],

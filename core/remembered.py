@@ -74,3 +74,9 @@ def forget() -> None:
     """Drop every remembered check, of every kind (tests)."""
     for checks in _all:
         checks.clear()
+
+
+def remembered_token(header: bytes):
+    """``(user, token)`` of a successful check of this Authorization header that this
+    process remembers (see :class:`RememberedTokenMixin`), else None."""
+    return _tokens.get(header)

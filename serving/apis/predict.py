@@ -29,7 +29,7 @@ from serving.permissions import TokenHasProjectScope
 from serving.prediction_log import RequestLog, prediction_log_record, prediction_refused_record
 from core.request_limits import BodySizeLimitMixin
 from core.serializers import StrictSerializer
-from serving.services import predict
+from serving.services import PredictionBatch, predict
 from core.throttling import TokenScopedRateThrottle
 
 
@@ -45,7 +45,7 @@ def _check_batch_size(count: int) -> None:
         raise ValidationError(f"at most {limit} instances per request, got {count}")
 
 
-def _plain_instances(data) -> list | None:
+def plain_instances(data) -> list | None:
     """Return ``data["instances"]`` when the body is obviously well formed, else None.
 
     The common body skips the serializers (hundreds of µs for a 100-row batch); anything
@@ -168,22 +168,14 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
             serializer.is_valid(raise_exception=True)
             instances = [{"image": f} for f in serializer.validated_data["image"]]
         else:
-            instances = _plain_instances(request.data)
+            instances = plain_instances(request.data)
             if instances is None:
                 serializer = self.InputSerializer(data=request.data)
                 serializer.is_valid(raise_exception=True)
                 instances = serializer.validated_data["instances"]
         batch = predict(project=project, instances=instances, version=version)
         self._batch, self._instances = batch, instances
-        # Rendered here, as one JSON fragment: the response's data then holds one bytes
-        # object instead of a dict per prediction (see finalize_response).
-        predictions = orjson.dumps([
-            {"id": p.id, "label": p.label, "confidence": p.confidence,
-             "probabilities": p.probabilities}
-            for p in batch.predictions
-        ])
-        return Response({"model_version": batch.model_version,
-                         "predictions": orjson.Fragment(predictions)})
+        return Response(predictions_output(batch))
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -215,31 +207,53 @@ class PredictApi(RememberedTokenMixin, ReusedPartsMixin, BodySizeLimitMixin, API
         return (time.perf_counter() - started) * 1000 if started else 0.0
 
     def _log(self, token: ApiToken, status_code: int) -> None:
-        log = RequestLog(project_id=token.project_id, token_id=token.pk,
-                         status_code=status_code, latency_ms=self._latency_ms(),
-                         created_at=timezone.now())
-        batch = getattr(self, "_batch", None)
-        if batch is not None and status_code < 400:
-            log.model_version_id, log.predictions = batch.model_version_id, batch.predictions
-            log.instances = self._keepable()
-        prediction_log_record(log)
-
-    def _keepable(self) -> list | None:
-        """The instances to keep for feedback: all as sent when the JSON body is within the
-        limit (so each one is), else each checked on its own."""
-        limit = settings.PREDICTION_LOG_INSTANCE_MAX_BYTES
-        if limit <= 0:
-            return None
         request = self.request
-        if not request.content_type.startswith("multipart/"):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or -1)
-            except ValueError:
-                length = -1
-            if 0 <= length <= limit:
-                return self._instances
-            return [_dumped_within(i, limit) for i in self._instances]
-        return [instance_keepable(i, max_bytes=limit) for i in self._instances]
+        predict_log(token=token, status_code=status_code, latency_ms=self._latency_ms(),
+                    batch=getattr(self, "_batch", None),
+                    instances=getattr(self, "_instances", None),
+                    multipart=request.content_type.startswith("multipart/"),
+                    content_length=request.META.get("CONTENT_LENGTH"))
+
+
+def predictions_output(batch: PredictionBatch) -> dict:
+    """The answer's data: the predictions rendered here, as one JSON fragment, so that it
+    holds one bytes object instead of a dict per prediction."""
+    predictions = orjson.dumps([
+        {"id": p.id, "label": p.label, "confidence": p.confidence,
+         "probabilities": p.probabilities}
+        for p in batch.predictions
+    ])
+    return {"model_version": batch.model_version, "predictions": orjson.Fragment(predictions)}
+
+
+def predict_log(*, token: ApiToken, status_code: int, latency_ms: float,
+                batch: PredictionBatch | None, instances: list | None, multipart: bool,
+                content_length: str | None) -> None:
+    """Hand one predict request's log to the writer: a row per prediction (with each
+    instance that is small enough to keep for feedback), or one row for a refusal."""
+    log = RequestLog(project_id=token.project_id, token_id=token.pk, status_code=status_code,
+                     latency_ms=latency_ms, created_at=timezone.now())
+    if batch is not None and status_code < 400:
+        log.model_version_id, log.predictions = batch.model_version_id, batch.predictions
+        log.instances = _keepable(instances, multipart, content_length)
+    prediction_log_record(log)
+
+
+def _keepable(instances: list, multipart: bool, content_length: str | None) -> list | None:
+    """The instances to keep for feedback: all as sent when the JSON body is within the
+    limit (so each one is), else each checked on its own."""
+    limit = settings.PREDICTION_LOG_INSTANCE_MAX_BYTES
+    if limit <= 0:
+        return None
+    if not multipart:
+        try:
+            length = int(content_length or -1)
+        except ValueError:
+            length = -1
+        if 0 <= length <= limit:
+            return instances
+        return [_dumped_within(i, limit) for i in instances]
+    return [instance_keepable(i, max_bytes=limit) for i in instances]
 
 
 def _dumped_within(instance, limit: int) -> bytes | None:
