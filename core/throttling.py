@@ -49,8 +49,15 @@ def _sliding_wait(current: float, previous: float, elapsed: float, limit: int,
     return max(1.0, wait)
 
 
-def _count(cache, key: str, duration: float) -> None:
-    """Add one to the fixed-window counter ``key`` (kept for two windows)."""
+def _count(cache, key: str, duration: float, seen: bool = False) -> None:
+    """Add one to the fixed-window counter ``key`` (kept for two windows); ``seen``: the
+    caller just read it, so it most likely exists and one ``incr`` does."""
+    if seen:
+        try:
+            cache.incr(key)
+            return
+        except ValueError:  # expired since it was read
+            pass
     if not cache.add(key, 1, timeout=2 * duration + 1):
         try:
             cache.incr(key)
@@ -99,7 +106,7 @@ class TokenScopedRateThrottle(ScopedRateThrottle):
         self.previous = counts.get(previous_key, 0)
         if self._estimate(0.0) >= self.num_requests:
             return False
-        _count(self.cache, current_key, self.duration)
+        _count(self.cache, current_key, self.duration, seen=bool(self.current))
         return True
 
     def _estimate(self, later: float) -> float:

@@ -30,11 +30,13 @@ STATUS_LINES = {status: f"{status} {phrase}" for status, phrase in responses.ite
 
 class EnvironRequest(HttpRequest):
     """Enough of a request over the WSGI environ for Django's own host and scheme checks
-    (``ALLOWED_HOSTS``, ``SECURE_PROXY_SSL_HEADER``), without building a ``WSGIRequest``."""
+    (``ALLOWED_HOSTS``, ``SECURE_PROXY_SSL_HEADER``), without building a ``WSGIRequest``.
+    Like ``WSGIRequest`` it skips ``HttpRequest.__init__`` (its query dictionaries cost
+    more than both checks); those checks read only ``META`` and settings."""
 
     def __init__(self, environ) -> None:
-        super().__init__()
         self.META = environ
+        self.path = self.path_info = environ.get("PATH_INFO", "")
 
     def _get_scheme(self) -> str:
         return self.META.get("wsgi.url_scheme", "http")

@@ -180,7 +180,8 @@ class LeanTabular:
             values = None
         if values is not None:
             bad = ~np.isfinite(values)
-            if not bad.any():
+            count = int(np.count_nonzero(bad))
+            if count == 0 or count == flat.count(None):  # each None is one NaN: all missing
                 return values
             for i, k in zip(*np.nonzero(bad)):  # None is missing; "nan", "inf", 1e999 are not
                 values[i, k] = self._cell(flat[i * width + k], int(i), names[k], strict)

@@ -123,10 +123,13 @@ def predict(
         model = model_cache.version_model(project_id=project.pk, number=version)
     proba = model.predict_proba(X)
     labels, columns = _label_columns(tuple(project.labels), model)
-    full = np.zeros((len(proba), len(labels)))  # project label order, 0 for unseen classes
-    full[:, columns] = proba
+    if columns is None:  # the model's classes are the labels, in order
+        full = np.asarray(proba, dtype=np.float64)
+    else:
+        full = np.zeros((len(proba), len(labels)))  # project label order, 0 for unseen classes
+        full[:, columns] = proba
     best = full.argmax(axis=1)
-    confidence = full[np.arange(len(full)), best].tolist()
+    confidence = full.max(axis=1).tolist()
     # Built column by column with C loops (map, zip): this runs for every row served.
     probabilities = map(dict, map(zip, repeat(labels), full.tolist()))
     predictions = list(map(Prediction, _prediction_ids(len(full)),
@@ -160,17 +163,20 @@ def _prediction_ids(n: int) -> list[str]:
     return ids
 
 
-_columns_cache: dict[tuple, tuple[tuple[str, ...], list[int]]] = {}
+_columns_cache: dict[tuple, tuple[tuple[str, ...], list[int] | None]] = {}
 
 
 def _label_columns(project_labels: tuple[str, ...], model: model_cache.LoadedModel
-                   ) -> tuple[tuple[str, ...], list[int]]:
+                   ) -> tuple[tuple[str, ...], list[int] | None]:
     """Return the output labels (the project's, then any class it no longer has) and, for
-    each of the model's classes, its column among them; cached per (labels, version)."""
+    each of the model's classes, its column among them (None when each class is in its own
+    column already); cached per (labels, version)."""
     key = (project_labels, model.version_id, id(model.estimator))
     hit = _columns_cache.get(key)
     if hit is None:
         labels, columns = label_order(project_labels, model.estimator.classes_)
+        if list(columns) == list(range(len(labels))):
+            columns = None
         hit = (tuple(labels), columns)  # the order MLflow exports answer in too
         if len(_columns_cache) > 256:
             _columns_cache.clear()

@@ -129,7 +129,7 @@ def test_project_names_and_labels_are_checked(db, field, value):
     assert not Project.objects.filter(slug__startswith="news").exists()
 
 
-@pytest.mark.parametrize("kind", ["text", "tabular"])
+@pytest.mark.parametrize("kind", ["text", "tabular", "tabular, categories or null"])
 @pytest.mark.parametrize("bad, why", [
     ("a\x00b", "NUL"), ("a\ud800b", "lone surrogate"), ("x" * 12, "more than 10"),
     (["a"], "must be a number, a string or null"), ({"a": 1}, "must be a number, a string or null"),
@@ -147,10 +147,11 @@ def test_a_batch_is_checked_at_once_and_its_bad_value_named(db, settings, kind, 
             why = "a text project needs 'text', a string"
     else:
         project = ProjectFactory(kind=Project.Kind.TABULAR, columns=["n", "c"])
-        good, field = [{"n": 1.5, "c": "é"}, {"n": None, "c": True}], "c"
-    fine = good + [dict(good[0])]
-    assert instances_featurize(project=project, instances=fine) == (
-        [i["text"] for i in fine] if kind == "text" else fine)
+        other = True if kind == "tabular" else None  # checked apart: a column of str or None
+        good, field = [{"n": 1.5, "c": "é"}, {"n": None, "c": other}], "c"
+    for fine in (good + [dict(good[0])], good * 8):  # the second's strings add up to over 10
+        assert instances_featurize(project=project, instances=fine) == (
+            [i["text"] for i in fine] if kind == "text" else fine)
     batch = good + [{**good[0], field: bad}] + good
     with pytest.raises(DomainError, match=rf"^instances\[2\].*{re.escape(why)}"):
         instances_featurize(project=project, instances=batch)
