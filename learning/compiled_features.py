@@ -8,8 +8,8 @@ the numbers the fit learned, so :func:`compile_featurizer` takes them out once:
 - tabular: per numeric column its fill value (the median), mean and scale; per categorical
   column a dict from category to its one-hot column (unknown and infrequent categories to
   the shared infrequent column, or to none, as the encoder does);
-- text (vocabulary TF-IDF): per vectorizer its analyzer, vocabulary and idf, with the
-  sublinear tf and L2 norm of each block.
+- text (vocabulary TF-IDF, ``learning/compiled_text.py``): per vectorizer its analyzer,
+  vocabulary and idf, with the sublinear tf and L2 norm of each block.
 
 Other featurizers (hashing TF-IDF, images) are not compiled; callers keep the sklearn
 transform. A compiled transform is only returned after it reproduced the featurizer's own
@@ -29,17 +29,15 @@ from __future__ import annotations
 import logging
 import math
 import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
 from learning import features
+from learning.compiled_text import LeanText, probe_texts
 
 logger = logging.getLogger(__name__)
 
@@ -235,118 +233,6 @@ def _category_lookup(encoder, j: int, cats, offset: int, n_out: int) -> tuple[di
     return {str(c): int(h) for c, h in zip(cats, hot[:-1])}, int(hot[-1])
 
 
-WORD_CACHE_SIZE = 200000  # words whose character n-gram columns a text block remembers
-
-
-def _term_columns(vec) -> Callable[[str], list[int]]:
-    """Return text -> the vocabulary columns of its terms, one per occurrence.
-
-    Character n-grams within word boundaries (``char_wb``) depend on the word alone, so
-    each distinct word's columns are computed once and remembered: words repeat, and
-    generating n-grams in Python is most of a text's cost. Word n-grams are made as
-    sklearn's analyzer makes them, with comprehensions. Any other configuration uses
-    sklearn's own analyzer.
-    """
-    vocabulary = dict(zip(vec.vocabulary_, map(int, vec.vocabulary_.values())))  # not np.int64
-    find = vocabulary.get
-    plain = (vec.preprocessor is None and vec.input == "content" and vec.strip_accents is None
-             and vec.tokenizer is None)
-    lower = vec.lowercase
-    lo, hi = vec.ngram_range
-    if plain and vec.analyzer == "word" and vec.stop_words is None:
-        pattern = re.compile(vec.token_pattern)
-        if pattern.groups > 1:
-            raise TypeError("a token pattern with more than one group")
-
-        def word_columns(text: str) -> list[int]:
-            tokens = pattern.findall(text.lower() if lower else text)
-            terms = tokens if lo <= 1 else []
-            for n in range(max(lo, 2), hi + 1):
-                terms = terms + ([f"{a} {b}" for a, b in zip(tokens, tokens[1:])] if n == 2 else
-                                 [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)])
-            return [c for c in map(find, terms) if c is not None]
-
-        return word_columns
-    if not (plain and vec.analyzer == "char_wb"):
-        analyze = vec.build_analyzer()
-        return lambda text: [c for c in map(find, analyze(text)) if c is not None]
-    words: dict[str, tuple[int, ...]] = {}
-
-    def columns(word: str) -> tuple[int, ...]:
-        padded = f" {word} "
-        size = len(padded)
-        grams = []
-        for n in range(lo, hi + 1):
-            if n >= size:  # sklearn counts a short padded word once, then stops
-                grams.append(padded)
-                break
-            grams.extend([padded[i:i + n] for i in range(size - n + 1)])
-        found = tuple(c for c in map(find, grams) if c is not None)
-        if len(words) >= WORD_CACHE_SIZE:
-            words.clear()
-        words[word] = found
-        return found
-
-    def char_columns(text: str) -> list[int]:
-        out: list[int] = []
-        for word in (text.lower() if lower else text).split():
-            found = words.get(word)
-            out.extend(columns(word) if found is None else found)
-        return out
-
-    return char_columns
-
-
-class LeanText:
-    """The transform of a fitted vocabulary ``TextFeaturizer``: term counts, idf, norms."""
-
-    kind = "text"
-
-    def __init__(self, featurizer: features.TextFeaturizer):
-        self.blocks = []
-        for _name, vec in featurizer.union_.transformer_list:
-            if type(vec) is not TfidfVectorizer or not vec.use_idf or vec.binary:
-                raise TypeError(f"cannot compile {type(vec).__name__}")
-            self.blocks.append((_term_columns(vec), np.asarray(vec.idf_, dtype=np.float64),
-                                vec.sublinear_tf, vec.norm, len(vec.idf_)))
-        self.width = sum(block[-1] for block in self.blocks)
-        self.vocabulary = featurizer.union_.transformer_list[0][1].vocabulary_
-
-    def __call__(self, texts, *, strict: bool = False) -> sp.csr_matrix:
-        """Transform texts (None and NaN are empty) into their TF-IDF rows."""
-        texts = features.text_list(texts)
-        blocks = [self._block(texts, *block) for block in self.blocks]
-        return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
-
-    @staticmethod
-    def _block(texts, columns, idf, sublinear, norm, width) -> sp.csr_matrix:
-        """One vectorizer's rows: the batch's term columns counted at once with numpy."""
-        flat: list[int] = []
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            before = len(flat)
-            flat.extend(columns(text))
-            lengths[i] = len(flat) - before
-        keys = np.repeat(np.arange(len(texts), dtype=np.int64) * width, lengths)
-        keys += np.asarray(flat, dtype=np.int64)
-        keys, counts = np.unique(keys, return_counts=True)  # sorted: row, then column
-        rows, indices = np.divmod(keys, width)
-        indptr = np.searchsorted(rows, np.arange(len(texts) + 1))
-        data = counts.astype(np.float64)
-        if sublinear:
-            np.log(data, out=data)
-            data += 1.0
-        data *= idf[indices]
-        if norm in ("l1", "l2") and len(data):
-            lengths = np.diff(indptr)
-            starts = indptr[:-1][lengths > 0]
-            per_row = np.add.reduceat(data * data if norm == "l2" else np.abs(data), starts)
-            if norm == "l2":
-                np.sqrt(per_row, out=per_row)
-            data /= np.repeat(per_row, lengths[lengths > 0])
-        return sp.csr_matrix((data, indices, indptr), shape=(len(texts), width))
-
-
 def _probe_rows(featurizer: features.TabularFeaturizer, lean: LeanTabular) -> list[dict]:
     """Rows touching every category, an unknown one, missing cells and scaled numbers."""
     rng = np.random.default_rng(0)
@@ -367,12 +253,6 @@ def _probe_rows(featurizer: features.TabularFeaturizer, lean: LeanTabular) -> li
     return rows
 
 
-def _probe_texts(lean: LeanText) -> list:
-    words = [term for term in list(lean.vocabulary)[:40]]
-    return ["", None, " ".join(words), " ".join(reversed(words[:7])) + " zzqx unseen",
-            "The Same WORD word word. Again!", *words[:5]]
-
-
 def compile_featurizer(featurizer) -> LeanTabular | LeanText | None:
     """Return the lean transform of a fitted featurizer, or None when there is none or it
     does not reproduce the featurizer's matrix on a probe batch."""
@@ -384,7 +264,7 @@ def compile_featurizer(featurizer) -> LeanTabular | LeanText | None:
                                rtol=1e-12, atol=1e-12)
         elif isinstance(featurizer, features.TextFeaturizer) and not featurizer.hashing:
             lean = LeanText(featurizer)
-            probe = _probe_texts(lean)
+            probe = probe_texts(lean)
             diff = lean(probe) - featurizer.union_.transform(features.text_list(probe))
             same = diff.nnz == 0 or float(abs(diff).max()) <= 1e-12
         else:
