@@ -1,6 +1,7 @@
 """The numeric feature cache: filled by binary COPY on PostgreSQL as the slow path reads it,
 merged a block at a time, and read by chunks."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,87 @@ def test_a_large_fill_reads_its_upper_half_on_a_second_connection(monkeypatch):
     _fill(table, more)
     assert (directory / "uncacheable").exists()
     assert not list(directory.glob("*.npy*")) and not list(directory.glob("*.tmp"))
+
+
+def test_rows_picked_by_id_are_read_a_window_at_a_time_as_plain_indexing_reads_them(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_cache, "TAKE_WINDOW_BYTES", 100)  # 4 rows of 3 floats a window
+    rng = np.random.default_rng(1)
+    expected = {}
+    for first in (0, 1000):  # two segments
+        ids = np.arange(first, first + 500, 2, dtype=np.int64)
+        rows = rng.normal(size=(len(ids), 3))
+        expected.update({int(i): r.tolist() for i, r in zip(ids, rows)})
+        feature_cache.append(tmp_path, ids, rows, ids % 7 == 0)
+    wanted = rng.choice(list(expected), 60).astype(np.int64)  # unordered, some twice
+    assert feature_cache.rows_of(tmp_path, wanted).tolist() == [expected[int(i)] for i in wanted]
+    found, rows = feature_cache.rows_found(tmp_path, np.array([3, 498, 1002, 4], dtype=np.int64))
+    assert found.tolist() == [False, True, True, True]
+    assert rows[1:].tolist() == [expected[498], expected[1002], expected[4]]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's /proc")
+def test_picking_spread_rows_of_a_large_cache_keeps_resident_memory_to_a_window(tmp_path):
+    """Read through one map of the file, 1% of the rows of a freshly written cache made the
+    whole file resident: the kernel maps cached pages around each one touched."""
+    n, width = 125_000, 64  # 64 MB of rows, still in the page cache after writing
+    rng = np.random.default_rng(0)
+    blocks = ((np.arange(s, s + 25_000, dtype=np.int64), rng.normal(size=(25_000, width)),
+               np.zeros(25_000, dtype=bool)) for s in range(0, n, 25_000))
+    feature_cache.append_blocks(tmp_path, n, width, blocks)
+    wanted = np.sort(rng.choice(n, n // 100, replace=False)).astype(np.int64)
+
+    def resident_mb(field: str) -> float:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+
+    before = resident_mb("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+    rows = feature_cache.rows_of(tmp_path, wanted)
+    assert rows.shape == (len(wanted), width)
+    grew = resident_mb("VmHWM:") - before
+    assert grew < 2 * feature_cache.TAKE_WINDOW_BYTES / 2**20 + 8, f"{grew:.0f} MB"
+
+
+def test_a_cached_table_draws_its_random_subset_from_the_cache_without_counting(
+        table, annotator):
+    from django.test.utils import CaptureQueriesContext
+
+    from learning.model_input import model_input_random_subset
+
+    ids, _directory = _fill(table, [{"a": float(i), "b": 1.0, "c": 2.0} for i in range(40)])
+    Sample.objects.filter(pk__in=ids[:5]).update(split=Sample.Split.TEST)
+    shutil.rmtree(_directory)  # refilled with the test flags
+    label_given(sample=Sample.objects.get(pk=ids[5]), annotator=annotator,
+                value=table.labels[0])
+    with CaptureQueriesContext(connection) as queries:
+        got, X = model_input_random_subset(project=table, max_rows=10)
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+    assert len(got) == 10 and got.tolist() == sorted(set(got.tolist()))
+    assert set(got.tolist()) <= set(ids) and X["a"].tolist() == [ids.index(i) for i in got]
+    again, _X = model_input_random_subset(project=table, max_rows=10)
+    assert again.tolist() == got.tolist()  # the same draw while the samples are the same
+    pool, _X = model_input_random_subset(project=table, max_rows=100, pool_only=True)
+    assert pool.tolist() == ids[6:]  # every unlabeled pool sample: no test, no labeled one
+
+
+def test_a_worker_without_the_cache_fills_its_own_before_scoring_a_chunk(
+        table, annotator, monkeypatch):
+    """Files in S3, each machine has a cache of its own: the one that did not train fills
+    it at its first chunk, rather than reading every chunk from the database."""
+    from learning.services import dispatch, model_version_request, model_version_train, scoring
+
+    monkeypatch.setattr(dispatch, "task_group_start", lambda name, args: list(args) and None)
+    ids, directory = _fill(table, [{"a": float(i % 7), "b": float(i), "c": 1.0}
+                                   for i in range(30)])
+    for pk, value in zip(ids[:6], table.labels * 3):
+        label_given(sample=Sample.objects.get(pk=pk), annotator=annotator, value=value)
+    version = model_version_request(project=table)
+    model_version_train(version_id=version.pk)
+    version.refresh_from_db()
+    lo, hi, _runs = version.score_chunks_left[0]
+    shutil.rmtree(directory)  # another machine's disk
+    scoring.pool_score_chunk(version_id=version.pk, scorer_id=version.pk, lo=lo, hi=hi)
+    assert feature_cache.max_id(directory) == ids[-1]
+    version.refresh_from_db()
+    assert version.score_chunks_done == 1 and version.error == ""
