@@ -228,13 +228,21 @@ def _cached_pool_span(project: Project) -> tuple[int, int, int] | None:
     directory = _cache_dir(project)
     if directory is None or (directory / "uncacheable").exists():
         return None
+    ids = _cached_unlabeled_pool_ids(project, directory)
+    if ids is None:
+        return None
+    return (len(ids), int(ids[0]), int(ids[-1])) if len(ids) else (0, 0, 0)
+
+
+def _cached_unlabeled_pool_ids(project: Project, directory: Path) -> np.ndarray | None:
+    """The cached unlabeled pool's ids: the cache's pool ids less the labeled pool samples
+    (one index lookup); None when a segment does not say which samples are test ones."""
     ids = feature_cache.pool_ids(directory)
     if ids is None:
         return None
     labeled = np.fromiter(Sample.objects.filter(project=project).in_pool().labeled()
                           .values_list("pk", flat=True), dtype=np.int64)
-    ids = ids[~np.isin(ids, labeled)]
-    return (len(ids), int(ids[0]), int(ids[-1])) if len(ids) else (0, 0, 0)
+    return ids[~np.isin(ids, labeled)]
 
 
 def pool_unlabeled_ids_between(*, project: Project, lo: int, hi: int) -> np.ndarray:
@@ -259,9 +267,18 @@ def model_input_random_subset(
     """Return (ids ascending, model input) of about ``max_rows`` samples drawn at random
     (every sample when there are fewer): the project's, or its unlabeled pool's.
 
-    Drawn by ``random_key`` in the database, so a million-sample project never loads
-    more than the subset.
+    Cached kinds draw from the ids in the feature cache (a generator seeded by the
+    project), so the database counts nothing: counting and scanning a million rows for
+    the draw, twice a first retrain (featurizer and drift reference), took longer than the
+    fit. Others are drawn by ``random_key`` in the database. Either way a million-sample
+    project never loads more than the subset.
     """
+    directory = feature_cache_update(project=project)
+    if directory is not None:
+        ids = _cached_subset_ids(project, directory, max_rows, pool_only)
+        rows = None if ids is None else feature_cache.rows_of(directory, ids)
+        if rows is not None:
+            return ids, _as_input(project, rows)
     samples = Sample.objects.filter(project=project)
     if pool_only:
         samples = samples.in_pool().unlabeled()
@@ -271,13 +288,27 @@ def model_input_random_subset(
         cut = stats["lo"] + (stats["hi"] - stats["lo"]) * max_rows / stats["n"]
         samples = samples.filter(random_key__lt=cut)
     samples = samples.order_by("pk")
-    directory = feature_cache_update(project=project)
     if directory is not None:
         ids = np.fromiter(samples.values_list("pk", flat=True), dtype=np.int64)
         rows = feature_cache.rows_of(directory, ids)
         if rows is not None:
             return ids, _as_input(project, rows)
     return _model_input_of_rows(project, samples)
+
+
+def _cached_subset_ids(project: Project, directory: Path, max_rows: int,
+                       pool_only: bool) -> np.ndarray | None:
+    """About ``max_rows`` ids drawn at random from the cache's (or from its unlabeled
+    pool's), ascending; None when the cache cannot say which are pool samples."""
+    if pool_only:
+        ids = _cached_unlabeled_pool_ids(project, directory)
+    else:
+        ids = feature_cache.cached_ids(directory)
+    if ids is None or not len(ids):
+        return None
+    if len(ids) > max_rows:
+        ids = np.sort(np.random.default_rng(project.pk).choice(ids, max_rows, replace=False))
+    return ids
 
 
 def _model_input_of_rows(project: Project, samples: QuerySet[Sample]) -> tuple[np.ndarray, object]:

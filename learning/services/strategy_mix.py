@@ -46,14 +46,14 @@ def strategy_mix_update(*, project: Project, classifier, featurizer) -> adaptive
     """
     row, _created = StrategyMix.objects.get_or_create(project=project)
     mix = adaptive.Mix.from_json(row.state)
-    pool = sorted(labeled_samples(project=project, split=Sample.Split.POOL),
+    pool = sorted(labeled_samples(project=project, split=Sample.Split.POOL, payloads=False),
                   key=lambda item: item[2])
     if not pool or (row.measured_through_label_id is not None
                     and pool[-1][2] <= row.measured_through_label_id):
         return mix
     started = time.perf_counter()
     newest = pool[-1][2]
-    test = labeled_samples(project=project, split=Sample.Split.TEST)
+    test = labeled_samples(project=project, split=Sample.Split.TEST, payloads=False)
     ids = np.fromiter((sample.pk for sample, _v, _id in pool), dtype=np.int64, count=len(pool))
     arm_by_id = dict(StrategyPick.objects.filter(project=project, sample_id__in=ids.tolist())
                      .values_list("sample_id", "arm"))

@@ -71,8 +71,8 @@ def _fit(version: ModelVersion) -> list[int]:
     """Fit and measure ``version``; return the ids of the labels it was trained and tested
     on, sorted (the caller records them with the version)."""
     project = version.project
-    train_rows = labeled_samples(project=project, split=Sample.Split.POOL)
-    test_rows = labeled_samples(project=project, split=Sample.Split.TEST)
+    train_rows = labeled_samples(project=project, split=Sample.Split.POOL, payloads=False)
+    test_rows = labeled_samples(project=project, split=Sample.Split.TEST, payloads=False)
     if not train_rows:
         raise TrainingError("no labeled pool samples to train on")
     y_train = [value for _s, value, _id in train_rows]
