@@ -193,6 +193,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="timed retrains after the first")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--s3-port", type=int, default=18400)
+    parser.add_argument("--import-rows", type=int, default=None,
+                        help="import only this many rows of each pool through the import "
+                             "path and add the rest in SQL (copies of their values)")
     parser.add_argument("--reuse-pool", action="store_true",
                         help="keep a pool a previous run imported (no import figures)")
     parser.add_argument("--quick", action="store_true",
@@ -212,7 +215,8 @@ def main() -> None:
             project = _reusable(n) if args.reuse_pool else None
             if project is None:
                 load = _load()
-                project, stats = populate("tabular", n, args.labels, slug_prefix="scale")
+                project, stats = populate("tabular", n, args.labels, slug_prefix="scale",
+                                          import_rows=args.import_rows)
                 payload["imports"][n] = {**stats, "load_before": load, "load_after": _load()}
             _write(payload)
             for n_workers in worker_counts:  # storages side by side: their ratio counts
