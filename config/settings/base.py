@@ -364,6 +364,10 @@ STORAGES = {
 # Per-machine caches rebuilt from the database when missing: featurized rows, artifacts
 # downloaded from the bucket. Never shared between machines.
 LOCAL_CACHE_DIR = Path(env("LOCAL_CACHE_DIR", default=str(ARTIFACT_ROOT)))
+# Bound of the pretrained embeddings kept under LOCAL_CACHE_DIR/embeddings (all featurizers
+# together); the oldest segments are evicted first (learning/pretrained/embedding_cache.py).
+# 2 GB holds about 400,000 CNN or 1.4 million MiniLM embeddings; 0 keeps none.
+EMBEDDING_CACHE_MAX_MB = env.float("EMBEDDING_CACHE_MAX_MB", default=2048.0)
 # The pretrained featurizers' files (CNN and MiniLM ONNX models, tokenizer), installed once
 # per machine by `make featurizers` and checked by sha256 before loading; never downloaded
 # at run time. Web and workers read them here (learning/pretrained/files.py).
