@@ -13,7 +13,8 @@ For each: full-data accuracy, labels to reach 95% and 99% of it (median over see
 cost of featurizing 1,000 samples (fit and transform of pool and test, one process; the
 embedding cache is off outside Django, so every row is computed). Target (issue 16): on
 MNIST, CNN features reach the accuracy pixels have at 500 labels with at most half the
-labels (both on the mean curve of the product's default strategy).
+labels (both on the mean curve of the product's default strategy; the bar is the better of
+the two pixel settings measured, so CNN features are not compared with a weak baseline).
 
     python bench/featurizers.py                 # 3 seeds, budget 600, batch 10
     python bench/featurizers.py --seeds 5 --budget 1000
@@ -117,18 +118,22 @@ def main() -> None:
                                  for name, params in featurizers
                                  if chosen is None or name in chosen]
     rows = {r["featurizer"]: r for r in out["sets"].get("mnist", [])}
-    if "pixels" in rows and "cnn" in rows:
-        rows = {r["featurizer"]: r for r in out["sets"]["mnist"]}
-        pixel_curve = rows["pixels"]["strategies"]["default"]["curve"]
-        cnn_curve = rows["cnn"]["strategies"]["default"]["curve"]
-        goal = accuracy_at(pixel_curve, TARGET_LABELS)
-        needed = labels_for(cnn_curve, goal)
+    pixel_rows = [r for name, r in rows.items() if name.startswith("pixels")]
+    if pixel_rows and "cnn" in rows:
+        # The bar is the best of the pixel settings the product offers at 500 labels.
+        goal, best = max((accuracy_at(r["strategies"]["default"]["curve"], TARGET_LABELS),
+                          r["featurizer"]) for r in pixel_rows)
+        needed = labels_for(rows["cnn"]["strategies"]["default"]["curve"], goal)
         met = needed is not None and needed <= TARGET_SHARE * TARGET_LABELS
-        out["target"] = {"pixels_accuracy_at_500": goal, "cnn_labels_to_reach_it": needed,
+        out["target"] = {"pixels_accuracy_at_500": goal, "pixels_setting": best,
+                         "cnn_accuracy_at_250": accuracy_at(
+                             rows["cnn"]["strategies"]["default"]["curve"],
+                             int(TARGET_SHARE * TARGET_LABELS)),
+                         "cnn_labels_to_reach_it": needed,
                          "limit": int(TARGET_SHARE * TARGET_LABELS), "met": met}
-        print(f"target: pixels reach {goal:.4f} at {TARGET_LABELS} labels; CNN features reach "
-              f"it at {needed} labels (limit {int(TARGET_SHARE * TARGET_LABELS)}): "
-              f"{'MET' if met else 'NOT MET'}")
+        print(f"target: pixels ({best}) reach {goal:.4f} at {TARGET_LABELS} labels; CNN "
+              f"features reach it at {needed} labels (limit "
+              f"{int(TARGET_SHARE * TARGET_LABELS)}): {'MET' if met else 'NOT MET'}")
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["load_after"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
