@@ -51,7 +51,7 @@ def estimator_unfit_reason(*, estimator: str, kind: str) -> str | None:
 # learning through the featurizer_unavailable hook before accepting them.
 FEATURIZERS: dict[str, tuple[tuple[str, str], ...]] = {
     Project.Kind.IMAGE: (("pixels", "pixels (default)"),
-                         ("cnn", "CNN features (EfficientNet-Lite0), scaled, PCA to 50")),
+                         ("cnn", "CNN features (EfficientNet-Lite0 block 10), scaled, PCA to 50")),
     Project.Kind.TEXT: (("tfidf", "TF-IDF of words and characters (default)"),
                         ("minilm", "MiniLM sentence embeddings (all-MiniLM-L6-v2)")),
     Project.Kind.TABULAR: (("columns", "columns: scaled numbers, one-hot categories (default)"),),

