@@ -15,9 +15,13 @@ from the seed labels to the budget).
     python bench/al_efficiency.py            # full run: over an hour on 2 busy cores
     python bench/al_efficiency.py --quick    # 3 seeds, 6 runs, a few minutes
     python bench/al_efficiency.py --only digits,overlap --batches 10 --no-models
+    python bench/al_efficiency.py --combine part1.json part2.json   # targets over parts
 
 Prints one table and writes bench/results/al_efficiency.json (plus learning-curve PNGs
-of the batch-10 runs in bench/results/curves/).
+of the batch-10 runs in bench/results/curves/). A full run can be split into parts run
+side by side (``--only``, ``--batches``, ``--models-only``, ``--strategies``, each with its own
+``--out``); every strategy's curves depend only on its own seeds, so ``--combine`` checks
+the targets over the parts' tables as one run would.
 """
 from __future__ import annotations
 
@@ -71,14 +75,14 @@ def verdict_worse(default, random_):
     return default is None or default > WORSE_TOLERANCE * random_
 
 
-def runs(quick: bool, batches=(10, 50), models=True):
+def runs(quick: bool, batches=(10, 50), models=True, logreg=True):
     if quick:
         for name in ("digits", "breast_cancer", "wine", "imbalanced", "overlap"):
             params, _b1, budget = DATASETS[name]
             yield name, "logreg", 10, params, min(budget or 400, 400)
         yield "topics", "logreg", 50, {}, 500
         return
-    for name, (params, budget_1, budget) in DATASETS.items():
+    for name, (params, budget_1, budget) in DATASETS.items() if logreg else ():
         for batch in batches:
             yield name, "logreg", batch, params, budget_1 if batch == 1 else budget
     for model in MODEL_SWEEP["models"] if models else ():
@@ -108,12 +112,21 @@ def main(argv=None) -> int:
                         help="also batch size 1 (a retrain per label: hours at 10 seeds)")
     parser.add_argument("--batches", help="comma-separated batch sizes (default 10,50)")
     parser.add_argument("--no-models", action="store_true", help="skip the other models' pass")
+    parser.add_argument("--models-only", action="store_true", help="only the other models' pass")
+    parser.add_argument("--strategies", help="comma-separated strategies (default: random, "
+                                             "margin, default; random is always run)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="check the targets over the tables of these runs' JSON files")
     parser.add_argument("--only", help="comma-separated data sets to run (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "al_efficiency.json"))
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
     seeds = args.seeds or (3 if args.quick else 10)
     strategies_ = simulation.DEFAULT_STRATEGIES if args.all_strategies else STRATEGIES
+    if args.strategies:
+        strategies_ = ("random", *(s for s in args.strategies.split(",") if s != "random"))
     only = set(args.only.split(",")) if args.only else None
     started = time.perf_counter()
     rows, results, datasets = [], [], {}
@@ -124,7 +137,8 @@ def main(argv=None) -> int:
     batches = (1, 10, 50) if args.batch_one else (10, 50)
     if args.batches:
         batches = tuple(int(b) for b in args.batches.split(","))
-    for name, model, batch, params, budget in runs(args.quick, batches, not args.no_models):
+    for name, model, batch, params, budget in runs(args.quick, batches, not args.no_models,
+                                                   not args.models_only):
         if only and name not in only:
             continue
         dataset = datasets.setdefault(name, simulation.load_builtin(name))
@@ -133,7 +147,7 @@ def main(argv=None) -> int:
             model=model, featurizer_params=params, n_jobs=args.jobs,
         )
         results.append(result)
-        if batch == 10 and model == "logreg" and not args.quick:
+        if batch == 10 and model == "logreg" and not args.quick and not args.strategies:
             simulation.plot_curves(result, RESULTS / "curves" / f"{name}_batch10.png")
         base = result["strategies"]["random"]
         for strategy in strategies_:
@@ -154,9 +168,7 @@ def main(argv=None) -> int:
         print(f"{'':<14}full accuracy {result['full_accuracy']:.4f}, budget {result['budget']}, "
               f"{result['seconds']:.0f}s", flush=True)
     checks = targets(rows)
-    print()
-    for check in checks:
-        print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['target']}: {check['measured']}")
+    _print_checks(checks)
     summary = {
         "quick": args.quick, "seeds": seeds, "strategies": strategies_,
         "seconds": round(time.perf_counter() - started, 1), "targets": checks, "table": rows,
@@ -166,6 +178,26 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\nwrote {out} in {summary['seconds']:.0f}s")
+    return 0 if all(c["ok"] for c in checks) else 1
+
+
+def _print_checks(checks: list[dict]) -> None:
+    print()
+    for check in checks:
+        print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['target']}: {check['measured']}")
+
+
+def combine(paths: list[str]) -> int:
+    """Check the targets over the tables of several parts of a run (same seeds each)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    seeds = {part["seeds"] for part in parts}
+    if len(seeds) != 1:
+        raise SystemExit(f"the parts ran different numbers of seeds: {sorted(seeds)}")
+    rows = [row for part in parts for row in part["table"]]
+    print(f"{len(rows)} rows from {len(parts)} parts, {seeds.pop()} seeds each, "
+          f"{sum(part['seconds'] for part in parts) / 60:.0f} minutes in all")
+    checks = targets(rows)
+    _print_checks(checks)
     return 0 if all(c["ok"] for c in checks) else 1
 
 

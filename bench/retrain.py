@@ -14,7 +14,7 @@ samples are added) and, for text, featurizes every text once; it is printed apar
 "first after import" (for each worker count, from an emptied cache). The medians are the
 retrains after it: every batch of labels but the first. ``--batch-sizes 10,1000,100000``
 times the same retrain at several project batch sizes (the queue's head is ranked for one
-batch, so its cost is what changes; issue 17).
+batch, so its cost is what changes; issue 17), the sizes taking turns round by round.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotation_retrain \
     CELERY_BROKER_URL=redis://127.0.0.1:6379/12 python bench/retrain.py [--rows 10000,100000]
@@ -79,12 +79,14 @@ def main() -> None:
                 for cache in ("featurizers", "features"):
                     shutil.rmtree(ARTIFACTS / cache / str(project.pk), ignore_errors=True)
                 first = one_retrain(project, args.timeout)
-                by_batch = {}
-                for batch_size in batch_sizes:
-                    Project.objects.filter(pk=project.pk).update(batch_size=batch_size)
-                    project.refresh_from_db()
-                    by_batch[batch_size] = [one_retrain(project, args.timeout)
-                                            for _ in range(args.reps)]
+                # The batch sizes take turns, one retrain each per round, so a change of
+                # the machine's load during the run falls on all of them alike.
+                by_batch = {batch_size: [] for batch_size in batch_sizes}
+                for _round in range(args.reps):
+                    for batch_size in batch_sizes:
+                        Project.objects.filter(pk=project.pk).update(batch_size=batch_size)
+                        project.refresh_from_db()
+                        by_batch[batch_size].append(one_retrain(project, args.timeout))
                 peaks = worker_peaks_mb(procs)
             finally:
                 stop_workers(procs)
