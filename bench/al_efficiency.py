@@ -19,9 +19,9 @@ from the seed labels to the budget).
 
 Prints one table and writes bench/results/al_efficiency.json (plus learning-curve PNGs
 of the batch-10 runs in bench/results/curves/). A full run can be split into parts run
-side by side (``--only``, ``--batches``, ``--models-only``, ``--strategies``, each with its own
-``--out``); every strategy's curves depend only on its own seeds, so ``--combine`` checks
-the targets over the parts' tables as one run would.
+side by side (``--only``, ``--batches``, ``--models-only``, ``--models``, ``--strategies``,
+each with its own ``--out``); every strategy's curves depend only on its own seeds, so
+``--combine`` checks the targets over the parts' tables as one run would.
 """
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def verdict_worse(default, random_):
     return default is None or default > WORSE_TOLERANCE * random_
 
 
-def runs(quick: bool, batches=(10, 50), models=True, logreg=True):
+def runs(quick: bool, batches=(10, 50), models=True, logreg=True,
+         sweep=MODEL_SWEEP["models"]):
     if quick:
         for name in ("digits", "breast_cancer", "wine", "imbalanced", "overlap"):
             params, _b1, budget = DATASETS[name]
@@ -85,7 +86,7 @@ def runs(quick: bool, batches=(10, 50), models=True, logreg=True):
     for name, (params, budget_1, budget) in DATASETS.items() if logreg else ():
         for batch in batches:
             yield name, "logreg", batch, params, budget_1 if batch == 1 else budget
-    for model in MODEL_SWEEP["models"] if models else ():
+    for model in sweep if models else ():
         for name in MODEL_SWEEP["datasets"]:
             yield name, model, MODEL_SWEEP["batch_size"], {}, MODEL_SWEEP["budget"]
 
@@ -113,6 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", help="comma-separated batch sizes (default 10,50)")
     parser.add_argument("--no-models", action="store_true", help="skip the other models' pass")
     parser.add_argument("--models-only", action="store_true", help="only the other models' pass")
+    parser.add_argument("--models", help="comma-separated models of that pass (default: "
+                                         + ",".join(MODEL_SWEEP["models"]) + ")")
     parser.add_argument("--strategies", help="comma-separated strategies (default: random, "
                                              "margin, default; random is always run)")
     parser.add_argument("--combine", nargs="+", metavar="JSON",
@@ -137,8 +140,9 @@ def main(argv=None) -> int:
     batches = (1, 10, 50) if args.batch_one else (10, 50)
     if args.batches:
         batches = tuple(int(b) for b in args.batches.split(","))
+    sweep = tuple(args.models.split(",")) if args.models else MODEL_SWEEP["models"]
     for name, model, batch, params, budget in runs(args.quick, batches, not args.no_models,
-                                                   not args.models_only):
+                                                   not args.models_only, sweep):
         if only and name not in only:
             continue
         dataset = datasets.setdefault(name, simulation.load_builtin(name))
