@@ -2,7 +2,7 @@
 
 Filling the feature cache of a million-row table through the ORM decoded every JSON
 payload in Python and built a list per row (most of the first retrain after an import).
-Here the database extracts each column (``values->>column``, cast to ``float8``) and sends
+Here the database expands each row's JSON once into ``float8`` fields and sends
 fixed-size binary records, which numpy reads a block at a time without a Python object per
 value. Missing keys and JSON nulls come back as NaN, as ``model_input._numeric_table``
 reads them; a row holding NaN or an infinity as a value is flagged, so the caller can keep
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from django.db import connection
 
 # Rows parsed per block (about 20 MB of records at 64 columns).
@@ -30,18 +31,50 @@ class NotNumeric(Exception):
     """Some value of the table is not a number PostgreSQL casts to float8."""
 
 
-def _statement(columns: Sequence[str]) -> str:
-    values = ", ".join("(s.\"values\" ->> %s)::float8" for _ in columns)
-    cells = ", ".join(f"COALESCE(t.c[{k + 1}], 'NaN')" for k in range(len(columns)))
+# PostgreSQL truncates longer identifiers: such a column cannot be a record field.
+MAX_IDENTIFIER_BYTES = 63
+
+
+def _as_record_fields(columns: Sequence[str]) -> bool:
+    """Whether ``columns`` can be the fields of one ``jsonb_to_record`` row definition."""
+    return 0 < len(set(columns)) == len(columns) and all(
+        0 < len(c.encode()) <= MAX_IDENTIFIER_BYTES for c in columns)
+
+
+def _statement(columns: Sequence[str]) -> tuple[sql.Composed, list]:
+    """The COPY statement and its parameters for ``project_id, after, upto``.
+
+    A wide row's JSON is stored compressed: each ``values->>column`` would decompress it
+    again (64 times a row at 64 columns, most of a fill's time), so the row is expanded
+    once by ``jsonb_to_record`` into float8 fields. Its casts are those of ``->>`` then
+    ``::float8`` (a JSON string holding a number is read, ``true`` or text raise), and a
+    row that is no JSON object reads as all missing, as ``->>`` reads it. Column names that
+    cannot be field names (too long, repeated) keep the per-key extraction.
+    """
+    if _as_record_fields(columns):
+        fields = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in columns)
+        source = sql.SQL(
+            "annotation_sample s LEFT JOIN LATERAL jsonb_to_record(CASE WHEN "
+            "jsonb_typeof(s.\"values\") = 'object' THEN s.\"values\" END) AS r({}) ON true"
+        ).format(sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c))
+                                    for c in columns))
+        keys: list = []
+    else:
+        fields = sql.SQL(", ").join(sql.SQL("(s.\"values\" ->> %s)::float8") for _ in columns)
+        source = sql.SQL("annotation_sample s")
+        keys = list(columns)
+    cells = sql.SQL(", ").join(sql.SQL(f"COALESCE(t.c[{k + 1}], 'NaN')")
+                               for k in range(len(columns)))
     # OFFSET 0 keeps the planner from inlining the subquery, which would cast every value
     # twice (once for the cell, once for the check).
-    return (
-        f"COPY (SELECT t.id, t.c && ARRAY['NaN', 'Infinity', '-Infinity']::float8[], t.test, "
-        f"{cells} FROM (SELECT s.id, s.split = 'test' AS test, ARRAY[{values}]::float8[] AS c "
-        "FROM annotation_sample s "
+    statement = sql.SQL(
+        "COPY (SELECT t.id, t.c && ARRAY['NaN', 'Infinity', '-Infinity']::float8[], t.test, "
+        "{cells} FROM (SELECT s.id, s.split = 'test' AS test, ARRAY[{fields}]::float8[] AS c "
+        "FROM {source} "
         "WHERE s.project_id = %s AND s.id > %s AND s.id <= %s ORDER BY s.id OFFSET 0) t"
         ") TO STDOUT (FORMAT binary)"
-    )
+    ).format(cells=cells, fields=fields, source=source)
+    return statement, keys
 
 
 HEAD = 2 + 12 + 5 + 5  # field count; id int8; bad bool; test bool (each with its length)
@@ -83,8 +116,8 @@ def numeric_rows(*, project_id: int, columns: Sequence[str], after: int,
     size = _record_size(width)
     header = 19  # signature, flags, extension length
     connection.ensure_connection()
-    statement = _statement(columns)
-    params = [*columns, project_id, after, upto]
+    statement, keys = _statement(columns)
+    params = [*keys, project_id, after, upto]
     pending = bytearray()
     skip = header
     try:
