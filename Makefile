@@ -9,6 +9,8 @@ WEB_WORKERS ?= 2
 WEB_THREADS ?= 2
 SERVER ?= granian
 CELERY_CONCURRENCY ?= 2
+# pytest-xdist workers for `make test` (0: one process).
+TEST_WORKERS ?= 2
 
 .PHONY: run test serve worker beat setup setup-dev migrate demo clean featurizers
 
@@ -74,10 +76,20 @@ run: demo
 	until wait; do :; done; \
 	exit $${asked:-$$status}
 
-## Set up, check the layering (import-linter: apps look only down, no cycles), run the suite.
+## Set up, check the layering (import-linter: apps look only down, no cycles), run the suite
+## in two passes: everything but the integration tests on TEST_WORKERS processes, then the
+## integration tests (real Celery workers, timeouts) alone, one after the other. Both
+## passes always run; the first failure's status is the result, and "no tests" (5) only
+## when neither pass found any.
 test: setup-dev
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@first=0; second=0; \
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not integration" $(PYTEST_ARGS) || first=$$?; \
+	$(PY) -m pytest -m integration $(PYTEST_ARGS) || second=$$?; \
+	for status in $$first $$second; do \
+	  case $$status in 0|5) ;; *) exit $$status ;; esac; \
+	done; \
+	[ $$first -eq 5 ] && [ $$second -eq 5 ] && exit 5; exit 0
 
 ## Production server: granian (Rust HTTP, keep-alive, TCP_NODELAY) running the WSGI app with
 ## WEB_WORKERS processes of WEB_THREADS threads; `make serve SERVER=gunicorn` for gunicorn

@@ -34,7 +34,7 @@ IMPORT = "import config.settings.production as s; print(s.SECRET_KEY == __import
     ("django-insecure-" + secrets.token_urlsafe(40), "published development key"),
     ("s3cret", "too weak"),
     ("ab" * 40, "too weak"),
-])
+], ids=["unset", "empty", "dev-key", "bench-key", "django-insecure", "short", "repetitive"])
 def test_production_settings_refuse_missing_published_and_weak_keys(tmp_path, key, reason):
     env = {} if key is None else {"SECRET_KEY": key}
     run = _python(IMPORT, tmp_path, **env)

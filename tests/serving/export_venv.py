@@ -8,6 +8,7 @@ tests locally and fails them under ``CI=true``.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -65,6 +66,15 @@ def mlflow_venv(config) -> Path:
     if (venv / ".complete").exists():
         return python
     VENVS.mkdir(parents=True, exist_ok=True)
+    # One build at a time: the suite's parallel workers (pytest-xdist) may both need it.
+    with open(VENVS / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".complete").exists():
+            _build(config, venv, python, requirements)
+    return python
+
+
+def _build(config, venv: Path, python: Path, requirements: list[str]) -> None:
     with _capture_suspended(config):
         print(f"\nbuilding {venv} once: {' '.join(requirements)}", flush=True)
         try:
@@ -74,7 +84,6 @@ def mlflow_venv(config) -> Path:
         except (OSError, subprocess.CalledProcessError) as exc:
             require_service("the mlflow-skinny venv", f"cannot build {venv}: {exc}")
     (venv / ".complete").write_text("\n".join(requirements) + "\n")
-    return python
 
 
 def mlflow_predict(python: Path, jobs: dict, workdir: Path) -> dict:
