@@ -355,6 +355,8 @@ def main() -> None:
     parser.add_argument("--feedback", type=float, default=0.1,
                         help="share of predictions clients send feedback on (rule 2's data)")
     args = parser.parse_args()
+    if not args.policies.startswith("never,schedule"):
+        parser.error("--policies: start with never,schedule (the baselines the target is against)")
     total_steps = args.steps // 2 * (1 + args.post_passes)
     if args.budget is None:
         args.budget = total_steps // args.every * args.batch
