@@ -42,7 +42,7 @@ Every retrain goes through the same promotion check as the service (macro-F1 on 
 held-out set, drawn from both regimes, against the served model). Accuracy on held-out
 post-shift digits is measured after every step.
 
-    python bench/production_loop.py            # seeds 0-4, 6 policies: 2-10 min
+    python bench/production_loop.py            # seeds 0-4, 6 policies, 3 repeats: 6-8 min at load 5-8
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
 
 Prints per policy and seed the post-shift accuracy over time with labels spent, the labels
