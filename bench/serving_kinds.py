@@ -213,7 +213,11 @@ def setup_project(kind: str) -> dict:
 
 
 def setup_main() -> None:
-    """argv: kind, row counts (comma-separated). Prints one JSON line."""
+    """argv: kind, row counts (comma-separated). Prints one JSON line, then stays as the
+    in-process reference: each line ``ROWS REPEATS`` read from stdin is answered with one
+    line ``RAW {json}``, the figures of :func:`raw_figures` measured then, so that
+    ``bench/serving.py`` times them in the same round as the servers. An empty line or
+    the end of stdin ends it."""
     import django
 
     django.setup()
@@ -222,7 +226,13 @@ def setup_main() -> None:
     version, estimator = made["version"], made["estimator"]
     print(json.dumps({"key": made["key"], "artifact": version.artifact_path,
                       "accuracy": version.accuracy,
-                      "raw": [raw_figures(kind, estimator, n) for n in row_counts]}))
+                      "raw": [raw_figures(kind, estimator, n) for n in row_counts]}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        rows, repeats = (int(v) for v in line.split())
+        print("RAW " + json.dumps(raw_figures(kind, estimator, rows, repeats)), flush=True)
+
 
 if __name__ == "__main__":
     setup_main()
