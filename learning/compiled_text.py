@@ -18,6 +18,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from learning import features
 
 WORD_CACHE_SIZE = 200000  # words whose character n-gram columns a text block remembers
+# A batch's terms are counted with a tally of every (text, column) cell when the cells are
+# at most this many times the terms (narrow vocabularies such as character n-grams: one
+# pass, no sort; 100 texts against 3,800 columns took 1.0 ms instead of np.unique's 2.3),
+# else by sorting their keys.
+TALLY_CELLS_PER_TERM = 8
 _NONE = np.empty(0, dtype=np.int64)
 
 # texts -> (the columns of their terms, one per occurrence; how many of them each text has)
@@ -138,7 +143,7 @@ class LeanText:
         flat, lengths = columns(texts)
         keys = np.repeat(np.arange(len(texts), dtype=np.int64) * width, lengths)
         keys += flat
-        keys, counts = np.unique(keys, return_counts=True)  # sorted: row, then column
+        keys, counts = _counted(keys, len(texts) * width)  # sorted: row, then column
         rows, indices = np.divmod(keys, width)
         indptr = np.searchsorted(rows, np.arange(len(texts) + 1))
         data = counts.astype(np.float64)
@@ -154,6 +159,23 @@ class LeanText:
                 np.sqrt(per_row, out=per_row)
             data /= np.repeat(per_row, lengths[lengths > 0])
         return indptr, indices, data
+
+
+def _counted(keys: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (``text * width + column``, below ``cells``) in order, and how
+    often each occurs: ``np.unique(keys, return_counts=True)``, faster."""
+    if cells <= TALLY_CELLS_PER_TERM * len(keys):
+        tally = np.bincount(keys, minlength=cells)
+        found = np.flatnonzero(tally)
+        return found, tally[found]
+    if not len(keys):
+        return keys, keys.copy()
+    ordered = np.sort(keys.astype(np.int32) if cells <= np.iinfo(np.int32).max else keys)
+    first = np.empty(len(ordered), dtype=bool)  # where a run of equal keys starts
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return ordered[starts].astype(np.int64), np.diff(starts, append=len(ordered))
 
 
 def _side_by_side(indptr, indices, data, more_indptr, more_indices, more_data):

@@ -121,3 +121,31 @@ def test_what_cannot_be_compiled_is_not():
     assert compile_featurizer(hashed) is None
     assert compile_featurizer(features.ImageFeaturizer().fit(np.zeros((2, 4)))) is None
     assert compile_featurizer(None) is None
+
+
+@pytest.mark.parametrize("cells_per_term", [0, 8, 10**9])  # always sorted, as chosen, tallied
+def test_text_counts_terms_alike_by_tally_and_by_sort(monkeypatch, cells_per_term):
+    from learning import compiled_text
+
+    monkeypatch.setattr(compiled_text, "TALLY_CELLS_PER_TERM", cells_per_term)
+    featurizer = features.TextFeaturizer().fit(TEXTS * 3)
+    lean = compile_featurizer(featurizer)
+    for batch in (TEXTS, TEXTS[:1], ["", None], ["the " * 500 + "goal"] + TEXTS):
+        ours, theirs = lean(batch), featurizer.transform(batch)
+        assert ours.shape == theirs.shape
+        diff = ours - theirs
+        assert diff.nnz == 0 or abs(diff).max() < 1e-12
+
+
+@pytest.mark.parametrize("cells", [1, 7, 50, 10**6])
+def test_counted_is_numpys_unique_with_counts(cells):
+    from learning.compiled_text import _counted
+
+    rng = np.random.default_rng(cells)
+    for size in (0, 1, 5, 200):
+        keys = rng.integers(0, cells, size=size).astype(np.int64)
+        found, counts = _counted(keys, cells)
+        expected, expected_counts = np.unique(keys, return_counts=True)
+        np.testing.assert_array_equal(found, expected)
+        np.testing.assert_array_equal(counts, expected_counts)
+        assert found.dtype == np.int64
