@@ -18,7 +18,8 @@ rollups on, and compares per request:
   ``bench/serving.py`` calls the in-process reference.
 
 ``--profile image:1`` also runs that case's requests under cProfile and prints the
-functions with the most time of their own, and cumulative. Nothing here is a throughput
+functions with the most time of their own, and cumulative, then the same for the log
+writer's flush of those requests. Nothing here is a throughput
 figure: HTTP parsing and the server's threads are not included (see bench/serving.py).
 """
 from __future__ import annotations
@@ -42,11 +43,11 @@ import time  # noqa: E402
 from bench import serving_kinds as kinds  # noqa: E402
 
 
-def _environment(workdir: Path) -> None:
+def _environment(workdir: Path, database_url: str | None) -> None:
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "DATABASE_URL": database_url or f"sqlite:///{workdir / 'db.sqlite3'}",
         "MEDIA_ROOT": str(workdir / "media"),
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -143,9 +144,11 @@ def main() -> None:
     parser.add_argument("--app", choices=["wsgi", "django"], default="wsgi",
                         help="config/wsgi.py's application (fast paths included), or Django's alone")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--database-url", default=None,
+                        help="default: a fresh SQLite file (an empty database: it is migrated)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-profile-"))
-    _environment(workdir)
+    _environment(workdir, args.database_url)
     import django
     from django.core.management import call_command
 
@@ -186,7 +189,8 @@ def main() -> None:
                   f"overhead {figures['overhead_cpu_ms']:.3f} ms", flush=True)
             if f"{kind}:{rows}" in args.profile:
                 _profiled(request, args.requests, args.top)
-                prediction_log_flush()
+                print(f"--- the log writer's flush of those {args.requests} requests")
+                _profiled(prediction_log_flush, 1, args.top)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 
