@@ -32,7 +32,7 @@ concurrency, p50 at c=1 within 1 ms of the in-process call (median over rounds o
 minus the reference timed in that round). The load average is recorded before and after.
 
 `--quick` runs 2 rounds of 2 s per point and only the pixel input for images (about 5
-minutes); the default (4 rounds of 3 s, PNG images too) about 15.
+minutes); the default (4 rounds of 3 s, PNG images too) about 20.
 """
 from __future__ import annotations
 
