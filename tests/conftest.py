@@ -7,16 +7,6 @@ from serving import model_cache
 from tests.factories import ImageSampleFactory, MembershipFactory, ProjectFactory, UserFactory
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs two workers) the integration tests run on one
-    worker, one after the other: they share the integration Redis database, which each
-    test flushes, and each runs real Celery worker processes that a second such test
-    would slow past its timeouts. Everything else is spread over both workers."""
-    for item in items:
-        if "tests/integration/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.xdist_group("integration"))
-
-
 def require_service(name: str, reason: str) -> None:
     """Skip locally when a real service is missing; under CI=true, fail instead."""
     if os.environ.get("CI", "").lower() == "true":
