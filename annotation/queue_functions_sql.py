@@ -70,7 +70,14 @@ BEGIN
         v_pool := coalesce(v_pool, 0);
         v_test := coalesce(v_test, 0);
         <<splits>>
+        -- Test first while the labeled test split is under its share, or while production
+        -- inputs a rule drew at random (held out, negative random_key) wait in it.
         FOREACH v_split IN ARRAY CASE WHEN v_test < p_test_fraction * (v_pool + v_test + 1)
+                                        OR EXISTS (SELECT 1 FROM annotation_sample s
+                                                    WHERE s.project_id = p_project
+                                                      AND s.split = 'test'
+                                                      AND s.status = 'unlabeled'
+                                                      AND s.random_key < 0)
                                       THEN ARRAY['test', 'pool'] ELSE ARRAY['pool', 'test'] END
         LOOP
             FOR attempt IN 1..3 LOOP

@@ -196,9 +196,10 @@ class Rule(models.Model):
     cooldown_minutes = models.PositiveIntegerField(default=60)
     actions = models.JSONField(default=list)
     route_count = models.PositiveIntegerField(default=20)
-    # The share of route_count drawn at random from the served version's predictions: their
-    # labels count as live accuracy (an unbiased sample), so a live-accuracy rule has data.
-    random_share = models.FloatField(default=0.0)
+    # The share of route_count drawn at random from the served version's predictions, held
+    # out as test samples: an unbiased sample of production, so the promotion check sees
+    # the data a retrain now serves, and their labels count as live accuracy.
+    random_share = models.FloatField(default=0.2)
     enabled = models.BooleanField(default=True)
     broken_reason = models.TextField(blank=True, default="")
     # The last evaluation: when, what it read, what it decided (see rules/evaluation.py).

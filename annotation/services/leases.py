@@ -30,9 +30,13 @@ def _lease_duration() -> dt.timedelta:
 
 
 def _wants_test_sample(project: Project) -> bool:
-    """Keep the labeled test split at ``test_fraction`` of all labeled samples, drawn at random.
+    """Keep the labeled test split at ``test_fraction`` of all labeled samples, drawn at random;
+    and hand out first the production inputs a rule drew at random into the test split
+    (``random_key`` below 0: ``production.production_samples_route``), which the promotion
+    check waits for.
 
-    Reads the running counts, never counts rows: this is on every hand-out.
+    Reads the running counts, never counts rows: this is on every hand-out (the second
+    check is one probe of the ``sample_queue_random`` index).
     """
     counts = queue_db.fetch_one(
         f"SELECT labeled_pool, labeled_test FROM {queue_db.table(LabelCounts)}"
@@ -40,7 +44,10 @@ def _wants_test_sample(project: Project) -> bool:
         [project.pk],
     )
     pool, test = counts or (0, 0)
-    return test < project.test_fraction * (pool + test + 1)
+    if test < project.test_fraction * (pool + test + 1):
+        return True
+    return Sample.objects.filter(project=project, split=Sample.Split.TEST,
+                                 status=Sample.Status.UNLABELED, random_key__lt=0).exists()
 
 
 def _live_leases(now: dt.datetime) -> QuerySet[Lease]:

@@ -1,6 +1,7 @@
 """Writes for production data: inputs seen by the served model, labeled by client feedback."""
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass
 
@@ -64,8 +65,10 @@ def _store_image(project: Project, data: bytes) -> tuple[str, str]:
 
 def _sample_from_payload(project: Project, payload: ProductionPayload, origin: str,
                          **fields) -> Sample:
-    """An unsaved pool sample holding ``payload`` (an image is written to storage now)."""
-    sample = Sample(project=project, split=Sample.Split.POOL, origin=origin, **fields)
+    """An unsaved sample holding ``payload`` (in the pool unless ``fields`` say otherwise;
+    an image is written to storage now)."""
+    fields.setdefault("split", Sample.Split.POOL)
+    sample = Sample(project=project, origin=origin, **fields)
     if project.kind == Project.Kind.IMAGE:
         if not payload.image:
             raise InvalidProductionPayload("an image project's sample needs an image")
@@ -116,12 +119,14 @@ def production_sample_create(
 @dataclass(frozen=True)
 class RoutedInput:
     """A production input to route to annotators, most informative first, with the
-    prediction that was made on it."""
+    prediction that was made on it. ``held_out``: a uniform draw of production inputs,
+    stored in the test split (see ``production_samples_route``)."""
 
     payload: ProductionPayload
     label: str
     confidence: float | None
     version: int | None
+    held_out: bool = False
 
 
 def routed_scores(*, project: Project, count: int) -> list[float]:
@@ -152,18 +157,29 @@ def routed_scores(*, project: Project, count: int) -> list[float]:
 
 @transaction.atomic
 def production_samples_route(*, project: Project, inputs: list[RoutedInput]) -> list[Sample]:
-    """Turn production inputs into unlabeled pool samples (``origin=production``) with the
-    prediction that was made, placed in the queue by ``routed_scores``."""
-    scores = routed_scores(project=project, count=len(inputs))
+    """Turn production inputs into unlabeled samples (``origin=production``) with the
+    prediction that was made, in the order given.
+
+    Pool samples are placed in the queue by ``routed_scores``. ``held_out`` inputs (drawn
+    uniformly from production, so an unbiased sample of what the model now serves) go to
+    the test split, ahead of the unlabeled imported test samples (a negative
+    ``random_key``): the promotion check then compares versions on production data too,
+    which after a shift is what decides whether a retrain is better, and no version trains
+    on them, so their labels stay honest evidence of live accuracy across retrains."""
+    pool_inputs = [item for item in inputs if not item.held_out]
+    scores = iter(routed_scores(project=project, count=len(pool_inputs)))
     made: list[Sample] = []
     try:
-        for i, item in enumerate(inputs):
-            own = 1.0 - item.confidence if item.confidence is not None else 0.0
+        for item in inputs:
             prediction = {"label": item.label, "confidence": item.confidence,
                           "version": item.version}
+            if item.held_out:
+                fields = {"split": Sample.Split.TEST, "random_key": random.random() - 1.0}
+            else:
+                own = 1.0 - item.confidence if item.confidence is not None else 0.0
+                fields = {"score": next(scores, own)}
             made.append(_sample_from_payload(project, item.payload, Sample.Origin.PRODUCTION,
-                                             score=scores[i] if scores else own,
-                                             prediction=prediction))
+                                             prediction=prediction, **fields))
         Sample.objects.bulk_create(made)
     except BaseException:
         _files_delete(made)

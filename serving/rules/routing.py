@@ -6,7 +6,12 @@ predictions' true labels (``feedback_source=routed``: routed accuracy, never liv
 A rule's ``random_share`` of the route is drawn first, uniformly at random from the served
 version's predictions of the window, the routed ones included (they are only marked: the
 most informative are the hardest, and a draw that left them out would read high). Those
-rows are ``sampled``; their labels count as live accuracy (``feedback_source=sampled``)."""
+rows are ``sampled``; their labels count as live accuracy (``feedback_source=sampled``).
+The drawn inputs not routed before become held-out test samples, not pool samples: an
+unbiased sample of production is what the promotion check needs after a shift (the
+imported test split only shows the old data), and since no version trains on them their
+labels stay fair evidence about every later version (bench/production_loop.py
+``--val pre --test-share``)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -220,7 +225,8 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime,
             continue
         version = log.model_version.number if log.model_version_id else None
         inputs.append(RoutedInput(payload=payload, label=log.predicted_label,
-                                  confidence=log.confidence, version=version))
+                                  confidence=log.confidence, version=version,
+                                  held_out=log.pk in drawn_ids))
         taken.append(log)
     samples = production_samples_route(project=project, inputs=inputs)
     for log, sample in zip(taken, samples):
@@ -228,7 +234,8 @@ def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime,
         PredictionLog.objects.filter(pk=log.pk).update(sample_id=sample.pk, instance=None)
     at_random = sum(log.pk in drawn_ids for log in taken)
     notes.insert(0, f"routed {len(samples)} of {len(unique)} recent input(s)"
-                    + (f": {at_random} drawn at random, the rest" if drawn_ids else ",")
+                    + (f": {at_random} drawn at random (held-out test samples), the rest"
+                       if drawn_ids else ",")
                     + f" by the {project.query_strategy} strategy, spread over predicted classes")
     return Routed([s.pk for s in samples], notes)
 

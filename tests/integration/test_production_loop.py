@@ -154,6 +154,9 @@ def test_rule_routes_drifted_inputs_to_annotators_and_a_better_model_is_served(
     assert v1_now["live_accuracy"]["n"] == 30 and v1_now["live_accuracy"]["sampled"] == 5
     assert v1_now["routed_accuracy"]["n"] == 15
     assert PredictionLog.objects.filter(sample_id__in=routed, sampled=True).count() == 5
+    # the drawn five are held out: test samples the promotion check read, never trained on
+    drawn = PredictionLog.objects.filter(sample_id__in=routed, sampled=True).values("sample_id")
+    assert set(Sample.objects.filter(pk__in=drawn).values_list("split", flat=True)) == {"test"}
     _wait("the worker to rescore the pool", lambda: ModelVersion.objects.get(
         pk=v2.pk).scored_sample_count is not None, worker, beat)
 

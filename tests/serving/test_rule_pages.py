@@ -31,7 +31,7 @@ def test_rules_page_adds_edits_and_deletes(owner, project):
     assert response.status_code == 302
     rule = Rule.objects.get()
     assert rule.actions == ["route", "retrain"] and rule.min_count == 50
-    assert rule.random_share == 0.0  # left empty
+    assert rule.random_share == 0.2  # left empty: the default
     bad = owner.post(url, {**FORM, "threshold": "1.5"})
     assert bad.status_code == 400 and b"give a number from 0 to 1" in bad.content
     bad = owner.post(url, {**FORM, "metric": "live_accuracy", "column": "age"})
@@ -42,6 +42,9 @@ def test_rules_page_adds_edits_and_deletes(owner, project):
     rule.refresh_from_db()
     assert rule.threshold == 0.7 and rule.random_share == 0.25
     assert b"25% at random" in owner.get(url).content
+    assert owner.post(edit, {**FORM, "random_share": "0"}).status_code == 302
+    rule.refresh_from_db()
+    assert rule.random_share == 0.0  # a 0 given is kept: no draws
     assert owner.post(f"{edit}delete").status_code == 302
     assert not Rule.objects.exists()
 

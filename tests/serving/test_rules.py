@@ -74,7 +74,7 @@ def test_required_fields_and_defaults():
     checked = rule_check({"metric": "drift", "column": "pixel_3", "op": ">", "threshold": 0.2,
                           "actions": ["alert"]})
     assert checked["window"] == "1h" and checked["cooldown_minutes"] == 60
-    assert checked["random_share"] == 0.0 and rule_check({**RULE, "random_share": 1})[
+    assert checked["random_share"] == 0.2 and rule_check({**RULE, "random_share": 1})[
         "random_share"] == 1.0
     assert rule_check(RULE)["actions"] == ["route", "retrain", "alert"]  # route first
 

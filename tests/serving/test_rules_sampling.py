@@ -40,6 +40,9 @@ def test_drawn_labels_count_as_live_accuracy_the_informative_apart(
     assert any(n.startswith("drew 2 of 10 prediction(s)") for n in routed.notes)
     logs = PredictionLog.objects.filter(sample_id__in=routed.sample_ids)
     assert sorted(log.sampled for log in logs) == [False, False, True, True]
+    # the drawn ones are held out (test split), the informative ones go to the pool
+    assert sorted((log.sampled, log.sample.split) for log in logs) == [
+        (False, "pool"), (False, "pool"), (True, "test"), (True, "test")]
     _label_all(served_project, routed.sample_ids, annotator, right=False)
     rules_evaluate(now=timezone.now())
     sources = {log.pk: log.feedback_source for log in logs.all()}
@@ -107,3 +110,33 @@ def test_rules_api_takes_and_returns_the_random_share(served_project, token_clie
     assert made.status_code == 201 and made.json()["random_share"] == 0.2
     bad = admin.patch(f"{url}/{made.json()['id']}", {"random_share": 2}, format="json")
     assert bad.status_code == 400 and "random_share" in bad.json()["detail"]
+
+
+def test_drawn_inputs_are_held_out_first_in_the_test_queue_and_never_trained_on(
+        served_project, token_client, annotator, make_samples):
+    from annotation.selectors import labeled_samples
+    from annotation.services import sample_lease_next
+
+    make_samples(0, 3)  # unlabeled imported test samples, in the queue before any draw
+    _stream(served_project, token_client, 10)
+    routed = route_inputs(project=served_project, k=5, window="1h", now=timezone.now(),
+                          random_share=0.4)
+    drawn = set(PredictionLog.objects.filter(sampled=True).values_list("sample_id", flat=True))
+    assert len(drawn) == 2 and drawn <= set(routed.sample_ids)
+    assert set(Sample.objects.filter(pk__in=drawn).values_list("split", "origin")) == {
+        ("test", "production")}
+    assert all(Sample.objects.get(pk=pk).random_key < 0 for pk in drawn)
+    # the labeled test split is over its share (9 of 39 > 0.2), yet the next hand-outs are
+    # the drawn ones, before the imported test samples and the routed pool ones; then the
+    # pool again
+    assert served_project.test_fraction < 9 / 39
+    handed = []
+    for _ in range(3):
+        handed.append(sample_lease_next(project=served_project, annotator=annotator))
+        label_given(sample=handed[-1], annotator=annotator, value=served_project.labels[0])
+    assert {s.pk for s in handed[:2]} == drawn and handed[2].split == "pool"
+    test_ids = {s.pk for s, _v, _id in labeled_samples(project=served_project, split="test")}
+    assert drawn <= test_ids
+    # training reads the pool's labels (learning.services.training)
+    assert not drawn & {s.pk for s, _v, _id in labeled_samples(project=served_project,
+                                                                split="pool")}
