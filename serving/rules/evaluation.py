@@ -29,10 +29,14 @@ logger = logging.getLogger(__name__)
 
 def rules_evaluate(*, now: dt.datetime | None = None) -> dict[int, str]:
     """Evaluate every enabled rule; return each rule's status. Routed samples' labels are
-    turned into feedback first, and retrains waiting for them are requested when due."""
+    turned into feedback first, and retrains waiting for them are requested when due.
+
+    The retrains go first: a label committed between the two steps is then either missed by
+    both (next minute) or seen by both, never a retrain requested on a label whose
+    feedback is still missing."""
     now = now or timezone.now()
-    routed_feedback_sync(now=now)
     rule_retrains_due(now=now)
+    routed_feedback_sync(now=now)
     statuses: dict[int, str] = {}
     for rule_id in Rule.objects.filter(enabled=True).values_list("pk", flat=True):
         try:
