@@ -11,7 +11,8 @@ the schedule spends over the whole stream, so the budget never stops it.
   (a) never retrain;
   (b) retrain on a schedule (every ``--every`` steps) on ``--batch`` randomly sampled
       recent production inputs not labeled yet (neither policy labels an input twice: a
-      routed prediction points at its sample from then on, so routing skips it);
+      routed prediction points at its sample from then on, so routing skips it), of which
+      ``--test-share`` (0.2, the default ``test_fraction``) are held out as test labels;
   (c) this service's rules with routing, all with actions *route* + *retrain*, read as the
       service reads them (the served version's predictions only: after a promotion a
       metric starts again), one firing per ``--every`` steps (their cool-down):
@@ -26,23 +27,26 @@ the schedule spends over the whole stream, so the budget never stops it.
            at training time, here the training set);
         4. ``model_age_hours >= --age-steps`` (the served version's age in steps): a slow
            schedule of routed inputs once the other rules are quiet.
-      A firing routes ``--batch`` inputs: ``--random-share`` of them drawn uniformly from
-      the served version's recent predictions without client feedback (routed ones
-      included, marked rather than labeled twice: ``serving.rules.routing.random_picks``),
-      then the most informative of the rest (margin under the served model, spread over
+      A firing routes ``--batch`` inputs: ``--random-share`` (0.2, the rule's default) of
+      them drawn uniformly from the served version's recent predictions without client
+      feedback (routed ones included, marked rather than labeled twice:
+      ``serving.rules.routing.random_picks``) and held out as test labels, as the service
+      holds them out, then the most informative of the rest (margin under the served model, spread over
       predicted classes: ``serving.rules.routing.spread_over_classes``, the code the
       service runs); then it retrains. Client feedback feeds the metric only, in no policy
       the training set, so the three compare on annotator labels alone.
 
-(c) is ``rules`` (no random share, the service's default); in the same run
-``rules_random`` draws 0.2 of each route at random, ``no_age`` and ``no_age_random`` leave
-out rule 4 (``no_age_random`` is the rule set of the README's previous measurement).
+(c) is ``rules`` (the service's defaults); in the same run ``rules_no_draw`` draws nothing
+(the default before the draws were held out) and ``no_age`` leaves out rule 4.
 
-Every retrain goes through the same promotion check as the service (macro-F1 on a fixed
-held-out set, drawn from both regimes, against the served model). Accuracy on held-out
-post-shift digits is measured after every step.
+Every retrain goes through the same promotion check as the service: macro-F1 on the
+held-out labels against the served model's. As in a project, they start as 120 digits of
+the imported data, before the shift (``--val pre``), and grow with each policy's held-out
+labels; ``--val mixed`` starts with 60 of them and 60 shifted ones instead (the
+measurements before held-out draws, whose promotion check saw shifted digits no policy
+paid for). Accuracy on held-out post-shift digits is measured after every step.
 
-    python bench/production_loop.py            # seeds 0-4, 6 policies, 3 repeats: 6-8 min at load 5-8
+    python bench/production_loop.py            # seeds 0-4, 5 policies, 3 repeats
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
 
 Prints per policy and seed the post-shift accuracy over time with labels spent, the labels
@@ -93,10 +97,9 @@ AGE = "model_age"  # model_age_hours >= --age-steps
 # (c) and its ablations: the rule set and the share of each route drawn at random.
 POLICIES = {
     "never": None, "schedule": None,
-    "rules": {"random_share": 0.0, "rule_names": RULES + (AGE,)},
-    "rules_random": {"random_share": 0.2, "rule_names": RULES + (AGE,)},
-    "no_age": {"random_share": 0.0, "rule_names": RULES},
-    "no_age_random": {"random_share": 0.2, "rule_names": RULES},
+    "rules": {"random_share": 0.2, "rule_names": RULES + (AGE,)},
+    "rules_no_draw": {"random_share": 0.0, "rule_names": RULES + (AGE,)},
+    "no_age": {"random_share": 0.2, "rule_names": RULES},
 }
 
 
@@ -211,6 +214,7 @@ class Loop:
             new += [fresh[i] for i in spread_over_classes(scores, predicted, k - len(new))]
         for s, i in new:
             step[s]["labeled"][i] = True
+        self.drawn = int(sum(step[s]["sampled"][i] for s, i in new))  # the first ones
         if not new:
             return np.empty((0, 64)), np.empty(0, dtype=str)
         return (np.vstack([step[s]["X"][i] for s, i in new]),
@@ -223,9 +227,11 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
     X_train, y_train = data["X_init"].copy(), data["y_init"].copy()
     served = model().fit(X_train, y_train)
     X_val, y_val = data["X_val"], data["y_val"]
+    if args.val == "pre":  # as the service: the test split holds imported (pre-shift) data
+        X_val, y_val = data["X_val_pre"], data["y_val_pre"]
     spent, curve, retrains, promoted = 0, [], 0, 0
     rules = POLICIES[policy]
-    if rules and args.random_share is not None and rules["random_share"]:
+    if rules and args.random_share is not None:
         rules = {**rules, "random_share": args.random_share}
     loop = Loop(args, data, rng, **rules) if rules else None
     reference = _reference(X_train) if loop and "drift" in loop.rule_names else None
@@ -246,6 +252,11 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
                                   replace=False)[: args.budget - spent]
                 labeled.update(keys[i] for i in take)
                 X_new, y_new = X_recent[take], y_recent[take]
+                held = random_picks(len(take), args.test_share)
+                if held:  # random picks already: the first ones are held out as test labels
+                    X_val, y_val = np.vstack([X_val, X_new[:held]]), np.concatenate([y_val, y_new[:held]])
+                    spent += held
+                    X_new, y_new = X_new[held:], y_new[held:]
         elif loop is not None:
             loop.observe(served, X_step, y_step)
             met = loop.readings(reference)
@@ -254,6 +265,11 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
                 for name, ok in met.items():
                     loop.fired[name] += ok
                 X_new, y_new = loop.route(served, min(args.batch, args.budget - spent))
+                held = loop.drawn
+                if held:  # as the service: the inputs drawn at random are held-out test labels
+                    X_val, y_val = np.vstack([X_val, X_new[:held]]), np.concatenate([y_val, y_new[:held]])
+                    spent += held
+                    X_new, y_new = X_new[held:], y_new[held:]
         if X_new is not None and len(X_new):
             spent += len(X_new)
             X_train = np.vstack([X_train, X_new])
@@ -311,6 +327,7 @@ def dataset(seed: int, steps: int, post_passes: int = 1) -> dict:
     init, test, val, stream = order[:150], order[150:550], order[550:670], order[670:]
     X_post, y_post = shifted(X[test], rng), y[test]
     val_X = np.vstack([X[val[:60]], shifted(X[val[60:]], rng)])
+    val_pre = val  # the same 120 digits, none shifted (--val pre)
     served = model().fit(X[init], y[init])
     half = steps // 2
     chunks = np.array_split(stream, half)
@@ -320,6 +337,7 @@ def dataset(seed: int, steps: int, post_passes: int = 1) -> dict:
         order_p = stream if p == 0 else rng.permutation(stream)
         post += [(shifted(X[c], rng), y[c]) for c in np.array_split(order_p, half)]
     return {"X_init": X[init], "y_init": y[init], "X_val": val_X, "y_val": y[val],
+            "X_val_pre": X[val_pre], "y_val_pre": y[val_pre],
             "X_post": X_post, "y_post": y_post, "stream": pre + post, "shift_step": half,
             "pre_accuracy": float(served.score(X[test], y[test])),
             "post_accuracy_before": float(served.score(X_post, y_post))}
@@ -346,12 +364,22 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.08,
                         help="rule 1: low_confidence_share > threshold")
     parser.add_argument("--random-share", type=float, default=None,
-                        help="the random share of the policies that draw (default 0.2)")
+                        help="the rules' random share (default: each policy's; rules_no_draw "
+                             "included)")
     parser.add_argument("--age-steps", type=int, default=8,
                         help="model_age rule: the served version is this many steps old")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per policy and seed (other draws, same stream); the "
                              "figures are their medians")
+    parser.add_argument("--val", choices=("mixed", "pre"), default="pre",
+                        help="the promotion check's held-out labels at the start: 120 "
+                             "pre-shift digits, as a project's test split of imported data "
+                             "(pre), or 60 of them + 60 shifted ones from nowhere (mixed, the "
+                             "measurements before the held-out draws)")
+    parser.add_argument("--test-share", type=float, default=0.2,
+                        help="share of the schedule's random picks held out as test labels "
+                             "instead of training (the project's default test_fraction); the "
+                             "rules hold out the inputs they draw at random, as the service")
     parser.add_argument("--feedback", type=float, default=0.1,
                         help="share of predictions clients send feedback on (rule 2's data)")
     args = parser.parse_args()
