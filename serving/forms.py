@@ -42,18 +42,20 @@ class RuleForm(forms.Form):
                                      label="Inputs to route",
                                      help_text="How many production inputs 'route' sends to "
                                                "annotators.")
-    random_share = forms.FloatField(min_value=0, max_value=1, initial=0.2, required=False,
+    random_share = forms.FloatField(min_value=0, max_value=1,
+                                    initial=Rule.RANDOM_SHARE_DEFAULT, required=False,
                                     label="Drawn at random",
                                     help_text="Share of the routed inputs drawn at random from "
                                               "the served model's predictions, held out as test "
                                               "samples: the promotion check sees production "
                                               "data, and their labels count as live accuracy "
-                                              "(empty: 0.2; 0: none).")
+                                              f"(empty: {Rule.RANDOM_SHARE_DEFAULT}; 0: "
+                                              "none).")
     enabled = forms.BooleanField(required=False, initial=True)
 
     def clean_random_share(self) -> float:
         share = self.cleaned_data["random_share"]
-        return 0.2 if share is None else share
+        return Rule.RANDOM_SHARE_DEFAULT if share is None else share
 
     def clean(self) -> dict:
         data = super().clean()

@@ -199,7 +199,8 @@ class Rule(models.Model):
     # The share of route_count drawn at random from the served version's predictions, held
     # out as test samples: an unbiased sample of production, so the promotion check sees
     # the data a retrain now serves, and their labels count as live accuracy.
-    random_share = models.FloatField(default=0.2)
+    RANDOM_SHARE_DEFAULT = 0.2
+    random_share = models.FloatField(default=RANDOM_SHARE_DEFAULT)
     enabled = models.BooleanField(default=True)
     broken_reason = models.TextField(blank=True, default="")
     # The last evaluation: when, what it read, what it decided (see rules/evaluation.py).

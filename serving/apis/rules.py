@@ -29,7 +29,7 @@ from serving.rules.services import rule_create, rule_delete, rule_update
 RULE_EXAMPLE = {"metric": "live_accuracy", "op": "<", "threshold": 0.8, "window": "1h",
                 "min_count": 50, "cooldown_minutes": 30, "actions": ["retrain", "route", "alert"],
                 "route_count": 20}
-RULE_OUT = {"id": 3, "name": "", "column": "", "random_share": 0.0, "enabled": True,
+RULE_OUT = {"id": 3, "name": "", "column": "", "random_share": 0.2, "enabled": True,
             "broken_reason": "",
             **RULE_EXAMPLE, "actions": ["route", "retrain", "alert"],
             "last_evaluated_at": "2026-12-01T16:02:00Z", "last_value": 0.74, "last_count": 61,
@@ -65,8 +65,9 @@ class RuleInput(serializers.Serializer):
                                            help_text="default 20")
     random_share = serializers.FloatField(
         required=False, min_value=0, max_value=1,
-        help_text="default 0: the share of route_count drawn at random from the served "
-                  "version's predictions; their labels count as live accuracy")
+        help_text=f"default {Rule.RANDOM_SHARE_DEFAULT}: the share of route_count drawn at "
+                  "random from the served version's predictions and held out as test samples; "
+                  "their labels count as live accuracy and in the promotion check")
     enabled = serializers.BooleanField(required=False, help_text="default true")
 
 

@@ -13,7 +13,7 @@ FIELDS = ("name", "metric", "column", "op", "threshold", "window", "min_count",
           "cooldown_minutes", "actions", "route_count", "random_share", "enabled")
 REQUIRED = ("metric", "op", "threshold", "actions")
 DEFAULTS: dict[str, Any] = {"name": "", "column": "", "window": "1h", "min_count": 0,
-                            "cooldown_minutes": 60, "route_count": 20, "random_share": 0.2,
+                            "cooldown_minutes": 60, "route_count": 20, "random_share": Rule.RANDOM_SHARE_DEFAULT,
                             "enabled": True}
 # Metrics that are shares (0..1) and those that count from 0 up.
 UNIT_METRICS = {Rule.Metric.LIVE_ACCURACY, Rule.Metric.ESTIMATED_ACCURACY,
