@@ -176,7 +176,8 @@ def _draw(project: Project, since: dt.datetime, m: int) -> tuple[list[Prediction
         feedback_source=PredictionLog.FeedbackSource.SAMPLED)
     fresh = list(drawn.filter(sample_id__isnull=True).order_by("-created_at"))
     return fresh, [f"drew {len(chosen)} of {len(ids)} prediction(s) of v{served.number} at "
-                   f"random for live accuracy ({len(chosen) - len(fresh)} routed already)"]
+                   f"random for live accuracy and the promotion check "
+                   f"({len(chosen) - len(fresh)} routed already)"]
 
 
 def route_inputs(*, project: Project, k: int, window: str, now: dt.datetime,
