@@ -144,6 +144,7 @@ class Loop:
                  rule_names: tuple[str, ...]):
         self.args, self.data, self.rng = args, data, rng
         self.served_since = 0  # the step the served version was promoted at
+        self.drawn = 0  # of the last route's inputs, how many (the first) were drawn
         self.random_share, self.rule_names = random_share, rule_names
         self.steps: list[dict] = []
         self.version, self.last_fired = 1, -10**9
@@ -214,11 +215,19 @@ class Loop:
             new += [fresh[i] for i in spread_over_classes(scores, predicted, k - len(new))]
         for s, i in new:
             step[s]["labeled"][i] = True
-        self.drawn = int(sum(step[s]["sampled"][i] for s, i in new))  # the first ones
+        self.drawn = int(sum(step[s]["sampled"][i] for s, i in new))
         if not new:
             return np.empty((0, 64)), np.empty(0, dtype=str)
         return (np.vstack([step[s]["X"][i] for s, i in new]),
                 np.array([step[s]["y"][i] for s, i in new]))
+
+
+def _hold_out(X_val, y_val, X_new, y_new, held: int):
+    """Move the first ``held`` new labels to the held-out set: ((X_val, y_val), (X_new, y_new))."""
+    if not held:
+        return (X_val, y_val), (X_new, y_new)
+    return ((np.vstack([X_val, X_new[:held]]), np.concatenate([y_val, y_new[:held]])),
+            (X_new[held:], y_new[held:]))
 
 
 def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dict:
@@ -252,11 +261,10 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
                                   replace=False)[: args.budget - spent]
                 labeled.update(keys[i] for i in take)
                 X_new, y_new = X_recent[take], y_recent[take]
+                # random picks already: the first ones are held out as test labels
                 held = random_picks(len(take), args.test_share)
-                if held:  # random picks already: the first ones are held out as test labels
-                    X_val, y_val = np.vstack([X_val, X_new[:held]]), np.concatenate([y_val, y_new[:held]])
-                    spent += held
-                    X_new, y_new = X_new[held:], y_new[held:]
+                spent += held
+                (X_val, y_val), (X_new, y_new) = _hold_out(X_val, y_val, X_new, y_new, held)
         elif loop is not None:
             loop.observe(served, X_step, y_step)
             met = loop.readings(reference)
@@ -265,11 +273,10 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
                 for name, ok in met.items():
                     loop.fired[name] += ok
                 X_new, y_new = loop.route(served, min(args.batch, args.budget - spent))
-                held = loop.drawn
-                if held:  # as the service: the inputs drawn at random are held-out test labels
-                    X_val, y_val = np.vstack([X_val, X_new[:held]]), np.concatenate([y_val, y_new[:held]])
-                    spent += held
-                    X_new, y_new = X_new[held:], y_new[held:]
+                # as the service: the inputs drawn at random are held-out test labels
+                spent += loop.drawn
+                (X_val, y_val), (X_new, y_new) = _hold_out(X_val, y_val, X_new, y_new,
+                                                           loop.drawn)
         if X_new is not None and len(X_new):
             spent += len(X_new)
             X_train = np.vstack([X_train, X_new])
@@ -327,7 +334,6 @@ def dataset(seed: int, steps: int, post_passes: int = 1) -> dict:
     init, test, val, stream = order[:150], order[150:550], order[550:670], order[670:]
     X_post, y_post = shifted(X[test], rng), y[test]
     val_X = np.vstack([X[val[:60]], shifted(X[val[60:]], rng)])
-    val_pre = val  # the same 120 digits, none shifted (--val pre)
     served = model().fit(X[init], y[init])
     half = steps // 2
     chunks = np.array_split(stream, half)
@@ -337,7 +343,7 @@ def dataset(seed: int, steps: int, post_passes: int = 1) -> dict:
         order_p = stream if p == 0 else rng.permutation(stream)
         post += [(shifted(X[c], rng), y[c]) for c in np.array_split(order_p, half)]
     return {"X_init": X[init], "y_init": y[init], "X_val": val_X, "y_val": y[val],
-            "X_val_pre": X[val_pre], "y_val_pre": y[val_pre],
+            "X_val_pre": X[val], "y_val_pre": y[val],  # the same 120, none shifted
             "X_post": X_post, "y_post": y_post, "stream": pre + post, "shift_step": half,
             "pre_accuracy": float(served.score(X[test], y[test])),
             "post_accuracy_before": float(served.score(X_post, y_post))}
