@@ -93,14 +93,18 @@ def runs(quick: bool, batches=(10, 50), models=True, logreg=True,
 
 def area(curve) -> float:
     """Area under a mean learning curve over its label range: its mean test accuracy."""
-    labels = [n for n, _acc in curve]
-    accuracy = [acc for _n, acc in curve]
-    if len(curve) < 2:
-        return round(accuracy[0], 5) if curve else 0.0
-    width = labels[-1] - labels[0]
-    total = sum((labels[i + 1] - labels[i]) * (accuracy[i] + accuracy[i + 1]) / 2
-                for i in range(len(curve) - 1))
-    return round(total / width, 5)
+    return simulation.curve_area([n for n, _acc in curve], [acc for _n, acc in curve])
+
+
+def area_difference(mine: list[float], base: list[float]) -> tuple[float, float | None]:
+    """Mean per-seed area difference (paired: same seed labels, same test split) and its
+    standard error over the seeds (None with one seed)."""
+    diffs = [a - b for a, b in zip(mine, base)]
+    mean = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return round(mean, 5), None
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return round(mean, 5), round((var / len(diffs)) ** 0.5, 5)
 
 
 def main(argv=None) -> int:
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     rows, results, datasets = [], [], {}
     header = (f"{'data set':<14}{'model':<14}{'batch':>5} {'strategy':<16}"
-              f"{'to 95%':>7}{'x rnd':>7}{'to 99%':>8}{'x rnd':>7}{'area':>8}")
+              f"{'to 95%':>7}{'x rnd':>7}{'to 99%':>8}{'x rnd':>7}{'area':>8}"
+              f"  {'area - random (SE)':>19}")
     print(header)
     print("-" * len(header))
     batches = (1, 10, 50) if args.batch_one else (10, 50)
@@ -164,11 +169,14 @@ def main(argv=None) -> int:
                 "ratio_99": ratio(data["labels_to_99"], base["labels_to_99"]),
                 "area": area(data["curve"]),
             }
+            if strategy != "random":
+                row["area_vs_random"], row["area_vs_random_se"] = area_difference(
+                    data["area_by_seed"], base["area_by_seed"])
             rows.append(row)
             print(f"{name:<14}{model:<14}{batch:>5} {strategy:<16}"
                   f"{_fmt(row['labels_to_95']):>7}{_fmt(row['ratio_95']):>7}"
                   f"{_fmt(row['labels_to_99']):>8}{_fmt(row['ratio_99']):>7}"
-                  f"{row['area']:>8.4f}", flush=True)
+                  f"{row['area']:>8.4f}{_spread(row)}", flush=True)
         print(f"{'':<14}full accuracy {result['full_accuracy']:.4f}, budget {result['budget']}, "
               f"{result['seconds']:.0f}s", flush=True)
     checks = targets(rows)
@@ -230,7 +238,10 @@ def targets(rows: list[dict]) -> list[dict]:
                 worse.append(f"{where}/{level}%: {r[f'labels_to_{level}']} vs random "
                              f"{base[f'labels_to_{level}']}")
         if r["area"] < base["area"]:
-            below.append(f"{where}: {r['area']:.4f} vs random {base['area']:.4f}")
+            below.append(f"{where}: {r['area']:.4f} vs random {base['area']:.4f}"
+                         + (f" (per seed {r['area_vs_random']:+.4f}, SE "
+                            f"{r['area_vs_random_se']:.4f})"
+                            if r.get("area_vs_random_se") is not None else ""))
     checks.append({
         "target": f"default never needs > {WORSE_TOLERANCE} x random's labels (every run, "
                   "95% and 99%, median over seeds)",
@@ -241,6 +252,12 @@ def targets(rows: list[dict]) -> list[dict]:
         "measured": below or "never below", "ok": not below,
     })
     return checks
+
+
+def _spread(row: dict) -> str:
+    if row.get("area_vs_random_se") is None:
+        return ""
+    return f"  {row['area_vs_random']:+.4f} ({row['area_vs_random_se']:.4f})"
 
 
 def _fmt(value) -> str:

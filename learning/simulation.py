@@ -57,6 +57,16 @@ def _labels_to(curves: list[list[tuple[int, float, float]]], target: float) -> f
     return int(median) if median.is_integer() else median
 
 
+def curve_area(labels, accuracy) -> float:
+    """Area under a learning curve over its label range (trapezoids): its mean accuracy."""
+    labels, accuracy = list(labels), list(accuracy)
+    if len(labels) < 2:
+        return round(float(accuracy[0]), 5) if accuracy else 0.0
+    total = sum((labels[i + 1] - labels[i]) * (accuracy[i] + accuracy[i + 1]) / 2
+                for i in range(len(labels) - 1))
+    return round(float(total / (labels[-1] - labels[0])), 5)
+
+
 def _scores(model, X_test, y_test, y_labeled) -> tuple[float, float]:
     """Test accuracy and macro-F1 (over the classes in the test split, as training does)."""
     if model is None:  # one class so far: the only sensible guess is that class
@@ -241,6 +251,10 @@ def simulate(
             "curve": [[n, round(float(a), 5)] for n, a in zip(counts_, mean)],
             "curve_macro_f1": [[n, round(float(f), 5)] for n, f in zip(counts_, mean_f1)],
             "final_accuracy": round(float(mean[-1]), 5),
+            # per seed, in seed order: paired with another strategy's, the area's difference
+            # has a standard error (the seeds share the test split and the seed labels)
+            "area_by_seed": [curve_area([n for n, _a, _f in run], [a for _n, a, _f in run])
+                             for run in runs],
         }
     return {
         "source": dataset.name, "kind": dataset.kind,

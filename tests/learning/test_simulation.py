@@ -30,6 +30,16 @@ def test_simulate_reports_full_accuracy_and_labels_to_targets_per_strategy():
         assert {"labels_to_95", "labels_to_99", "curve"} <= set(data)
         assert [n for n, _acc in data["curve"]] == [10, 20, 30, 40]
         assert data["labels_to_95"] is None or 10 <= data["labels_to_95"] <= 40
+        # one area per seed; their mean is the area of the mean curve (same label counts)
+        assert len(data["area_by_seed"]) == 2
+        mean_curve_area = simulation.curve_area(*zip(*data["curve"]))
+        assert abs(np.mean(data["area_by_seed"]) - mean_curve_area) < 1e-4
+
+
+def test_curve_area_is_the_mean_accuracy_over_the_label_range():
+    assert simulation.curve_area([10, 20, 40], [0.5, 0.7, 0.7]) == pytest.approx(
+        (10 * 0.6 + 20 * 0.7) / 30, abs=1e-5)
+    assert simulation.curve_area([10], [0.8]) == 0.8
 
 
 def test_simulate_command_writes_json_and_png(tmp_path):
