@@ -37,7 +37,15 @@ the schedule spends over the whole stream, so the budget never stops it.
       the training set, so the three compare on annotator labels alone.
 
 (c) is ``rules`` (the service's defaults); in the same run ``rules_no_draw`` draws nothing
-(the default before the draws were held out) and ``no_age`` leaves out rule 4.
+(the default before the draws were held out), ``no_age`` leaves out rule 4 and
+``rules_diverse`` picks the informative inputs by ``diverse_margin`` (k-means over the most
+uncertain) instead of spreading them over predicted classes.
+
+``--ceiling`` runs no policy: from the model served at the shift, it counts the labels to
+recover when random picks, the service's spread picks or ``diverse_margin`` choose batches
+from the whole post-shift stream, each followed by a retrain that is served (no detection,
+no promotion check, nothing held out): how far below random's labels picking can bring the
+recovery on this stream at all.
 
 Every retrain goes through the same promotion check as the service: macro-F1 on the
 held-out labels against the served model's. As in a project, they start as 120 digits of
@@ -48,6 +56,7 @@ paid for). Accuracy on held-out post-shift digits is measured after every step.
 
     python bench/production_loop.py            # seeds 0-4, 5 policies, 3 repeats
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
+    python bench/production_loop.py --seeds 10 --ceiling --batch 10   # the offline ceiling
 
 Prints per policy and seed the post-shift accuracy over time with labels spent, the labels
 each policy needed to get back within 2 points of its pre-shift accuracy, and checks the
@@ -83,7 +92,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from learning.services.drift_reference import COMPONENTS  # noqa: E402
-from learning.strategies import uncertainty_scores  # noqa: E402
+from learning.strategies import select_batch, uncertainty_scores  # noqa: E402
 from serving.drift import DRIFT_SHARE, dataset_drift, numeric_drift  # noqa: E402
 from serving.drift_selectors import MIN_ROWS as DRIFT_MIN_ROWS  # noqa: E402
 from serving.rules.metrics import compare  # noqa: E402
@@ -100,6 +109,9 @@ POLICIES = {
     "rules": {"random_share": 0.2, "rule_names": RULES + (AGE,)},
     "rules_no_draw": {"random_share": 0.0, "rule_names": RULES + (AGE,)},
     "no_age": {"random_share": 0.2, "rule_names": RULES},
+    # (c) with k-means diversity over the most uncertain (strategies' diverse_margin) in
+    # place of the service's spread over predicted classes
+    "rules_diverse": {"random_share": 0.2, "rule_names": RULES + (AGE,), "pick": "diverse"},
 }
 
 
@@ -141,8 +153,8 @@ class Loop:
     and labeled, drawn at random for live accuracy), and the rules read over it."""
 
     def __init__(self, args, data: dict, rng: np.random.Generator, random_share: float,
-                 rule_names: tuple[str, ...]):
-        self.args, self.data, self.rng = args, data, rng
+                 rule_names: tuple[str, ...], pick: str = "spread"):
+        self.args, self.data, self.rng, self.pick = args, data, rng, pick
         self.served_since = 0  # the step the served version was promoted at
         self.drawn = 0  # of the last route's inputs, how many (the first) were drawn
         self.random_share, self.rule_names = random_share, rule_names
@@ -210,9 +222,14 @@ class Loop:
                  and not step[key[0]]["asked"][key[1]] and key not in new]
         if fresh and len(new) < k:
             X_fresh = np.vstack([step[s]["X"][i] for s, i in fresh])
-            scores = uncertainty_scores(served, X_fresh, strategy="margin")
-            predicted = [str(c) for c in served.predict(X_fresh)]
-            new += [fresh[i] for i in spread_over_classes(scores, predicted, k - len(new))]
+            if self.pick == "diverse":
+                picked = select_batch(served, X_fresh, n=k - len(new), strategy="diverse_margin",
+                                      seed=len(self.steps))
+                new += [fresh[int(i)] for i in picked]
+            else:
+                scores = uncertainty_scores(served, X_fresh, strategy="margin")
+                predicted = [str(c) for c in served.predict(X_fresh)]
+                new += [fresh[i] for i in spread_over_classes(scores, predicted, k - len(new))]
         for s, i in new:
             step[s]["labeled"][i] = True
         self.drawn = int(sum(step[s]["sampled"][i] for s, i in new))
@@ -303,6 +320,74 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
             "fired_by": loop.fired if loop else None, "curve": curve}
 
 
+CEILING_PICKS = ("random", "spread", "diverse")
+
+
+def ceiling_run(data: dict, pick: str, batch: int, seed: int, limit: int) -> int | None:
+    """Labels to recover with every advantage a policy could have: the whole post-shift
+    stream to pick from at once, a retrain served after every ``batch`` labels (no
+    detection, no promotion check, nothing held out), from the model served at the shift.
+    ``pick``: ``random``, ``spread`` (margin spread over predicted classes: the service's
+    routing) or ``diverse`` (diverse_margin: k-means over the most uncertain)."""
+    rng = np.random.default_rng(seed * 31 + CEILING_PICKS.index(pick))
+    post = data["stream"][data["shift_step"]:]
+    X_pool = np.vstack([x for x, _y in post])
+    y_pool = np.concatenate([y for _x, y in post])
+    X_train, y_train = data["X_init"], data["y_init"]
+    served = model().fit(X_train, y_train)
+    target = data["pre_accuracy"] - RECOVERY_POINTS
+    labeled, spent = np.zeros(len(y_pool), bool), 0
+    while served.score(data["X_post"], data["y_post"]) < target:
+        free = np.flatnonzero(~labeled)
+        if spent >= limit or not len(free):
+            return None
+        n = min(batch, len(free))
+        if pick == "random":
+            chosen = rng.choice(free, size=n, replace=False)
+        elif pick == "spread":
+            scores = uncertainty_scores(served, X_pool[free], strategy="margin")
+            predicted = [str(c) for c in served.predict(X_pool[free])]
+            chosen = free[np.asarray(spread_over_classes(scores, predicted, n))]
+        else:
+            chosen = free[select_batch(served, X_pool[free], n=n, strategy="diverse_margin",
+                                       seed=seed * 1000 + spent)]
+        labeled[chosen] = True
+        spent += n
+        X_train = np.vstack([X_train, X_pool[chosen]])
+        y_train = np.concatenate([y_train, y_pool[chosen]])
+        served = model().fit(X_train, y_train)
+    return spent
+
+
+def ceiling(args) -> None:
+    """``--ceiling``: how far below random's labels uncertainty sampling can bring the
+    recovery on this stream at all (see ``ceiling_run``); prints per seed and the ratios."""
+    limit = args.budget
+    print(f"ceiling: labels to recover from the model served at the shift, the whole "
+          f"post-shift stream to pick from, a retrain after every {args.batch} labels")
+    found: dict[str, list] = {pick: [] for pick in CEILING_PICKS}
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        data = dataset(seed, args.steps, args.post_passes)
+        row = {pick: ceiling_run(data, pick, args.batch, seed, limit) for pick in CEILING_PICKS}
+        for pick, labels in row.items():
+            found[pick].append(labels)
+        print(f"  seed {seed}: " + ", ".join(f"{p} {v}" for p, v in row.items()))
+    summary = {"labels_to_recover": found}
+    for pick in CEILING_PICKS[1:]:
+        pairs = [(r, c) for r, c in zip(found["random"], found[pick]) if r and c]
+        ratios = [round(c / r, 3) for r, c in pairs]
+        pooled = round(sum(c for _r, c in pairs) / sum(r for r, _c in pairs), 3) if pairs else None
+        summary[pick] = {"ratios": ratios, "median": round(_median(ratios), 3), "pooled": pooled,
+                         "seeds_at_most_half": sum(x <= 0.5 for x in ratios)}
+        print(f"{pick} / random: {ratios}; median {round(_median(ratios), 3)}, pooled {pooled}, "
+              f"at most half in {summary[pick]['seeds_at_most_half']} of {len(ratios)} seeds")
+    suffix = f"_from{args.first_seed}" if args.first_seed else ""
+    out = ROOT / "bench" / "results" / f"production_loop_ceiling_b{args.batch}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "summary": summary}, indent=1))
+    print(f"wrote {out}")
+
+
 def _median(values: list) -> float | None:
     """The median, None (never recovered) counting as the largest."""
     ordered = sorted(values, key=lambda v: (v is None, v if v is not None else 0))
@@ -388,12 +473,19 @@ def main() -> None:
                              "rules hold out the inputs they draw at random, as the service")
     parser.add_argument("--feedback", type=float, default=0.1,
                         help="share of predictions clients send feedback on (rule 2's data)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="instead of the policies: labels to recover offline, random "
+                             "picks against uncertainty sampling, each with every advantage "
+                             "(how much fewer labels than random picking can need here at all)")
     args = parser.parse_args()
     if not args.policies.startswith("never,schedule"):
         parser.error("--policies: start with never,schedule (the baselines the target is against)")
     total_steps = args.steps // 2 * (1 + args.post_passes)
     if args.budget is None:
         args.budget = total_steps // args.every * args.batch
+    if args.ceiling:
+        ceiling(args)
+        return
     started = time.time()
     results = {"args": vars(args), "seeds": {}}
     policies = tuple(args.policies.split(","))
