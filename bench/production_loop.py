@@ -54,7 +54,7 @@ labels; ``--val mixed`` starts with 60 of them and 60 shifted ones instead (the
 measurements before held-out draws, whose promotion check saw shifted digits no policy
 paid for). Accuracy on held-out post-shift digits is measured after every step.
 
-    python bench/production_loop.py            # seeds 0-4, 5 policies, 3 repeats
+    python bench/production_loop.py            # seeds 0-4, 6 policies, 3 repeats
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
     python bench/production_loop.py --seeds 10 --ceiling --batch 10   # the offline ceiling
 
@@ -377,9 +377,10 @@ def ceiling(args) -> None:
         pairs = [(r, c) for r, c in zip(found["random"], found[pick]) if r and c]
         ratios = [round(c / r, 3) for r, c in pairs]
         pooled = round(sum(c for _r, c in pairs) / sum(r for r, _c in pairs), 3) if pairs else None
-        summary[pick] = {"ratios": ratios, "median": round(_median(ratios), 3), "pooled": pooled,
+        median = round(_median(ratios), 3) if ratios else None
+        summary[pick] = {"ratios": ratios, "median": median, "pooled": pooled,
                          "seeds_at_most_half": sum(x <= 0.5 for x in ratios)}
-        print(f"{pick} / random: {ratios}; median {round(_median(ratios), 3)}, pooled {pooled}, "
+        print(f"{pick} / random: {ratios}; median {median}, pooled {pooled}, "
               f"at most half in {summary[pick]['seeds_at_most_half']} of {len(ratios)} seeds")
     suffix = f"_from{args.first_seed}" if args.first_seed else ""
     out = ROOT / "bench" / "results" / f"production_loop_ceiling_b{args.batch}{suffix}.json"
