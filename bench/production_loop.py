@@ -57,6 +57,7 @@ paid for). Accuracy on held-out post-shift digits is measured after every step.
     python bench/production_loop.py            # seeds 0-4, 6 policies, 3 repeats
     python bench/production_loop.py --seeds 5 --first-seed 5   # seeds 5-9
     python bench/production_loop.py --seeds 10 --ceiling --batch 10   # the offline ceiling
+    python bench/production_loop.py --seeds 10 --ceiling --post-weight 3   # post-shift labels x3
 
 Prints per policy and seed the post-shift accuracy over time with labels spent, the labels
 each policy needed to get back within 2 points of its pre-shift accuracy, and checks the
@@ -323,12 +324,15 @@ def run_policy(policy: str, data: dict, args, seed: int, repeat: int = 0) -> dic
 CEILING_PICKS = ("random", "spread", "diverse")
 
 
-def ceiling_run(data: dict, pick: str, batch: int, seed: int, limit: int) -> int | None:
+def ceiling_run(data: dict, pick: str, batch: int, seed: int, limit: int,
+                post_weight: float = 1.0) -> int | None:
     """Labels to recover with every advantage a policy could have: the whole post-shift
     stream to pick from at once, a retrain served after every ``batch`` labels (no
     detection, no promotion check, nothing held out), from the model served at the shift.
     ``pick``: ``random``, ``spread`` (margin spread over predicted classes: the service's
-    routing) or ``diverse`` (diverse_margin: k-means over the most uncertain)."""
+    routing) or ``diverse`` (diverse_margin: k-means over the most uncertain).
+    ``post_weight``: each retrain weighs the post-shift labels this much against the 150
+    the served model started from (1: as every policy and the service train)."""
     rng = np.random.default_rng(seed * 31 + CEILING_PICKS.index(pick))
     post = data["stream"][data["shift_step"]:]
     X_pool = np.vstack([x for x, _y in post])
@@ -355,7 +359,9 @@ def ceiling_run(data: dict, pick: str, batch: int, seed: int, limit: int) -> int
         spent += n
         X_train = np.vstack([X_train, X_pool[chosen]])
         y_train = np.concatenate([y_train, y_pool[chosen]])
-        served = model().fit(X_train, y_train)
+        weights = np.ones(len(y_train))
+        weights[len(data["y_init"]):] = post_weight
+        served = model().fit(X_train, y_train, logisticregression__sample_weight=weights)
     return spent
 
 
@@ -364,11 +370,13 @@ def ceiling(args) -> None:
     recovery on this stream at all (see ``ceiling_run``); prints per seed and the ratios."""
     limit = args.budget
     print(f"ceiling: labels to recover from the model served at the shift, the whole "
-          f"post-shift stream to pick from, a retrain after every {args.batch} labels")
+          f"post-shift stream to pick from, a retrain after every {args.batch} labels, "
+          f"post-shift labels weighted {args.post_weight:g}")
     found: dict[str, list] = {pick: [] for pick in CEILING_PICKS}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         data = dataset(seed, args.steps, args.post_passes)
-        row = {pick: ceiling_run(data, pick, args.batch, seed, limit) for pick in CEILING_PICKS}
+        row = {pick: ceiling_run(data, pick, args.batch, seed, limit, args.post_weight)
+               for pick in CEILING_PICKS}
         for pick, labels in row.items():
             found[pick].append(labels)
         print(f"  seed {seed}: " + ", ".join(f"{p} {v}" for p, v in row.items()))
@@ -383,6 +391,8 @@ def ceiling(args) -> None:
         print(f"{pick} / random: {ratios}; median {median}, pooled {pooled}, "
               f"at most half in {summary[pick]['seeds_at_most_half']} of {len(ratios)} seeds")
     suffix = f"_from{args.first_seed}" if args.first_seed else ""
+    if args.post_weight != 1.0:
+        suffix += f"_w{args.post_weight:g}"
     out = ROOT / "bench" / "results" / f"production_loop_ceiling_b{args.batch}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "summary": summary}, indent=1))
@@ -478,7 +488,13 @@ def main() -> None:
                         help="instead of the policies: labels to recover offline, random "
                              "picks against uncertainty sampling, each with every advantage "
                              "(how much fewer labels than random picking can need here at all)")
+    parser.add_argument("--post-weight", type=float, default=1.0,
+                        help="--ceiling only: weight of the post-shift labels in each retrain "
+                             "against the served model's 150 (does weighting the new "
+                             "distribution's labels move the ceiling?)")
     args = parser.parse_args()
+    if args.post_weight <= 0:
+        parser.error("--post-weight: must be positive")
     if not args.policies.startswith("never,schedule"):
         parser.error("--policies: start with never,schedule (the baselines the target is against)")
     total_steps = args.steps // 2 * (1 + args.post_passes)
