@@ -1,6 +1,8 @@
 """Root URL configuration."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from csp.decorators import csp_update
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -11,7 +13,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 api_docs = csp_update({"img-src": ["data:"]})(
     SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
+
+
+def favicon(_request):
+    """Browsers and tools ask for /favicon.ico whatever the page says: the site's icon
+    (every page links it too). Not permanent: in production the static name is hashed."""
+    return HttpResponseRedirect(static("img/favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
