@@ -17,7 +17,7 @@ The paired difference (margin minus random), as a z, is averaged over batches wi
 discount, so older evidence fades as the model grows, and the margin share is the
 probability that margin's mean advantage is positive under a normal approximation,
 kept within ``[SHARE_FLOOR, 1 - SHARE_FLOOR]``. With no evidence the shares are
-``START_SHARES``: mostly random while nothing is known (a weak model's uncertainty misleads
+``START_SHARES``: half random while nothing is known (a weak model's uncertainty misleads
 most), then moving toward whichever arm measurably gains more per label.
 
 Related work: Hsu & Lin, "Active learning by learning" (AAAI 2015) treat strategies as
