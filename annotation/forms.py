@@ -76,8 +76,9 @@ class LearningSettingsForm(forms.Form):
                                     initial=20, help_text="Retrain after this many new labels.")
     query_strategy = _optional_choice(
         Project.Strategy, Project.Strategy.DEFAULT, "Query strategy",
-        "Which unlabeled samples the queue asks first. 'default': a diverse batch of "
-        "uncertain samples plus some random ones.")
+        "Which unlabeled samples the queue asks first. 'default': diverse uncertain "
+        "samples and random ones, in a mix that shifts toward whichever measurably helps "
+        "this project's model more (the project page shows why).")
     estimator = _optional_choice(
         Project.Estimator, Project.DEFAULT_ESTIMATOR, "Model",
         "Every model trains on images and tabular rows; texts: all but histogram "
