@@ -14,7 +14,6 @@ api_docs = csp_update({"img-src": ["data:"]})(
     SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
 
-
 def favicon(_request):
     """Browsers and tools ask for /favicon.ico whatever the page says: the site's icon
     (every page links it too). Not permanent: in production the static name is hashed."""
