@@ -9,8 +9,11 @@ WEB_WORKERS ?= 2
 WEB_THREADS ?= 2
 SERVER ?= granian
 CELERY_CONCURRENCY ?= 2
-# pytest-xdist workers for `make test` (0: one process).
+# pytest-xdist workers for `make test` (0: one process): the first pass, and the integration
+# pass, whose tests mostly wait on their Celery workers (each test process gets a Redis
+# database of its own: tests/integration/conftest.py).
 TEST_WORKERS ?= 2
+INTEGRATION_WORKERS ?= 2
 
 .PHONY: run test serve worker beat setup setup-dev migrate demo clean featurizers
 
@@ -78,14 +81,15 @@ run: demo
 
 ## Set up, check the layering (import-linter: apps look only down, no cycles), run the suite
 ## in two passes: everything but the integration tests on TEST_WORKERS processes, then the
-## integration tests (real Celery workers, timeouts) alone, one after the other. Both
+## integration tests (real Celery workers, timeouts) alone, on INTEGRATION_WORKERS. Both
 ## passes always run; the first failure's status is the result, and "no tests" (5) only
 ## when neither pass found any.
 test: setup-dev
 	$(VENV)/bin/lint-imports
 	@first=0; second=0; \
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not integration" $(PYTEST_ARGS) || first=$$?; \
-	$(PY) -m pytest -m integration $(PYTEST_ARGS) || second=$$?; \
+	$(PY) -m pytest -n $(INTEGRATION_WORKERS) --dist worksteal -m integration $(PYTEST_ARGS) \
+	  || second=$$?; \
 	for status in $$first $$second; do \
 	  case $$status in 0|5) ;; *) exit $$status ;; esac; \
 	done; \

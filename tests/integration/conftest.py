@@ -23,10 +23,25 @@ import pytest
 from tests.conftest import require_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# A Redis database of its own, flushed before each worker starts, so messages left over by
-# other runs (or by the development stack on db 0) can never reach this worker. Two suites
-# running at once on one machine each set INTEGRATION_REDIS_DB to a database of their own.
-INTEGRATION_REDIS_DB = int(os.environ.get("INTEGRATION_REDIS_DB", "14"))
+
+
+def _integration_redis_db() -> int:
+    """A Redis database of this test process's own, flushed before each worker starts, so
+    messages left over by other runs (or by the development stack on db 0) can never reach
+    its workers. Under pytest-xdist (``make test`` runs this pass on two processes) process
+    ``gwN`` takes ``INTEGRATION_REDIS_DB - N``; two suites running at once on one machine
+    each set INTEGRATION_REDIS_DB so that their ranges do not meet."""
+    base = int(os.environ.get("INTEGRATION_REDIS_DB", "14"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    db = base - (int(worker[2:]) if worker.startswith("gw") else 0)
+    if not 1 <= db <= 15:
+        raise RuntimeError(f"Redis database {db} for test process {worker or 'main'}: set "
+                           "INTEGRATION_REDIS_DB so that it minus each xdist worker's index is "
+                           "within 1-15 (db 0 is the development stack's)")
+    return db
+
+
+INTEGRATION_REDIS_DB = _integration_redis_db()
 WORKER_READY_TIMEOUT = 60.0
 TASK_NAME = "learning.tasks.model_version_train_task"
 
