@@ -3,6 +3,7 @@ health of the retrain cycle and its alerts."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -145,6 +146,11 @@ class StrategyMixSummary:
     labels: int | None  # pool labels at the last measurement
     evidence: float  # the mix's z: how sure it is that margin gains more than random
     seconds: float | None  # time the last measurement took
+    # The evidence as a percentage: the normal probability of z, i.e. how likely it is,
+    # on the measurements so far, that margin really gains more than random.
+    margin_better: int
+    picks: int | None  # picks of each arm the last measurement added (its k)
+    test_labels: int | None  # held-out labels the last measurement compared on
 
 
 def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
@@ -157,9 +163,11 @@ def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
     arms = [ArmSummary(name=arm, share=round(100 * mix.shares.get(arm, 0.0)),
                        gain=round(mix.gains.get(arm, 0.0) * 10_000, 1) if measured else None)
             for arm in adaptive.ARMS]
+    last = mix.history[-1] if mix.history else {}
     return StrategyMixSummary(
         arms=sorted(arms, key=lambda a: -a.share), winner=mix.winner,
-        measurements=mix.measurements,
-        labels=mix.history[-1]["labels"] if mix.history else None,
+        measurements=mix.measurements, labels=last.get("labels"),
         evidence=round(mix.z, 2), seconds=row.measure_seconds if row else None,
+        margin_better=round(50.0 * (1.0 + math.erf(mix.z / math.sqrt(2.0)))),
+        picks=last.get("k"), test_labels=last.get("test"),
     )

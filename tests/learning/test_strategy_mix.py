@@ -1,5 +1,7 @@
 """The adaptive default in the service: picks are recorded with their arm, the mix is
 measured when their labels are in, and its state persists across retrains."""
+import math
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -93,6 +95,13 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
     page = client.get(reverse("project-detail", args=[project.slug])).content.decode()
     assert 'id="strategy-mix"' in page and "points per 100 labels" in page
     assert "2 measurements" in page
+    # The page says how big the last measurement was and what the evidence means.
+    last = third.state["history"][-1]
+    assert (f"({last['k']} pick{'s' if last['k'] != 1 else ''} of each, compared on "
+            f"{last['test']} held-out label") in page
+    probability = round(50 * (1 + math.erf(third.state["z"] / math.sqrt(2))))
+    assert f"z = {round(third.state['z'], 2)}, so margin gains more with a probability of " \
+           f"about {probability}%" in page
 
 
 def test_other_strategies_record_no_picks_and_show_no_mix(default_project, client):
