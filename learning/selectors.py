@@ -138,6 +138,11 @@ class ArmSummary:
     gain: float | None  # test-accuracy points per 100 labels, measured; None before any
 
 
+# The project page calls the arm with the larger share "winning" only at this probability
+# (of margin gaining more, or of random gaining more); before, it is "ahead".
+SURE_PERCENT = 90
+
+
 @dataclass(frozen=True)
 class StrategyMixSummary:
     arms: list[ArmSummary]
@@ -149,6 +154,9 @@ class StrategyMixSummary:
     # The evidence as a percentage: the normal probability of z, i.e. how likely it is,
     # on the measurements so far, that margin really gains more than random.
     margin_better: int
+    # Whether the evidence is strong enough to call the arm with the larger share the
+    # winner: the probability above is at least SURE_PERCENT or at most 100 minus it.
+    sure: bool
     picks: int | None  # picks of each arm the last measurement added (its k)
     test_labels: int | None  # held-out labels the last measurement compared on
 
@@ -164,10 +172,12 @@ def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
                        gain=round(mix.gains.get(arm, 0.0) * 10_000, 1) if measured else None)
             for arm in adaptive.ARMS]
     last = mix.history[-1] if mix.history else {}
+    margin_better = 0.5 * (1.0 + math.erf(mix.z / math.sqrt(2.0)))
     return StrategyMixSummary(
         arms=sorted(arms, key=lambda a: -a.share), winner=mix.winner,
         measurements=mix.measurements, labels=last.get("labels"),
         evidence=round(mix.z, 2), seconds=row.measure_seconds if row else None,
-        margin_better=round(50.0 * (1.0 + math.erf(mix.z / math.sqrt(2.0)))),
+        margin_better=round(100 * margin_better),
+        sure=measured and max(margin_better, 1.0 - margin_better) >= SURE_PERCENT / 100,
         picks=last.get("k"), test_labels=last.get("test"),
     )

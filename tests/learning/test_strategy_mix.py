@@ -2,60 +2,13 @@
 measured when their labels are in, and its state persists across retrains."""
 import math
 
-import numpy as np
 import pytest
 from django.urls import reverse
 
-from annotation.models import Project, Sample
+from annotation.models import Sample
 from learning.models import StrategyMix, StrategyPick
-from learning.services import model_version_request, model_version_train, pool_score
-from tests.factories import label_given
-
-WORDS = {"spam": "win prize cash free offer bonus".split(),
-         "ham": "meeting lunch report team notes agenda".split()}
-
-
-def _train_and_rank(project):
-    version = model_version_request(project=project)
-    model_version_train(version_id=version.pk)
-    version.refresh_from_db()
-    pool_score(project=project, version=version)  # the synchronous rescoring and ranking
-    return version
-
-
-def _text(rng, label):
-    other = "ham" if label == "spam" else "spam"
-    words = list(rng.choice(WORDS[label], 3)) + list(rng.choice(WORDS[other], 1))
-    return " ".join(words)
-
-
-@pytest.fixture
-def default_project(db, project, annotator):
-    project.kind = Project.Kind.TEXT
-    project.labels = ["spam", "ham"]
-    project.batch_size = 20
-    project.query_strategy = "default"
-    project.save()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        label = "spam" if i % 2 else "ham"
-        split = Sample.Split.TEST if i >= 24 else Sample.Split.POOL
-        sample = Sample.objects.create(project=project, text=_text(rng, label), split=split)
-        label_given(sample=sample, annotator=annotator, value=label)
-    for i in range(120):
-        label = "spam" if i % 2 else "ham"
-        Sample.objects.create(project=project, text=_text(rng, label), external_id=label)
-    project.batch_size = 1000  # retrains are requested by the test
-    project.save()
-    return project
-
-
-def _label_picks(project, annotator, n):
-    picks = list(StrategyPick.objects.filter(project=project, sample__status="unlabeled")
-                 .select_related("sample").order_by("-sample__score")[:n])
-    for pick in picks:
-        label_given(sample=pick.sample, annotator=annotator, value=pick.sample.external_id)
-    return picks
+# default_project is a fixture: imported, pytest finds it by name in this module.
+from tests.strategy_mix_setup import default_project, label_picks, train_and_rank  # noqa: F401
 
 
 def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, annotator,
@@ -64,7 +17,7 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
 
     project = default_project
     monkeypatch.setattr(strategies, "DIVERSE_MAX_PICKS", 20)  # a head of 20 per ranking
-    _train_and_rank(project)
+    train_and_rank(project)
     picks = StrategyPick.objects.filter(project=project)
     assert picks.count() == 20
     assert set(picks.values_list("arm", flat=True)) == {"margin", "random"}
@@ -72,15 +25,15 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
     first = StrategyMix.objects.get(project=project)
     assert first.state.get("measurements", 0) == 0  # nothing of theirs labeled yet
 
-    _label_picks(project, annotator, 20)
-    _train_and_rank(project)
+    label_picks(project, annotator, 20)
+    train_and_rank(project)
     second = StrategyMix.objects.get(project=project)
     assert second.state["measurements"] == 1
     assert second.measured_through_label_id > (first.measured_through_label_id or 0)
     assert second.state["history"][-1]["labels"] == 24 + 20
 
-    _label_picks(project, annotator, 20)
-    _train_and_rank(project)
+    label_picks(project, annotator, 20)
+    train_and_rank(project)
     third = StrategyMix.objects.get(project=project)
     # The second measurement built on the first's stored evidence, not on a fresh mix.
     assert third.state["measurements"] == 2
@@ -88,7 +41,7 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
     assert [h["labels"] for h in third.state["history"]] == [44, 64]
 
     # A ranking with nothing newly labeled measures nothing again.
-    _train_and_rank(project)
+    train_and_rank(project)
     assert StrategyMix.objects.get(project=project).state["measurements"] == 2
 
     client.force_login(project.owner)
@@ -108,8 +61,39 @@ def test_other_strategies_record_no_picks_and_show_no_mix(default_project, clien
     project = default_project
     project.query_strategy = "diverse_margin"
     project.save()
-    _train_and_rank(project)
+    train_and_rank(project)
     assert not StrategyPick.objects.exists() and not StrategyMix.objects.exists()
     client.force_login(project.owner)
     page = client.get(reverse("project-detail", args=[project.slug])).content.decode()
     assert 'id="strategy-mix"' not in page
+
+
+@pytest.mark.parametrize("z, winner, sure", [
+    (2.0, "margin", True),     # 98% sure margin gains more
+    (1.2, "margin", False),    # 88%: the larger share, not yet a winner
+    (-0.3, "random", False),
+    (-1.5, "random", True),    # 93% sure random gains more
+])
+def test_the_summary_calls_an_arm_winning_only_on_evidence_90_percent_sure(
+        project, z, winner, sure):
+    from learning import adaptive
+    from learning.selectors import strategy_mix_summary
+
+    mix = adaptive.Mix(z=z, shares=adaptive.shares_from(z), measurements=3,
+                       history=[{"labels": 80, "k": 12, "test": 20}])
+    project.query_strategy = "default"
+    project.save()
+    StrategyMix.objects.create(project=project, state=mix.to_json())
+    summary = strategy_mix_summary(project=project)
+    assert summary.winner == winner and summary.sure is sure
+    assert summary.margin_better == round(50 * (1 + math.erf(z / math.sqrt(2))))
+    assert (summary.labels, summary.picks, summary.test_labels) == (80, 12, 20)
+
+
+def test_the_summary_is_never_sure_before_a_measurement(project):
+    from learning.selectors import strategy_mix_summary
+
+    project.query_strategy = "default"
+    project.save()
+    summary = strategy_mix_summary(project=project)
+    assert summary.winner is None and not summary.sure and summary.margin_better == 50
