@@ -65,8 +65,11 @@ class Mix:
     """One project's mix: the shares and the evidence behind them.
 
     ``z`` is a discounted mean of the measured advantage of margin over random, in standard
-    errors of the paired test; ``gains`` the discounted per-label test-accuracy gain of
-    each arm (what leaving ``k`` of its picks out cost, divided by ``k``).
+    errors of the paired test; ``gains`` the discounted mean per-label test-accuracy gain
+    of each arm (what leaving ``k`` of its picks out cost, divided by ``k``): the
+    measurements' gains weighted ``DECAY ** age`` over the sum of those weights
+    (``gain_sums`` over ``weight``), so the newest counts most and the first does not
+    linger.
     """
 
     shares: dict[str, float] = field(default_factory=lambda: dict(START_SHARES))
@@ -74,6 +77,8 @@ class Mix:
     z_sum: float = 0.0
     weight2: float = 0.0
     gains: dict[str, float] = field(default_factory=lambda: {arm: 0.0 for arm in ARMS})
+    gain_sums: dict[str, float] = field(default_factory=lambda: {arm: 0.0 for arm in ARMS})
+    weight: float = 0.0
     measurements: int = 0
     history: list[dict] = field(default_factory=list)
 
@@ -213,8 +218,12 @@ def measure(
     new.z_sum = DECAY * mix.z_sum + z
     new.weight2 = DECAY ** 2 * mix.weight2 + 1.0
     new.z = new.z_sum / math.sqrt(new.weight2)
-    new.gains = {arm: (DECAY * mix.gains.get(arm, 0.0) + (1.0 - DECAY) * gains[arm]
-                       if mix.measurements else gains[arm]) for arm in ARMS}
+    # A mix stored before gain_sums existed carries its gains as one measurement's.
+    old_sums, old_weight = ((mix.gain_sums, mix.weight) if mix.weight > 0 or not mix.measurements
+                            else (mix.gains, 1.0))
+    new.weight = DECAY * old_weight + 1.0
+    new.gain_sums = {arm: DECAY * old_sums.get(arm, 0.0) + gains[arm] for arm in ARMS}
+    new.gains = {arm: new.gain_sums[arm] / new.weight for arm in ARMS}
     new.shares = shares_from(new.z)
     new.history = (mix.history + [{
         "labels": int(labels), "k": int(k), "test": int(n), "z": round(z, 3),

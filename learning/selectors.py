@@ -135,7 +135,9 @@ def alert_list(*, project: Project, limit: int = 5) -> list[Alert]:
 class ArmSummary:
     name: str
     share: int  # percent of the next batch's ranked head
-    gain: float | None  # test-accuracy points per 100 labels, measured; None before any
+    # Test-accuracy points per 10 labels (the discounted mean of the measured per-label
+    # gains, times 10): a rate at the labels measured, not a forecast; None before any.
+    gain: float | None
 
 
 # The project page calls the arm with the larger share "winning" only at this probability
@@ -154,6 +156,7 @@ class StrategyMixSummary:
     # The evidence as a percentage: the normal probability of z, i.e. how likely it is,
     # on the measurements so far, that margin really gains more than random.
     margin_better: int
+    margin_better_text: str  # "about 81%", or "over 99%" / "under 1%" at the ends
     # Whether the evidence is strong enough to call the arm with the larger share the
     # winner: the probability above is at least SURE_PERCENT or at most 100 minus it.
     sure: bool
@@ -169,7 +172,7 @@ def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
     mix = adaptive.Mix.from_json(row.state if row else None)
     measured = mix.measurements > 0
     arms = [ArmSummary(name=arm, share=round(100 * mix.shares.get(arm, 0.0)),
-                       gain=round(mix.gains.get(arm, 0.0) * 10_000, 1) if measured else None)
+                       gain=round(mix.gains.get(arm, 0.0) * 1_000, 2) if measured else None)
             for arm in adaptive.ARMS]
     last = mix.history[-1] if mix.history else {}
     margin_better = 0.5 * (1.0 + math.erf(mix.z / math.sqrt(2.0)))
@@ -178,6 +181,8 @@ def strategy_mix_summary(*, project: Project) -> StrategyMixSummary | None:
         measurements=mix.measurements, labels=last.get("labels"),
         evidence=round(mix.z, 2), seconds=row.measure_seconds if row else None,
         margin_better=round(100 * margin_better),
+        margin_better_text=("over 99%" if margin_better > 0.99 else "under 1%"
+                            if margin_better < 0.01 else f"about {round(100 * margin_better)}%"),
         sure=measured and max(margin_better, 1.0 - margin_better) >= SURE_PERCENT / 100,
         picks=last.get("k"), test_labels=last.get("test"),
     )

@@ -37,8 +37,8 @@ def test_the_project_page_shows_the_winning_arm_and_why(page, login, default_pro
         arm = name.split()[0]
         shares[arm] = int(share.rstrip("%"))
         assert shares[arm] == round(100 * state["shares"][arm])
-        expected_gain = round(state["gains"][arm] * 10_000, 1)
-        assert gain == f"{'+' if expected_gain >= 0 else ''}{expected_gain} points per 100 labels"
+        expected_gain = round(state["gains"][arm] * 1_000, 2)
+        assert gain == f"{'+' if expected_gain >= 0 else ''}{expected_gain:.2f} points per 10 labels"
     assert sum(shares.values()) == 100
     # The arm with the larger share is "winning" only on evidence 90% sure, else "ahead".
     winner = max(shares, key=shares.get)
@@ -53,7 +53,9 @@ def test_the_project_page_shows_the_winning_arm_and_why(page, login, default_pro
     assert why.startswith("Why:")
     assert f"2 measurements, the last at {last['labels']} labels" in why
     assert f"compared on {last['test']} held-out labels" in why
-    assert f"with a probability of about {round(100 * probability)}%" in why
+    said = ("over 99%" if probability > 0.99 else "under 1%" if probability < 0.01
+            else f"about {round(100 * probability)}%")
+    assert f"with a probability of {said}" in why
 
     if os.environ.get("STRATEGY_MIX_SCREENSHOT"):
         section.screenshot(path=os.environ["STRATEGY_MIX_SCREENSHOT"])

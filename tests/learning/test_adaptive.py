@@ -87,6 +87,39 @@ def test_measure_credits_the_arm_whose_picks_raise_held_out_accuracy():
                             rng=np.random.default_rng(0)) is mix
 
 
+def test_gains_are_a_discounted_mean_in_which_the_first_measurement_does_not_linger():
+    """Seen in the demo: a first measurement of -2 points per label (both arms), then four of
+    about +1 for margin, and the page still showed margin's gain as negative; the gains
+    were an average that started at the first measurement and moved 15% a step."""
+    def measured(gain_margin, gain_random):
+        def score_with(rows):
+            gain = gain_margin if rows[0] < 100 else gain_random
+            return np.asarray([1.0] * (4 + gain) + [0.0] * (6 - gain))
+        return score_with
+
+    picks = {"margin": np.arange(0, 2), "random": np.arange(100, 102)}  # k = 2
+    base = (np.arange(10) < 4).astype(float)  # 4 of 10 right
+    mix = adaptive.Mix()
+    series = [(-2, -2), (2, 1), (2, 1), (2, 0), (2, 1)]  # rows gained per 2 picks, of 10
+    for gain_margin, gain_random in series:
+        mix = adaptive.measure(mix, picks=picks, base=base,
+                               score_with=measured(gain_margin, gain_random), labels=50,
+                               rng=np.random.default_rng(0))
+    weights = [adaptive.DECAY ** age for age in range(len(series) - 1, -1, -1)]
+    for i, arm in enumerate(adaptive.ARMS):
+        per_label = [pair[i] / 10 / 2 for pair in series]
+        expected = sum(w * g for w, g in zip(weights, per_label)) / sum(weights)
+        assert mix.gains[arm] == pytest.approx(expected)
+    assert mix.gains["margin"] > 0.05
+
+    # A mix stored before the sums were kept: its gains count as one measurement's.
+    old = adaptive.Mix(gains={"margin": -0.1, "random": 0.0}, measurements=3)
+    new = adaptive.measure(old, picks=picks, base=base, score_with=measured(2, 0), labels=60,
+                           rng=np.random.default_rng(0))
+    assert new.gains["margin"] == pytest.approx((adaptive.DECAY * -0.1 + 0.1)
+                                                / (adaptive.DECAY + 1.0))
+
+
 def test_test_scores_are_the_margin_of_each_held_out_label():
     """Probability of the label minus the best other label's: positive exactly where the
     prediction is right, and moving with every refit where 0/1 correctness rarely does; a

@@ -46,15 +46,17 @@ def test_the_mix_is_recorded_measured_and_kept_across_retrains(default_project, 
 
     client.force_login(project.owner)
     page = client.get(reverse("project-detail", args=[project.slug])).content.decode()
-    assert 'id="strategy-mix"' in page and "points per 100 labels" in page
+    assert 'id="strategy-mix"' in page and "points per 10 labels" in page
     assert "2 measurements" in page
     # The page says how big the last measurement was and what the evidence means.
     last = third.state["history"][-1]
     assert (f"({last['k']} pick{'s' if last['k'] != 1 else ''} of each, compared on "
             f"{last['test']} held-out label") in page
-    probability = round(50 * (1 + math.erf(third.state["z"] / math.sqrt(2))))
+    probability = 0.5 * (1 + math.erf(third.state["z"] / math.sqrt(2)))
+    said = ("over 99%" if probability > 0.99 else "under 1%" if probability < 0.01
+            else f"about {round(100 * probability)}%")
     assert f"z = {round(third.state['z'], 2)}, so margin gains more with a probability of " \
-           f"about {probability}%" in page
+           f"{said}" in page
 
 
 def test_other_strategies_record_no_picks_and_show_no_mix(default_project, client):
@@ -73,6 +75,8 @@ def test_other_strategies_record_no_picks_and_show_no_mix(default_project, clien
     (1.2, "margin", False),    # 88%: the larger share, not yet a winner
     (-0.3, "random", False),
     (-1.5, "random", True),    # 93% sure random gains more
+    (3.2, "margin", True),     # 99.93%: "over 99%", never a rounded "100%"
+    (-2.5, "random", True),
 ])
 def test_the_summary_calls_an_arm_winning_only_on_evidence_90_percent_sure(
         project, z, winner, sure):
@@ -86,7 +90,10 @@ def test_the_summary_calls_an_arm_winning_only_on_evidence_90_percent_sure(
     StrategyMix.objects.create(project=project, state=mix.to_json())
     summary = strategy_mix_summary(project=project)
     assert summary.winner == winner and summary.sure is sure
-    assert summary.margin_better == round(50 * (1 + math.erf(z / math.sqrt(2))))
+    probability = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    assert summary.margin_better == round(100 * probability)
+    assert summary.margin_better_text == {3.2: "over 99%", -2.5: "under 1%"}.get(
+        z, f"about {round(100 * probability)}%")
     assert (summary.labels, summary.picks, summary.test_labels) == (80, 12, 20)
 
 
