@@ -50,23 +50,28 @@ def retrain_batch_start(*, project: Project) -> int:
 class Staleness:
     """How far the queue's order lags the labels: labels added since the ranking model."""
 
-    version: int | None  # the served version that ordered the queue, None before any
+    version: int | None  # the version that ordered the queue, None before any
     labels_since: int
     scoring: bool  # a rescoring is under way
 
 
 def ranking_staleness(*, project: Project) -> Staleness:
-    """Return how many current labels arrived after the served model's last training label."""
-    served = model_version_served(project=project)
+    """Return how many current labels arrived after the last training label of the version
+    that ordered the queue: the scorer of the newest finished rescoring (the newest ready
+    version, promoted or not, since every ready version rescores the pool itself)."""
     scoring = ModelVersion.objects.filter(
         project=project, score_chunks_total__isnull=False, scored_sample_count__isnull=True,
         status=ModelVersion.Status.READY,
     ).exists()
+    rescored = (ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY,
+                                            scored_sample_count__isnull=False)
+                .select_related("scored_by").order_by("-number").first())
+    ranker = (rescored.scored_by or rescored) if rescored is not None else None
     labels = Label.objects.current().filter(sample__project=project)
-    if served is None or served.last_label_id is None:
+    if ranker is None or ranker.last_label_id is None:
         return Staleness(version=None, labels_since=labels.count(), scoring=scoring)
-    return Staleness(version=served.number, scoring=scoring,
-                     labels_since=labels.filter(pk__gt=served.last_label_id).count())
+    return Staleness(version=ranker.number, scoring=scoring,
+                     labels_since=labels.filter(pk__gt=ranker.last_label_id).count())
 
 
 @dataclass(frozen=True)

@@ -56,18 +56,22 @@ def _train_claimed(version: ModelVersion) -> ModelVersion | None:
             ModelVersion.objects.filter(pk=version.pk).update(
                 promotion_note=f"not promoted: {type(exc).__name__}: {exc}"
             )
-        served = ModelVersion.objects.filter(project=version.project, is_served=True).first()
-        if served is not None:
-            try:
-                pool_score_start(version=version, scorer=served)
-            except Exception as exc:  # the version stays ready; the queue keeps old scores
-                logger.exception("rescoring the pool of %s failed", version.project)
-                ModelVersion.objects.filter(pk=version.pk).update(
-                    error=f"pool rescoring failed: {type(exc).__name__}: {exc}",
-                    score_chunks_total=None, score_chunks_left=[],
-                )
-            else:
-                return version  # the rescoring's last chunk starts the label search
+        # The newest ready version orders the queue, promoted or not: promotion decides what
+        # clients are served, on a few dozen held-out labels; the queue needs the model that
+        # knows the newest labels. Ranked by a served model that kept winning a noisy check,
+        # the queue went on picking one stale model's uncertain samples for hundreds of
+        # labels (replayed on digits at batch 10, 10 seeds: the served model's area under
+        # the learning curve 0.9017 against 0.9100 ranked by the newest; README).
+        try:
+            pool_score_start(version=version, scorer=version)
+        except Exception as exc:  # the version stays ready; the queue keeps old scores
+            logger.exception("rescoring the pool of %s failed", version.project)
+            ModelVersion.objects.filter(pk=version.pk).update(
+                error=f"pool rescoring failed: {type(exc).__name__}: {exc}",
+                score_chunks_total=None, score_chunks_left=[],
+            )
+        else:
+            return version  # the rescoring's last chunk starts the label search
         _alerts_resolve(project_id=version.project_id, number=version.number)
     _start_next_queued(version.project_id)
     return version

@@ -1,11 +1,14 @@
 """Retrain: trigger on a full batch, coalesce, evaluate on the test split, promote, rescore."""
+import numpy as np
 import pytest
 
 from annotation.models import Sample
 from tests.factories import label_given
 from learning import artifacts
+from learning.model_input import model_input_of_ids
 from learning.models import ModelVersion
 from learning.services import model_version_request, model_version_train
+from learning.strategies import uncertainty_scores
 
 
 def test_model_version_train_fits_evaluates_promotes_and_rescores(labeled_project, make_samples,
@@ -144,3 +147,39 @@ def test_rescoring_stores_no_more_than_the_cap_per_chunk_at_a_huge_batch_size(
     assert sum(score > 0 for score in scores.values()) >= 3  # the chunks' tops are stored
     for lo, hi in pool_chunk_bounds(project=labeled_project, size=5):
         assert sum(scores[pk] > 0 for pk in ids if lo <= pk <= hi) <= 3
+
+
+def test_a_version_that_is_not_promoted_still_orders_the_queue(labeled_project, annotator,
+                                                               make_samples):
+    """Promotion decides what clients get; the queue is ordered by the newest ready version,
+    which knows the newest labels, even when the served one won the check."""
+    from annotation.models import Label
+    from learning.models import StrategyPick
+    from learning.selectors import ranking_staleness
+
+    labeled_project.batch_size = 5  # a head of 5 picks; the rest keep plain uncertainty
+    labeled_project.save()
+    good = model_version_request(project=labeled_project)
+    model_version_train(version_id=good.pk)
+    unlabeled = make_samples(9)
+    Label.objects.filter(sample__split="pool").update(value="0")  # the next model learns junk
+    Label.objects.filter(sample__split="pool", id__in=list(
+        Label.objects.filter(sample__split="pool").values_list("id", flat=True)[:10])).update(value="2")
+    bad = model_version_request(project=labeled_project)
+    model_version_train(version_id=bad.pk)
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert good.is_served and not bad.is_served
+    assert bad.scored_by_id == bad.pk and bad.scored_sample_count == 9
+    picks = StrategyPick.objects.filter(sample__in=unlabeled)
+    assert picks.exists() and set(picks.values_list("ranked_by", flat=True)) == {bad.number}
+    # The queue's scores are the bad version's uncertainties, not the served one's.
+    model = artifacts.load(path=bad.artifact_path, sha256=bad.artifact_sha256)
+    ids = np.asarray(sorted(s.pk for s in unlabeled))
+    expected = uncertainty_scores(model, model_input_of_ids(project=labeled_project, ids=ids),
+                                  strategy=labeled_project.query_strategy, seed=bad.number)
+    got = dict(Sample.objects.filter(pk__in=ids.tolist()).values_list("pk", "score"))
+    unpicked = [i for i, pk in enumerate(ids) if got[pk] <= 1.0]  # picks rank above 1
+    assert unpicked and all(got[ids[i]] == pytest.approx(expected[i]) for i in unpicked)
+    staleness = ranking_staleness(project=labeled_project)
+    assert staleness.version == bad.number and staleness.labels_since == 0
