@@ -61,18 +61,25 @@ def test_one_class_fails_with_reason_and_keeps_served_model(project, annotator, 
     assert not ModelVersion.objects.filter(is_served=True).exists()
 
 
-def test_worse_model_is_not_promoted(labeled_project, annotator):
-    good = model_version_request(project=labeled_project)
-    model_version_train(version_id=good.pk)
-    # Relabel the pool wrongly: the next model learns garbage and must not be served.
+def _good_then_junk(project) -> tuple[ModelVersion, ModelVersion]:
+    """Train a version on the true labels, relabel the pool wrongly and train another: the
+    second learns junk and must not be served."""
     from annotation.models import Label
-    Label.objects.filter(sample__split="pool").update(value="0")
-    Label.objects.filter(sample__split="pool", id__in=list(
-        Label.objects.filter(sample__split="pool").values_list("id", flat=True)[:10])).update(value="2")
-    bad = model_version_request(project=labeled_project)
+
+    good = model_version_request(project=project)
+    model_version_train(version_id=good.pk)
+    pool = Label.objects.filter(sample__split="pool")
+    pool.update(value="0")
+    pool.filter(id__in=list(pool.values_list("id", flat=True)[:10])).update(value="2")
+    bad = model_version_request(project=project)
     model_version_train(version_id=bad.pk)
     good.refresh_from_db()
     bad.refresh_from_db()
+    return good, bad
+
+
+def test_worse_model_is_not_promoted(labeled_project, annotator):
+    good, bad = _good_then_junk(labeled_project)
     assert bad.status == "ready" and not bad.is_served and good.is_served
     assert bad.promotion_note.startswith("not promoted")
 
@@ -153,26 +160,20 @@ def test_a_version_that_is_not_promoted_still_orders_the_queue(labeled_project, 
                                                                make_samples):
     """Promotion decides what clients get; the queue is ordered by the newest ready version,
     which knows the newest labels, even when the served one won the check."""
-    from annotation.models import Label
     from learning.models import StrategyPick
     from learning.selectors import ranking_staleness
 
     labeled_project.batch_size = 5  # a head of 5 picks; the rest keep plain uncertainty
     labeled_project.save()
-    good = model_version_request(project=labeled_project)
-    model_version_train(version_id=good.pk)
     unlabeled = make_samples(9)
-    Label.objects.filter(sample__split="pool").update(value="0")  # the next model learns junk
-    Label.objects.filter(sample__split="pool", id__in=list(
-        Label.objects.filter(sample__split="pool").values_list("id", flat=True)[:10])).update(value="2")
-    bad = model_version_request(project=labeled_project)
-    model_version_train(version_id=bad.pk)
-    good.refresh_from_db()
-    bad.refresh_from_db()
+    good, bad = _good_then_junk(labeled_project)
     assert good.is_served and not bad.is_served
     assert bad.scored_by_id == bad.pk and bad.scored_sample_count == 9
-    picks = StrategyPick.objects.filter(sample__in=unlabeled)
-    assert picks.exists() and set(picks.values_list("ranked_by", flat=True)) == {bad.number}
+    # The head of the queue is the bad version's ranking.
+    head = Sample.objects.filter(pk__in=[s.pk for s in unlabeled], score__gt=1.0)
+    picks = StrategyPick.objects.filter(sample__in=head)
+    assert head.count() == 5 and picks.count() == 5
+    assert set(picks.values_list("ranked_by", flat=True)) == {bad.number}
     # The queue's scores are the bad version's uncertainties, not the served one's.
     model = artifacts.load(path=bad.artifact_path, sha256=bad.artifact_sha256)
     ids = np.asarray(sorted(s.pk for s in unlabeled))
