@@ -1,0 +1,166 @@
+"""Which model should order the labeling queue: the served one, or the newest trained one?
+
+The service serves a new version only if its macro-F1 on the project's held-out labels so
+far is at least the served one's (re-evaluated on the same labels). The pool used to be
+rescored by the *served* model, so a served model that kept winning that check (on a few
+dozen held-out labels) went on ordering the queue while newer versions, trained on more
+labels, were not promoted; now every ready version rescores the pool itself. This replays the adaptive
+default (``learning.simulation._replay_adaptive``'s loop, the same mix and measurement)
+with that promotion check, twice per seed: the queue ordered by the newest version, and by
+the served version. For each, it records test accuracy on the whole test split of the
+newest version and of the served one (what clients get) after every batch, and prints the
+mean curves, their areas and the paired per-seed area difference with its standard error.
+
+    python bench/queue_ranker.py                        # digits, overlap, imbalanced (batch 10), mnist (batch 20)
+    python bench/queue_ranker.py --only digits --seeds 20
+
+Writes bench/results/queue_ranker.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+# (data set, batch size, budget): MNIST at batch 20 is the demo project's setting.
+CASES = (("digits", 10, 400), ("overlap", 10, 400), ("imbalanced", 10, 400), ("mnist", 20, 400))
+RANKERS = ("newest", "served")
+
+
+def replay(name: str, batch: int, budget: int, seed: int, ranker: str) -> list[tuple]:
+    """[(labels, newest version's accuracy, served version's accuracy), ...] for one seed."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    from learning import adaptive, simulation
+    from learning.estimators import build_estimator
+    from learning.featurizer_options import build as build_featurizer
+    from learning.simulation_data import load_builtin
+
+    dataset = load_builtin(name)
+    y = np.asarray(dataset.y).astype(str)
+    pool_idx, test_idx = train_test_split(np.arange(len(y)), test_size=simulation.TEST_FRACTION,
+                                          stratify=y, random_state=simulation.SPLIT_SEED)
+    featurizer = build_featurizer(dataset.kind, {})
+    X_pool = featurizer.fit_transform(simulation._subset(dataset.X, pool_idx))
+    X_test = featurizer.transform(simulation._subset(dataset.X, test_idx))
+    y_pool, y_test = y[pool_idx], y[test_idx]
+    estimator = build_estimator({"estimator": None, "params": {}}, kind=dataset.kind)
+    with threadpool_limits(1):
+        rng = np.random.default_rng(seed)
+        n_pool = len(y_pool)
+        order = list(rng.choice(n_pool, simulation.SEED_LABELS, replace=False))
+        arm_of = np.full(n_pool, "", dtype=object)
+        test_order = np.random.default_rng(seed + 7919).permutation(len(y_test))
+        mix, served, curve = adaptive.Mix(), None, []
+        while True:
+            idx = np.sort(np.asarray(order))
+            model = simulation._fit_or_none(estimator, X_pool, y_pool, idx)
+            # The held-out labels a project has by now, as the adaptive replay assumes.
+            seen = test_order[: max(1, math.ceil(simulation.ADAPTIVE_TEST_PER_LABEL * len(order)))]
+            if model is not None:
+                if served is None:
+                    served = model
+                else:  # promotion._promote_if_better: macro-F1 on today's test labels
+                    present = sorted(set(y_test[seen]))
+                    new_f1, served_f1 = (
+                        f1_score(y_test[seen], m.predict(X_test[seen]), labels=present,
+                                 average="macro", zero_division=0) for m in (model, served))
+                    if new_f1 >= served_f1:
+                        served = model
+            curve.append((len(idx),
+                          float(accuracy_score(y_test, model.predict(X_test))) if model else 0.0,
+                          float(accuracy_score(y_test, served.predict(X_test))) if served else 0.0))
+            ranking = model if ranker == "newest" else served
+            if ranking is not None:
+                mix = simulation._adaptive_measure(adaptive, mix, estimator, ranking, X_pool,
+                                                   y_pool, np.asarray(order), arm_of, X_test,
+                                                   y_test, test_order, rng)
+            if len(idx) >= budget or len(idx) == n_pool:
+                return curve
+            unlabeled = np.setdiff1d(np.arange(n_pool), idx)
+            picked, arms = adaptive.select_mix(ranking, X_pool[unlabeled],
+                                               n=min(batch, budget - len(idx)), mix=mix,
+                                               seed=seed * 100_003 + len(idx))
+            arm_of[unlabeled[picked]] = arms
+            order.extend(unlabeled[picked].tolist())
+
+
+def _setup() -> None:
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    import django
+
+    django.setup()
+
+
+def _job(*args):
+    _setup()
+    return replay(*args)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--only", help="comma-separated data sets (default: all four)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "queue_ranker.json"))
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    started, rows = time.perf_counter(), []
+    print(f"{'data set':<12}{'batch':>6} {'queue by':<8}{'area newest':>12}{'area served':>12}"
+          f"   curve of the served version (labels: accuracy)")
+    for name, batch, budget in CASES:
+        if only and name not in only:
+            continue
+        jobs = [(name, batch, budget, seed, ranker) for ranker in RANKERS
+                for seed in range(args.seeds)]
+        curves = Parallel(n_jobs=args.jobs)(delayed(_job)(*job) for job in jobs)
+        by = {ranker: [c for (_n, _b, _bu, _s, r), c in zip(jobs, curves) if r == ranker]
+              for ranker in RANKERS}
+        row = {"dataset": name, "batch_size": batch, "budget": budget, "seeds": args.seeds}
+        for ranker in RANKERS:
+            labels = [p[0] for p in by[ranker][0]]
+            newest = np.mean([[p[1] for p in c] for c in by[ranker]], axis=0)
+            served = np.mean([[p[2] for p in c] for c in by[ranker]], axis=0)
+            row[ranker] = {"labels": labels, "newest": newest.round(5).tolist(),
+                           "served": served.round(5).tolist(),
+                           "area_newest": round(float(newest.mean()), 5),
+                           "area_served": round(float(served.mean()), 5)}
+            marks = [i for i, n in enumerate(labels) if n in (50, 100, 200, 400)]
+            print(f"{name:<12}{batch:>6} {ranker:<8}{newest.mean():>12.4f}{served.mean():>12.4f}"
+                  "   " + "  ".join(f"{labels[i]}: {served[i]:.3f}" for i in marks), flush=True)
+        for k, which in ((1, "newest"), (2, "served")):
+            diffs = np.asarray([np.mean([p[k] for p in a]) - np.mean([p[k] for p in b])
+                                for a, b in zip(by["newest"], by["served"])])
+            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else None
+            row[f"area_{which}_difference"] = {"mean": round(float(diffs.mean()), 5),
+                                               "se": None if se is None else round(se, 5),
+                                               "seeds_better": int((diffs > 0).sum())}
+            print(f"{'':<12}{'':>6} queue by the newest minus by the served, {which} version's "
+                  f"area: {diffs.mean():+.4f} (SE {se:.4f}), better in {(diffs > 0).sum()} of "
+                  f"{len(diffs)} seeds", flush=True)
+        rows.append(row)
+    summary = {"seconds": round(time.perf_counter() - started, 1), "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"\nwrote {out} in {summary['seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
