@@ -46,6 +46,10 @@ def test_the_project_page_shows_the_winning_arm_and_why(page, login, default_pro
     sure = max(probability, 1 - probability) >= 0.9
     badge = section.locator("tr.winning .badge")
     assert badge.count() == 1 and badge.inner_text() == ("winning" if sure else "ahead")
+    # Readable: its text is not drawn in its background's colour (the muted badge once was).
+    color, background = badge.evaluate(
+        "el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor]")
+    assert color != background, (color, background)
     assert section.locator("tr.winning td").first.inner_text().startswith(winner)
 
     why = section.locator("p.note").inner_text()
