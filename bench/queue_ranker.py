@@ -4,14 +4,14 @@ The service serves a new version only if its macro-F1 on the project's held-out 
 far is at least the served one's (re-evaluated on the same labels). The pool used to be
 rescored by the *served* model, so a served model that kept winning that check (on a few
 dozen held-out labels) went on ordering the queue while newer versions, trained on more
-labels, were not promoted; now every ready version rescores the pool itself. This replays the adaptive
-default (``learning.simulation._replay_adaptive``'s loop, the same mix and measurement)
-with that promotion check, twice per seed: the queue ordered by the newest version, and by
-the served version. For each, it records test accuracy on the whole test split of the
+labels, were not promoted; now every ready version rescores the pool itself. This replays
+the adaptive default (``learning.simulation._replay_adaptive``'s loop, the same mix and
+measurement) with that promotion check, twice per seed: the queue ordered by the newest
+version, and by the served version. For each, it records test accuracy on the whole test split of the
 newest version and of the served one (what clients get) after every batch, and prints the
 mean curves, their areas and the paired per-seed area difference with its standard error.
 
-    python bench/queue_ranker.py                        # digits, overlap, imbalanced (batch 10), mnist (batch 20)
+    python bench/queue_ranker.py        # digits, overlap, imbalanced (batch 10), mnist (batch 20)
     python bench/queue_ranker.py --only digits --seeds 20
 
 Writes bench/results/queue_ranker.json.

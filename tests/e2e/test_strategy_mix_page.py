@@ -38,7 +38,8 @@ def test_the_project_page_shows_the_winning_arm_and_why(page, login, default_pro
         shares[arm] = int(share.rstrip("%"))
         assert shares[arm] == round(100 * state["shares"][arm])
         expected_gain = round(state["gains"][arm] * 1_000, 2)
-        assert gain == f"{'+' if expected_gain >= 0 else ''}{expected_gain:.2f} points per 10 labels"
+        sign = "+" if expected_gain >= 0 else ""
+        assert gain == f"{sign}{expected_gain:.2f} points per 10 labels"
     assert sum(shares.values()) == 100
     # The arm with the larger share is "winning" only on evidence 90% sure, else "ahead".
     winner = max(shares, key=shares.get)
