@@ -7,12 +7,24 @@ dozen held-out labels) went on ordering the queue while newer versions, trained 
 labels, were not promoted; now every ready version rescores the pool itself. This replays
 the adaptive default (``learning.simulation._replay_adaptive``'s loop, the same mix and
 measurement) with that promotion check, twice per seed: the queue ordered by the newest
-version, and by the served version. For each, it records test accuracy on the whole test split of the
-newest version and of the served one (what clients get) after every batch, and prints the
-mean curves, their areas and the paired per-seed area difference with its standard error.
+version, and by the served version. For each, it records test accuracy on the whole test
+split of the newest version and of the served one (what clients get) after every batch, and
+prints the mean curves, their areas and the paired per-seed area difference with its standard
+error.
 
     python bench/queue_ranker.py        # digits, overlap, imbalanced (batch 10), mnist (batch 20)
     python bench/queue_ranker.py --only digits --seeds 20
+
+``--rules`` compares promotion rules instead (the queue ordered by the newest version): ``geq``
+(the service's: serve the new version if its macro-F1 is at least the served one's),
+``latest`` (always serve the new version) and ``worseNN`` (serve it unless it is worse in
+NN% or more of 1,000 bootstrap resamples of the held-out rows, both versions scored on the
+same resampled rows). ``--junk 150-250`` gives every pick made between 150 and 250 labels a
+uniformly random label, as a careless annotator would; the curves are measured on the true
+test labels. The served version's area is printed against the first rule's:
+
+    python bench/queue_ranker.py --rules geq,latest,worse90,worse75 --only digits,overlap,imbalanced
+    python bench/queue_ranker.py --rules geq,latest,worse90,worse75 --junk 150-250
 
 Writes bench/results/queue_ranker.json.
 """
@@ -38,7 +50,28 @@ CASES = (("digits", 10, 400), ("overlap", 10, 400), ("imbalanced", 10, 400), ("m
 RANKERS = ("newest", "served")
 
 
-def replay(name: str, batch: int, budget: int, seed: int, ranker: str) -> list[tuple]:
+def worse_share(y, new_pred, served_pred, present, resamples: int = 1000, seed: int = 0) -> float:
+    """Share of bootstrap resamples of the rows in which the new predictions' macro-F1 (over
+    ``present``, as sklearn's with zero_division=0) is below the served ones'."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+
+    def macro_f1(pred):
+        total = np.zeros(resamples)
+        for label in present:
+            truth, said = (y == label), (pred == label)
+            tp, fp, fn = (weights @ (truth & said), weights @ (~truth & said),
+                          weights @ (truth & ~said))
+            denominator = 2 * tp + fp + fn
+            total += np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 0.0)
+        return total / len(present)
+
+    return float((macro_f1(new_pred) - macro_f1(served_pred) < 0).mean())
+
+
+def replay(name: str, batch: int, budget: int, seed: int, ranker: str, rule: str = "geq",
+           junk: tuple[int, int] | None = None) -> list[tuple]:
     """[(labels, newest version's accuracy, served version's accuracy), ...] for one seed."""
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
@@ -57,6 +90,9 @@ def replay(name: str, batch: int, budget: int, seed: int, ranker: str) -> list[t
     X_pool = featurizer.fit_transform(simulation._subset(dataset.X, pool_idx))
     X_test = featurizer.transform(simulation._subset(dataset.X, test_idx))
     y_pool, y_test = y[pool_idx], y[test_idx]
+    if junk is not None:  # a careless annotator's labels, written as the picks are made
+        y_pool, classes = y_pool.copy(), np.unique(y_pool)
+        junk_rng = np.random.default_rng(seed + 17)
     estimator = build_estimator({"estimator": None, "params": {}}, kind=dataset.kind)
     with threadpool_limits(1):
         rng = np.random.default_rng(seed)
@@ -75,10 +111,19 @@ def replay(name: str, batch: int, budget: int, seed: int, ranker: str) -> list[t
                     served = model
                 else:  # promotion._promote_if_better: macro-F1 on today's test labels
                     present = sorted(set(y_test[seen]))
-                    new_f1, served_f1 = (
-                        f1_score(y_test[seen], m.predict(X_test[seen]), labels=present,
-                                 average="macro", zero_division=0) for m in (model, served))
-                    if new_f1 >= served_f1:
+                    new_pred = model.predict(X_test[seen])
+                    served_pred = served.predict(X_test[seen])
+                    if rule == "latest":
+                        better = True
+                    elif rule.startswith("worse"):
+                        better = worse_share(y_test[seen], new_pred, served_pred, present,
+                                             seed=len(idx)) < int(rule[5:]) / 100
+                    else:
+                        new_f1, served_f1 = (
+                            f1_score(y_test[seen], pred, labels=present, average="macro",
+                                     zero_division=0) for pred in (new_pred, served_pred))
+                        better = new_f1 >= served_f1
+                    if better:
                         served = model
             curve.append((len(idx),
                           float(accuracy_score(y_test, model.predict(X_test))) if model else 0.0,
@@ -95,6 +140,8 @@ def replay(name: str, batch: int, budget: int, seed: int, ranker: str) -> list[t
                                                n=min(batch, budget - len(idx)), mix=mix,
                                                seed=seed * 100_003 + len(idx))
             arm_of[unlabeled[picked]] = arms
+            if junk is not None and junk[0] <= len(order) < junk[1]:
+                y_pool[unlabeled[picked]] = junk_rng.choice(classes, size=len(picked))
             order.extend(unlabeled[picked].tolist())
 
 
@@ -118,8 +165,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated data sets (default: all four)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "queue_ranker.json"))
+    parser.add_argument("--rules", help="compare these promotion rules instead (geq, latest, "
+                        "worseNN), the queue ordered by the newest version")
+    parser.add_argument("--junk", help="LO-HI: picks made between LO and HI labels get "
+                        "random labels (with --rules)")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
+    if args.rules:
+        return compare_rules(args, only)
     started, rows = time.perf_counter(), []
     print(f"{'data set':<12}{'batch':>6} {'queue by':<8}{'area newest':>12}{'area served':>12}"
           f"   curve of the served version (labels: accuracy)")
@@ -151,15 +204,50 @@ def main(argv=None) -> int:
                                                "se": None if se is None else round(se, 5),
                                                "seeds_better": int((diffs > 0).sum())}
             print(f"{'':<12}{'':>6} queue by the newest minus by the served, {which} version's "
-                  f"area: {diffs.mean():+.4f} (SE {se:.4f}), better in {(diffs > 0).sum()} of "
+                  f"area: {diffs.mean():+.4f} (SE {se or 0:.4f}), better in {(diffs > 0).sum()} of "
                   f"{len(diffs)} seeds", flush=True)
         rows.append(row)
-    summary = {"seconds": round(time.perf_counter() - started, 1), "rows": rows}
-    out = Path(args.out)
+    return _write({"seconds": round(time.perf_counter() - started, 1), "rows": rows}, args.out)
+
+
+def _write(summary: dict, path: str) -> int:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\nwrote {out} in {summary['seconds']:.0f}s")
     return 0
+
+
+def compare_rules(args, only) -> int:
+    """The served version's area under each promotion rule, against the first rule's."""
+    rules = args.rules.split(",")
+    for rule in rules:
+        if rule not in ("geq", "latest") and not (rule.startswith("worse") and rule[5:].isdigit()):
+            raise SystemExit(f"unknown rule {rule!r}: geq, latest or worseNN")
+    junk = tuple(int(v) for v in args.junk.split("-")) if args.junk else None
+    started, rows = time.perf_counter(), []
+    print(f"junk labels: {'none' if junk is None else f'picks at {junk[0]}-{junk[1]} labels'}")
+    for name, batch, budget in CASES:
+        if only and name not in only:
+            continue
+        jobs = [(name, batch, budget, seed, "newest", rule, junk) for rule in rules
+                for seed in range(args.seeds)]
+        curves = Parallel(n_jobs=args.jobs)(delayed(_job)(*job) for job in jobs)
+        served = {rule: np.asarray([np.mean([p[2] for p in c]) for job, c in zip(jobs, curves)
+                                    if job[5] == rule]) for rule in rules}
+        for rule in rules:
+            diffs = served[rule] - served[rules[0]]
+            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+            rows.append({"dataset": name, "batch_size": batch, "budget": budget, "rule": rule,
+                         "junk": junk, "seeds": args.seeds,
+                         "area_served": round(float(served[rule].mean()), 5),
+                         "difference": round(float(diffs.mean()), 5), "se": round(se, 5),
+                         "seeds_better": int((diffs > 0).sum())})
+            print(f"{name:<12}{batch:>6} {rule:<8} served version's area "
+                  f"{served[rule].mean():.4f}, minus {rules[0]}'s {diffs.mean():+.4f} "
+                  f"(SE {se:.4f}), better in {(diffs > 0).sum()} of {len(diffs)} seeds",
+                  flush=True)
+    return _write({"seconds": round(time.perf_counter() - started, 1), "rules": rows}, args.out)
 
 
 if __name__ == "__main__":
