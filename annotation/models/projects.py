@@ -22,7 +22,7 @@ class Project(models.Model):
         DEFAULT = "default"
 
     class Promotion(models.TextChoices):
-        BEST = "best", "best macro-F1 on the test split"
+        BEST = "best", "new unless worse on the test labels"
         LATEST = "latest", "latest ready version"
 
     # The estimators a project can choose, stored as model_spec["estimator"]. The registry is
@@ -47,7 +47,8 @@ class Project(models.Model):
     )
     promotion = models.CharField(
         max_length=10, choices=Promotion.choices, default=Promotion.BEST,
-        help_text="Which ready version is served: the best on the test split, or the latest.",
+        help_text="Which ready version is served: a new one unless the test labels show it "
+                  "worse than the served one, or always the latest.",
     )
     model_spec = models.JSONField(default=dict, blank=True)
     test_fraction = models.FloatField(default=0.2)

@@ -1,8 +1,11 @@
-"""Serve a ready version: on request, or when it beats the served one on today's test labels."""
+"""Serve a ready version: on request, or unless today's test labels show it worse than the
+served one (``learning.promotion_check``)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 from sklearn.metrics import f1_score
@@ -10,7 +13,7 @@ from sklearn.metrics import f1_score
 from annotation.access import SCIENCE_ROLES, member_require
 from annotation.models import Project, Sample
 from annotation.selectors import labeled_samples
-from learning import artifacts
+from learning import adaptive, artifacts, promotion_check
 from learning.models import ModelVersion
 from learning.model_input import sample_feature_matrix
 from learning.services.liveness import _lock_project
@@ -19,18 +22,37 @@ from learning.services.training import TrainingError
 logger = logging.getLogger(__name__)
 
 
-def _served_macro_f1_on_current_test(project: Project, served: ModelVersion) -> float | None:
-    """Re-evaluate the served model on today's test labels, so both compete on equal data."""
+@dataclass(frozen=True)
+class _Comparison:
+    new_f1: float
+    served_f1: float
+    verdict: promotion_check.Verdict
+
+
+def _compare_on_current_test(project: Project, version: ModelVersion,
+                             served: ModelVersion) -> _Comparison | None:
+    """Both versions on today's test labels: macro-F1 each, and the paired margins' verdict."""
     test_rows = labeled_samples(project=project, split=Sample.Split.TEST)
     if not test_rows:
         return None
-    estimator = artifacts.load(path=served.artifact_path, sha256=served.artifact_sha256)
     X_test = sample_feature_matrix(project=project, samples=[s for s, _v, _id in test_rows])
-    y_test = [value for _s, value, _id in test_rows]
-    present = sorted(set(y_test))
-    return float(
-        f1_score(y_test, estimator.predict(X_test), labels=present, average="macro", zero_division=0)
-    )
+    y_test = np.asarray([value for _s, value, _id in test_rows])
+    present = sorted(set(y_test.tolist()))
+    scores, f1s = [], []
+    for model in (version, served):
+        estimator = artifacts.load(path=model.artifact_path, sha256=model.artifact_sha256)
+        scores.append(adaptive.test_scores(estimator, X_test, y_test))
+        f1s.append(float(f1_score(y_test, estimator.predict(X_test), labels=present,
+                                  average="macro", zero_division=0)))
+    return _Comparison(new_f1=f1s[0], served_f1=f1s[1],
+                       verdict=promotion_check.paired_verdict(scores[0], scores[1]))
+
+
+def _comparison_text(comparison: _Comparison, served: ModelVersion) -> str:
+    verdict = comparison.verdict
+    return (f"macro-F1 {comparison.new_f1:.3f} vs served v{served.number} "
+            f"{comparison.served_f1:.3f} on the same {verdict.rows} test labels; margin on "
+            f"them {verdict.mean:+.3f} per label (z {verdict.z:+.2f})")
 
 
 @transaction.atomic
@@ -64,20 +86,20 @@ def _promote_if_better(version: ModelVersion) -> None:
         version.save(update_fields=["promotion_note"])
         return
     try:
-        served_f1 = _served_macro_f1_on_current_test(project, served)
+        comparison = _compare_on_current_test(project, version, served)
     except artifacts.ArtifactError as exc:
-        logger.error("served artifact of %s unusable: %s", served, exc)
-        served_f1 = None
-    if served_f1 is None or version.macro_f1 >= served_f1:
-        model_version_promote(
-            version=version,
-            note=f"macro-F1 {version.macro_f1:.3f} vs served v{served.number} "
-            f"{'n/a' if served_f1 is None else f'{served_f1:.3f}'} on the same test labels",
-        )
+        logger.error("artifact of %s or %s unusable: %s", version, served, exc)
+        comparison = None
+    if comparison is None:
+        model_version_promote(version=version, note=(
+            f"macro-F1 {version.macro_f1:.3f}; served v{served.number} could not be "
+            "re-evaluated on the test labels"))
+    elif not comparison.verdict.worse:
+        model_version_promote(version=version, note=(
+            f"{_comparison_text(comparison, served)}: not worse"))
     else:
         version.promotion_note = (
-            f"not promoted: macro-F1 {version.macro_f1:.3f} < served v{served.number} "
-            f"{served_f1:.3f} on the same test labels"
+            f"not promoted: worse than the served version: {_comparison_text(comparison, served)}"
         )
         version.save(update_fields=["promotion_note"])
 

@@ -239,12 +239,15 @@ def test_labels_since_model_and_model_age(served_project, annotator, make_sample
 def test_rule_retrain_never_unserves_a_better_model(served_project, monkeypatch, trigger,
                                                     promoted):
     """Under the 'latest' policy a batch retrain is served whatever its score; one a rule
-    asked for only when it beats the served model on the test labels."""
+    asked for only when the test labels do not show it worse than the served model."""
     from learning.services import model_version_request, model_version_train, promotion
     served_project.promotion = "latest"
     served_project.save()
     served = ModelVersion.objects.get(is_served=True)
-    monkeypatch.setattr(promotion, "_served_macro_f1_on_current_test", lambda p, s: 1.01)
+    from learning.promotion_check import Verdict
+    worse = promotion._Comparison(new_f1=0.5, served_f1=1.0,
+                                  verdict=Verdict(rows=10, mean=-0.5, z=-5.0))
+    monkeypatch.setattr(promotion, "_compare_on_current_test", lambda p, v, s: worse)
     version = model_version_request(project=served_project, trigger=trigger)
     model_version_train(version_id=version.pk)
     version.refresh_from_db()
