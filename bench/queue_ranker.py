@@ -1,10 +1,11 @@
 """Which model should order the labeling queue: the served one, or the newest trained one?
 
-The service serves a new version only if its macro-F1 on the project's held-out labels so
-far is at least the served one's (re-evaluated on the same labels). The pool used to be
-rescored by the *served* model, so a served model that kept winning that check (on a few
-dozen held-out labels) went on ordering the queue while newer versions, trained on more
-labels, were not promoted; now every ready version rescores the pool itself. This replays
+The service serves a new version unless the project's held-out labels so far show it worse
+than the served one (paired margins, learning/promotion_check.py; the macro-F1 check it had
+before is the rule ``geq`` below). The pool used to be rescored by the *served* model, so a
+served model that kept winning the macro-F1 check (on a few dozen held-out labels) went on
+ordering the queue while newer versions, trained on more labels, were not promoted; now
+every ready version rescores the pool itself. This replays
 the adaptive default (``learning.simulation._replay_adaptive``'s loop, the same mix and
 measurement) with that promotion check, twice per seed: the queue ordered by the newest
 version, and by the served version. For each, it records test accuracy on the whole test
@@ -15,16 +16,18 @@ error.
     python bench/queue_ranker.py        # digits, overlap, imbalanced (batch 10), mnist (batch 20)
     python bench/queue_ranker.py --only digits --seeds 20
 
-``--rules`` compares promotion rules instead (the queue ordered by the newest version): ``geq``
-(the service's: serve the new version if its macro-F1 is at least the served one's),
-``latest`` (always serve the new version) and ``worseNN`` (serve it unless it is worse in
-NN% or more of 1,000 bootstrap resamples of the held-out rows, both versions scored on the
-same resampled rows). ``--junk 150-250`` gives every pick made between 150 and 250 labels a
-uniformly random label, as a careless annotator would; the curves are measured on the true
-test labels. The served version's area is printed against the first rule's:
+``--rules`` compares promotion rules instead (the queue ordered by the newest version):
+``margins`` (the service's: serve the new version unless the paired margins on the held-out
+labels show it worse with 90% confidence), ``geq`` (the check before: serve it if its
+macro-F1 is at least the served one's), ``latest`` (always serve it) and ``worseNN`` (serve
+it unless its macro-F1 is lower in NN% or more of 1,000 bootstrap resamples of the held-out
+rows, both versions scored on the same resampled rows). ``--junk 150-250`` gives every
+pick made between 150 and 250 labels a uniformly random label, as a careless annotator
+would; the curves are measured on the true test labels. The served version's area is
+printed against the first rule's:
 
-    python bench/queue_ranker.py --rules geq,latest,worse90,worse75 --only digits,overlap,imbalanced
-    python bench/queue_ranker.py --rules geq,latest,worse90,worse75 --junk 150-250
+    python bench/queue_ranker.py --rules geq,latest,margins,worse90,worse75
+    python bench/queue_ranker.py --rules geq,latest,margins,worse90,worse75 --junk 150-250
 
 Writes bench/results/queue_ranker.json.
 """
@@ -70,14 +73,14 @@ def worse_share(y, new_pred, served_pred, present, resamples: int = 1000, seed: 
     return float((macro_f1(new_pred) - macro_f1(served_pred) < 0).mean())
 
 
-def replay(name: str, batch: int, budget: int, seed: int, ranker: str, rule: str = "geq",
+def replay(name: str, batch: int, budget: int, seed: int, ranker: str, rule: str = "margins",
            junk: tuple[int, int] | None = None) -> list[tuple]:
     """[(labels, newest version's accuracy, served version's accuracy), ...] for one seed."""
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
     from threadpoolctl import threadpool_limits
 
-    from learning import adaptive, simulation
+    from learning import adaptive, promotion_check, simulation
     from learning.estimators import build_estimator
     from learning.featurizer_options import build as build_featurizer
     from learning.simulation_data import load_builtin
@@ -109,12 +112,16 @@ def replay(name: str, batch: int, budget: int, seed: int, ranker: str, rule: str
             if model is not None:
                 if served is None:
                     served = model
-                else:  # promotion._promote_if_better: macro-F1 on today's test labels
+                else:  # promotion._promote_if_better, or another rule
                     present = sorted(set(y_test[seen]))
                     new_pred = model.predict(X_test[seen])
                     served_pred = served.predict(X_test[seen])
                     if rule == "latest":
                         better = True
+                    elif rule == "margins":  # the service's check (promotion_check)
+                        better = not promotion_check.paired_verdict(
+                            adaptive.test_scores(model, X_test[seen], y_test[seen]),
+                            adaptive.test_scores(served, X_test[seen], y_test[seen])).worse
                     elif rule.startswith("worse"):
                         better = worse_share(y_test[seen], new_pred, served_pred, present,
                                              seed=len(idx)) < int(rule[5:]) / 100
@@ -222,8 +229,9 @@ def compare_rules(args, only) -> int:
     """The served version's area under each promotion rule, against the first rule's."""
     rules = args.rules.split(",")
     for rule in rules:
-        if rule not in ("geq", "latest") and not (rule.startswith("worse") and rule[5:].isdigit()):
-            raise SystemExit(f"unknown rule {rule!r}: geq, latest or worseNN")
+        known = rule in ("geq", "latest", "margins")
+        if not known and not (rule.startswith("worse") and rule[5:].isdigit()):
+            raise SystemExit(f"unknown rule {rule!r}: geq, latest, margins or worseNN")
     junk = tuple(int(v) for v in args.junk.split("-")) if args.junk else None
     started, rows = time.perf_counter(), []
     print(f"junk labels: {'none' if junk is None else f'picks at {junk[0]}-{junk[1]} labels'}")
