@@ -51,8 +51,8 @@ def _compare_on_current_test(project: Project, version: ModelVersion,
 def _comparison_text(comparison: _Comparison, served: ModelVersion) -> str:
     verdict = comparison.verdict
     return (f"macro-F1 {comparison.new_f1:.3f} vs served v{served.number} "
-            f"{comparison.served_f1:.3f} on the same {verdict.rows} test labels; margin on "
-            f"them {verdict.mean:+.3f} per label (z {verdict.z:+.2f})")
+            f"{comparison.served_f1:.3f} on the same {verdict.rows} test labels; margin difference "
+            f"on them {verdict.mean:+.3f} per label (z {verdict.z:+.2f})")
 
 
 @transaction.atomic

@@ -164,7 +164,7 @@ class ModelVersionDetailApi(APIView):
                             "score_seconds": 0.8, "scored_sample_count": 5000},
                 "artifact_sha256": "2c26b46b68ffc68f...", "sklearn_version": "1.9.1",
                 "error": "", "promotion_note": "macro-F1 0.890 vs served v1 0.800 on the same 48 "
-                "test labels; margin on them +0.072 per label (z +2.31): not worse"}),
+                "test labels; margin difference on them +0.072 per label (z +2.31): not worse"}),
             *error_examples(_ERRORS),
         ],
     )
