@@ -49,7 +49,8 @@ recovery on this stream at all.
 
 Every retrain goes through the same promotion check as the service: paired margins on the
 held-out labels against the served model's (``--check geq``: the macro-F1 check the service
-had before, which every figure in the README before stop 27 used). As in a project, they start as 120 digits of
+had before, which the README's figures older than "Newest: the same loop with the promotion
+check on paired margins" used). As in a project, the held-out labels start as 120 digits of
 the imported data, before the shift (``--val pre``), and grow with each policy's held-out
 labels; ``--val mixed`` starts with 60 of them and 60 shifted ones instead (the
 measurements before held-out draws, whose promotion check saw shifted digits no policy
