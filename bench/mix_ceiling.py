@@ -128,10 +128,10 @@ def main(argv=None) -> int:
         mean = sum(diffs) / seeds
         se = (sum((d - mean) ** 2 for d in diffs) / (seeds - 1) / seeds) ** 0.5 if seeds > 1 else 0
         row["area_vs_random"], row["area_vs_random_se"] = round(mean, 5), round(se, 5)
-        row["ratio_95"] = None if row["labels_to_95"] is None else round(
-            row["labels_to_95"] / base["labels_to_95"], 3)
-        row["ratio_99"] = None if row["labels_to_99"] is None or base["labels_to_99"] is None \
-            else round(row["labels_to_99"] / base["labels_to_99"], 3)
+        for level in ("95", "99"):
+            mine, random_ = row[f"labels_to_{level}"], base[f"labels_to_{level}"]
+            row[f"ratio_{level}"] = (None if mine is None or random_ is None
+                                     else round(mine / random_, 3))
         spread = "" if row is base else f"  {mean:+.4f} ({se:.4f})"
         print(f"{row['variant']:<26}{_fmt(row['labels_to_95']):>8}"
               f"{_times(row['labels_to_95'], base['labels_to_95']):>7}"
