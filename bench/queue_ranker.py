@@ -114,8 +114,9 @@ def replay(name: str, batch: int, budget: int, seed: int, ranker: str, rule: str
                     served = model
                 else:  # promotion._promote_if_better, or another rule
                     present = sorted(set(y_test[seen]))
-                    new_pred = model.predict(X_test[seen])
-                    served_pred = served.predict(X_test[seen])
+                    if rule == "geq" or rule.startswith("worse"):
+                        new_pred = model.predict(X_test[seen])
+                        served_pred = served.predict(X_test[seen])
                     if rule == "latest":
                         better = True
                     elif rule == "margins":  # the service's check (promotion_check)
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "queue_ranker.json"))
     parser.add_argument("--rules", help="compare these promotion rules instead (geq, latest, "
-                        "worseNN), the queue ordered by the newest version")
+                        "margins, worseNN), the queue ordered by the newest version")
     parser.add_argument("--junk", help="LO-HI: picks made between LO and HI labels get "
                         "random labels (with --rules)")
     args = parser.parse_args(argv)
